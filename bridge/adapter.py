@@ -1,0 +1,101 @@
+"""The adapter contract: what the core needs from a system (ServiceNow, Jira, …).
+
+Adapters are contributed by plugins through ``relbridge_adapters()``. They speak in the
+system's own field names and values (``SystemRecord.fields``); ``mapping.py`` turns those
+into canonical fields. Adapters own their API's paging, auth and link bookkeeping; the
+core owns watermarks, merging, retries and checkpoints.
+
+Links are exposed as *pseudo-fields* so that mappings can treat them like any other
+reference field:
+
+* a change carries ``release`` (the system id of its release), whatever the system stores
+  underneath (ServiceNow ``rm_m2m_release_task`` rows, Jira ``fixVersions``);
+* an incident carries ``caused_by`` (system id of the change) and ``release``;
+* a Jira version carries ``state`` (``unreleased`` | ``released`` | ``archived``), built
+  from its ``released``/``archived`` flags.
+
+Errors: adapters raise ``bridge.errors.TransientError`` for 429/5xx/connection problems
+(with ``retry_after`` when the server said so) and ``PermanentError`` for other 4xx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class SystemRecord:
+    """One object as read from a system."""
+
+    system: str
+    entity: str
+    id: str  # sys_id, Jira issue id, Jira version id
+    key: str | None  # number (CHG0030001), issue key (OPS-12), version name
+    updated_at: datetime  # aware, UTC
+    version: str  # sys_mod_count, or Jira's `updated`: changes on every write
+    fields: Mapping[str, Any]
+    url: str | None = None
+    correlation: str | None = None  # the canonical key this object was tagged with, if any
+
+
+@dataclass(frozen=True)
+class WebhookHint:
+    """What a webhook says changed. A hint only: the worker re-reads the object."""
+
+    system: str
+    entity: str
+    id: str
+    delivery_id: str | None = None  # for deduplicating repeated deliveries
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    name: str
+    type: str = "string"
+    choices: tuple[str, ...] = ()
+
+
+@dataclass
+class Metadata:
+    """What exists in a live system, for ``relbridge mappings check``."""
+
+    objects: dict[str, dict[str, FieldInfo]] = field(default_factory=dict)  # object -> field -> info
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    name: str  # "servicenow" | "jira"
+    entities: tuple[str, ...]
+
+    def list_changed(
+        self, entity: str, since: datetime | None, fields: Iterable[str]
+    ) -> Iterator[SystemRecord]:
+        """Records changed at or after ``since`` (all when None), oldest first, all pages."""
+
+    def read(self, entity: str, id: str, fields: Iterable[str]) -> SystemRecord | None:
+        """The current state of one object; None when it no longer exists."""
+
+    def find_by_correlation(self, entity: str, correlation: str) -> SystemRecord | None:
+        """The object tagged with this canonical key, if one exists (idempotent creates)."""
+
+    def create(self, entity: str, payload: Mapping[str, Any], correlation: str) -> SystemRecord:
+        """Create an object tagged with ``correlation``; returns it as read back."""
+
+    def write(self, entity: str, id: str, payload: Mapping[str, Any]) -> SystemRecord:
+        """Write only the given fields, in as few calls as the API allows."""
+
+    def delete(self, entity: str, id: str) -> None:
+        """Delete an object (only used when ``[sync] propagate_deletes = true``)."""
+
+    def parse_webhook(self, headers: Mapping[str, str], body: Any) -> list[WebhookHint]:
+        """Turn a verified webhook body (parsed JSON) into hints; [] for ignored events."""
+
+    def metadata(self) -> Metadata:
+        """Field names and choice values as the live system defines them."""
+
+    def check_auth(self) -> None:
+        """Raise if the system is unreachable or rejects our credentials (for /readyz)."""

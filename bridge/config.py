@@ -1,0 +1,217 @@
+"""Configuration: one TOML file, overridden by ``RELBRIDGE_<SECTION>__<KEY>`` variables.
+
+Every section forbids unknown keys so a typo is an error rather than a silently ignored
+setting. Secrets are ``SecretStr`` and never printed. Relative paths (mapping files, a
+SQLite store) resolve against the folder of the config file, so a config works from any
+working directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from bridge.errors import ConfigError
+
+ENV_PREFIX = "RELBRIDGE_"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServiceNowConfig(Section):
+    url: str = "http://127.0.0.1:8081"
+    user: str = "admin"
+    password: SecretStr = SecretStr("admin")
+    verify_tls: bool = True
+    timeout_seconds: float = Field(default=30, gt=0)
+
+
+class JiraConfig(Section):
+    url: str = "http://127.0.0.1:8082"
+    user: str = "admin"
+    token: SecretStr = SecretStr("admin")
+    projects: list[str] = Field(default_factory=lambda: ["OPS"], min_length=1)
+    timezone: str = "UTC"  # reading and writing Jira's date-only fields (version dates)
+    verify_tls: bool = True
+    timeout_seconds: float = Field(default=30, gt=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin')") from None
+        return value
+
+
+class StoreConfig(Section):
+    url: str = "sqlite:///relbridge.db"
+
+
+class SyncConfig(Section):
+    interval_seconds: float = Field(default=60, gt=0)
+    overlap_seconds: float = Field(default=120, ge=0)
+    concurrency: int = Field(default=4, ge=1, le=64)  # parallel API calls per system
+    page_size: int = Field(default=500, ge=1, le=10000)
+    conflict_policy: Literal["last_writer_wins", "servicenow_wins", "jira_wins"] = "last_writer_wins"
+    propagate_deletes: bool = False
+    derive_lifecycle: bool = True  # release state follows its linked changes
+    workers: int = Field(default=4, ge=1, le=64)
+    max_attempts: int = Field(default=8, ge=1)
+    retry_base_seconds: float = Field(default=1.0, gt=0)
+    retry_max_seconds: float = Field(default=300, gt=0)
+
+
+class WebhooksConfig(Section):
+    bind: str = "127.0.0.1:8090"
+    jira_secret: SecretStr | None = None
+    servicenow_secret: SecretStr | None = None
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    @field_validator("bind")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{value!r} is not host:port (e.g. '127.0.0.1:8090')")
+        return value
+
+
+class MappingsConfig(Section):
+    # None means the default mapping shipped with relbridge.
+    servicenow: Path | None = None
+    jira: Path | None = None
+
+
+class PluginsConfig(Section):
+    modules: list[str] = Field(default_factory=list)
+    disabled: list[str] = Field(default_factory=list)
+
+
+class GateConfig(Section):
+    policy: Literal["revert", "warn"] = "revert"
+
+
+class RollbackConfig(Section):
+    # Close code written to a rolled-back release's changes; "" leaves them alone.
+    mark_changes: Literal["", "unsuccessful"] = "unsuccessful"
+
+
+class LogConfig(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Config(Section):
+    servicenow: ServiceNowConfig = Field(default_factory=ServiceNowConfig)
+    jira: JiraConfig = Field(default_factory=JiraConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    mappings: MappingsConfig = Field(default_factory=MappingsConfig)
+    plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    rollback: RollbackConfig = Field(default_factory=RollbackConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    source: str = Field(default="<defaults>", exclude=True)  # where it was loaded from, for messages
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load ``path`` (or defaults when None), apply environment overrides, validate.
+
+    Raises ``ConfigError`` with a ``file: dotted.key — message`` text.
+    """
+    env = os.environ if env is None else env
+    source = str(path) if path is not None else "<defaults>"
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        file = Path(path)
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: file not found") from None
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: invalid TOML — {exc}") from None
+        base = file.resolve().parent
+    _apply_env(data, env, source)
+    try:
+        config = Config.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc, Config)) from None
+    return _resolve_paths(config, base)
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str], source: str) -> None:
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+        value: Any = raw
+        if raw[:1] in "[{":  # lists and tables as JSON
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{source}: {name} — not valid JSON ({exc.msg})") from None
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"{source}: {section} — must be a table")
+        target[key] = value
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    for system in ("servicenow", "jira"):
+        path = getattr(config.mappings, system)
+        if path is not None and not path.is_absolute():
+            setattr(config.mappings, system, base / path)
+    prefix = "sqlite:///"
+    url = config.store.url
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        config.store.url = prefix + str(base / url[len(prefix):])
+    return config
+
+
+def format_validation_error(source: str, exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """``file: dotted.key — message`` lines, with a suggestion for a mistyped key."""
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        dotted = ".".join(loc) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+            hint = _suggest(model, loc) if model else None
+            if hint:
+                message += f" (did you mean {hint!r}?)"
+        elif message.startswith("Value error, "):
+            message = message[len("Value error, "):]
+        lines.append(f"{source}: {dotted} — {message}")
+    return "\n".join(lines)
+
+
+def _suggest(model: type[BaseModel], loc: list[str]) -> str | None:
+    """The closest valid key name at ``loc``'s level, if one is close."""
+    current: Any = model
+    for part in loc[:-1]:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None or not isinstance(field.annotation, type):
+            return None
+        current = field.annotation
+    names = list(getattr(current, "model_fields", {}))
+    match = difflib.get_close_matches(loc[-1], names, n=1, cutoff=0.6)
+    return match[0] if match else None
