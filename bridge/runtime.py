@@ -1,0 +1,62 @@
+"""Wires configuration, plugins, mappings, adapters and the store into one object.
+
+The CLI, the daemon and the demo all start from a ``Runtime``; each piece is built on
+first use so that, say, ``relbridge mappings check --offline`` never opens the store or
+talks to a system.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from bridge.config import Config
+from bridge.plugins import Hooks, PluginManager, make_plugin_manager
+
+if TYPE_CHECKING:
+    from bridge.mapping import Mappings
+    from bridge.store import Store
+
+
+class Runtime:
+    def __init__(self, config: Config, *, extra_plugins: list[tuple[str, Any]] | None = None) -> None:
+        self.config = config
+        self._extra_plugins = extra_plugins or []
+
+    @cached_property
+    def plugin_manager(self) -> PluginManager:
+        return make_plugin_manager(
+            self.config.plugins.modules, self.config.plugins.disabled, extra=self._extra_plugins
+        )
+
+    @cached_property
+    def hooks(self) -> Hooks:
+        return Hooks(self.plugin_manager)
+
+    @cached_property
+    def mappings(self) -> Mappings:
+        from bridge.mapping import load_mappings
+
+        return load_mappings(
+            self.config.mappings.servicenow,
+            self.config.mappings.jira,
+            timezone=self.config.jira.timezone,
+            transforms=self.hooks.transforms(),
+        )
+
+    @cached_property
+    def adapters(self) -> dict[str, Any]:
+        return self.hooks.adapters(self.config)
+
+    @cached_property
+    def store(self) -> Store:
+        from bridge.store import Store
+
+        store = Store(self.config.store.url)
+        store.migrate()
+        return store
+
+    def close(self) -> None:
+        store = self.__dict__.get("store")
+        if store is not None:
+            store.close()
