@@ -29,6 +29,15 @@ if TYPE_CHECKING:
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
 
+# --- set-up ----------------------------------------------------------------------------------
+
+
+@hookspec
+def relbridge_configure(config: Config) -> None:
+    """Called once after all plugins are loaded, before any other hook, with the validated
+    configuration. Plugins read their settings here (e.g. the gate reads ``[gate] policy``)."""
+
+
 # --- contributions -----------------------------------------------------------------------
 
 

@@ -139,6 +139,9 @@ class Hooks:
     def __init__(self, pm: PluginManager) -> None:
         self.pm = pm
 
+    def configure(self, config: Any) -> None:
+        self.pm.hook.relbridge_configure(config=config)
+
     # contributions
     def adapters(self, config: Any) -> dict[str, Any]:
         found: dict[str, Any] = {}

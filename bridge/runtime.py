@@ -14,6 +14,7 @@ from bridge.config import Config
 from bridge.plugins import Hooks, PluginManager, make_plugin_manager
 
 if TYPE_CHECKING:
+    from bridge.engine import Engine
     from bridge.mapping import Mappings
     from bridge.store import Store
 
@@ -31,7 +32,9 @@ class Runtime:
 
     @cached_property
     def hooks(self) -> Hooks:
-        return Hooks(self.plugin_manager)
+        hooks = Hooks(self.plugin_manager)
+        hooks.configure(self.config)
+        return hooks
 
     @cached_property
     def mappings(self) -> Mappings:
@@ -55,6 +58,12 @@ class Runtime:
         store = Store(self.config.store.url)
         store.migrate()
         return store
+
+    @cached_property
+    def engine(self) -> Engine:
+        from bridge.engine import Engine
+
+        return Engine(self.store, self.mappings, self.adapters, self.hooks, self.config)
 
     def close(self) -> None:
         store = self.__dict__.get("store")
