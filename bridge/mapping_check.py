@@ -1,0 +1,128 @@
+"""Checks behind ``relbridge mappings check``: warnings about a mapping that loads fine.
+
+``check_offline`` looks at the files alone (a state that can never be written, a required
+field nothing fills); ``check_against`` compares them with what a live system defines
+(``Adapter.metadata()``, keyed by the mapping's object names). Each problem is one line:
+``file: dotted.key — message``, with a suggestion where a close name exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bridge.adapter import FieldInfo, Metadata
+from bridge.mapping_spec import EntitySpec, FieldSpec, FileSpec, enum_of, suggest
+from bridge.mapping_types import as_text
+from bridge.model import model_for
+
+# Fields the adapters build from links or flags: not columns the live system lists.
+PSEUDO_FIELDS: dict[str, frozenset[tuple[str, str]]] = {
+    "servicenow": frozenset({("change", "release"), ("incident", "release")}),
+    "jira": frozenset(
+        {
+            ("release", "state"),
+            ("change", "release"),
+            ("incident", "release"),
+            ("incident", "caused_by"),
+        }
+    ),
+}
+
+
+def check_offline(spec: FileSpec, owners: Mapping[tuple[str, str], str]) -> list[str]:
+    lines: list[str] = []
+    for entity in spec.entities.values():
+        lines += _required_fields(spec, entity)
+        for field in entity.fields.values():
+            lines += _unwritable_values(spec, field)
+            lines += _dead_field(spec, field, owners.get((field.entity, field.field), "any"))
+            if field.ref is not None and field.ref not in spec.entities:
+                lines.append(
+                    f"{spec.label}: {field.dotted}.ref — points to {field.ref!r}, which this file does "
+                    "not map, so the reference can never be resolved"
+                )
+    return lines
+
+
+def _required_fields(spec: FileSpec, entity: EntitySpec) -> list[str]:
+    lines = []
+    for name, info in model_for(entity.entity).model_fields.items():
+        if name == "key" or not info.is_required():
+            continue
+        field = entity.fields.get(name)
+        if field is None or field.direction == "outbound":
+            lines.append(
+                f"{spec.label}: {entity.entity}.fields.{name} — required canonical field is not read "
+                f"from {spec.system}; records born there cannot be created"
+            )
+    return lines
+
+
+def _unwritable_values(spec: FileSpec, field: FieldSpec) -> list[str]:
+    if field.values is None or field.direction == "inbound":
+        return []
+    enum = enum_of(model_for(field.entity).model_fields[field.field].annotation)
+    if enum is None:
+        return []
+    covered = {value for rule in field.values for value in rule.canonical}
+    return [
+        f"{spec.label}: {field.dotted}.values — canonical {member.value!r} has no {spec.system} value; "
+        "records holding it cannot be written there"
+        for member in enum
+        if member.value not in covered
+    ]
+
+
+def _dead_field(spec: FileSpec, field: FieldSpec, owner: str) -> list[str]:
+    if owner in ("any", spec.system) or field.direction != "inbound":
+        return []
+    return [
+        f'{spec.label}: {field.dotted} — owned by {owner} and direction = "inbound": '
+        f"{spec.system} never supplies it and it is never written, so the mapping does nothing"
+    ]
+
+
+def check_against(spec: FileSpec, metadata: Metadata) -> list[str]:
+    lines: list[str] = []
+    for entity in spec.entities.values():
+        columns = metadata.objects.get(entity.object)
+        if columns is None:
+            lines.append(
+                f"{spec.label}: {entity.entity}.object — {spec.system} has no object "
+                f"{entity.object!r}{suggest(entity.object, metadata.objects)}"
+            )
+            continue
+        for field in entity.fields.values():
+            lines += _check_field(spec, entity, field, columns)
+    return lines
+
+
+def _check_field(
+    spec: FileSpec, entity: EntitySpec, field: FieldSpec, columns: Mapping[str, FieldInfo]
+) -> list[str]:
+    info = columns.get(field.source)
+    if info is None:
+        if (field.entity, field.source) in PSEUDO_FIELDS.get(spec.system, frozenset()):
+            return []  # built by the adapter
+        return [
+            f"{spec.label}: {field.dotted}.source — {entity.object} has no field "
+            f"{field.source!r}{suggest(field.source, columns)}"
+        ]
+    if field.values is None or not info.choices:
+        return []
+    lines = []
+    keys = [as_text(rule.system_value) for rule in field.values]
+    for rule, key in zip(field.values, keys, strict=True):
+        if key not in info.choices:
+            lines.append(
+                f"{spec.label}: {field.dotted}.values — {entity.object}.{field.source} has no choice "
+                f"{rule.key!r}{suggest(key, info.choices)}"
+            )
+    if field.direction != "outbound":
+        lines += [
+            f"{spec.label}: {field.dotted}.values — choice {choice!r} of {entity.object}.{field.source} "
+            "is not mapped; records holding it will be skipped"
+            for choice in info.choices
+            if choice not in keys
+        ]
+    return lines
