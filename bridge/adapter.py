@@ -85,8 +85,9 @@ class Adapter(Protocol):
     def create(self, entity: str, payload: Mapping[str, Any], correlation: str) -> SystemRecord:
         """Create an object tagged with ``correlation``; returns it as read back."""
 
-    def write(self, entity: str, id: str, payload: Mapping[str, Any]) -> SystemRecord:
-        """Write only the given fields, in as few calls as the API allows."""
+    def write(self, entity: str, id: str, payload: Mapping[str, Any]) -> SystemRecord | None:
+        """Write only the given fields, in as few calls as the API allows; the record as the
+        write answered it, or None when the API does not answer with it (or nothing was sent)."""
 
     def delete(self, entity: str, id: str) -> None:
         """Delete an object (only used when ``[sync] propagate_deletes = true``)."""

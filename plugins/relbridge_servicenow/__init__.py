@@ -1,0 +1,33 @@
+"""relbridge's ServiceNow plugin: contributes the ServiceNow adapter (Table API, via pysnow).
+
+Registered under the ``relbridge`` entry-point group; the adapter is built from the
+``[servicenow]`` section of the configuration and pages by ``[sync] page_size``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bridge import hookimpl
+from relbridge_servicenow.adapter import ServiceNowAdapter
+
+if TYPE_CHECKING:
+    from bridge.config import Config
+
+__all__ = ["ServiceNowAdapter", "relbridge_adapters"]
+
+
+@hookimpl
+def relbridge_adapters(config: Config) -> list[ServiceNowAdapter]:
+    """The one ServiceNow adapter, for the instance in ``[servicenow]``."""
+    section = config.servicenow
+    return [
+        ServiceNowAdapter(
+            section.url,
+            section.user,
+            section.password,
+            verify_tls=section.verify_tls,
+            timeout=section.timeout_seconds,
+            page_size=config.sync.page_size,
+        )
+    ]

@@ -1,0 +1,282 @@
+"""``ServiceNowAdapter``: releases, changes and incidents through the Table API (pysnow).
+
+Records are returned in ServiceNow's own terms (string values, sys_ids in reference
+fields); ``mapping.py`` turns them into canonical fields. Beyond the real columns a record
+carries the link pseudo-fields of ``bridge.adapter``, filled only when asked for:
+
+* a change's ``release``: the release it is linked to in ``rm_m2m_release_task``;
+* an incident's ``release``: the release of its ``caused_by`` change, derived here with
+  one link query per page, so mappings need not know how ServiceNow stores it. It is
+  read-only: ServiceNow has no such column, it follows ``caused_by``.
+
+Calls are a cost (DESIGN §9): lists read only the requested columns, link lookups are
+batched per page, a write is one PATCH of the given fields, and nothing is sent for an
+empty write.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import SecretStr
+
+from bridge.adapter import Metadata, SystemRecord, WebhookHint
+from bridge.errors import BadInput, PermanentError
+from relbridge_servicenow.api import SYSTEM, OnCall, TableApi
+from relbridge_servicenow.links import ReleaseLinks
+from relbridge_servicenow.metadata import read_metadata
+from relbridge_servicenow.values import (
+    format_datetime,
+    parse_datetime,
+    query_value,
+    reference_value,
+)
+from relbridge_servicenow.webhook import parse_webhook
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OBJECTS: Mapping[str, str] = {
+    "release": "rm_release",
+    "change": "change_request",
+    "incident": "incident",
+}
+#: Columns every read includes: identity, version and the correlation tag.
+SYS_FIELDS = ("sys_id", "number", "sys_updated_on", "sys_mod_count", "correlation_id")
+#: Shown next to ``correlation_id`` in ServiceNow, so people see who tagged the record.
+CORRELATION_DISPLAY = "relbridge"
+LINKED_ENTITIES = frozenset({"change", "incident"})  # the ones with a ``release`` pseudo-field
+_STABLE_ORDER = "ORDERBYsys_updated_on^ORDERBYsys_id"
+
+
+class ServiceNowAdapter:
+    """The ``bridge.adapter.Adapter`` for one ServiceNow instance.
+
+    ``calls`` counts HTTP requests by method; ``on_call(system, method, status)`` is called
+    after each one (status 0 when no response came back).
+    """
+
+    name = SYSTEM
+
+    def __init__(
+        self,
+        url: str,
+        user: str,
+        password: SecretStr,
+        *,
+        verify_tls: bool = True,
+        timeout: float = 30,
+        page_size: int = 500,
+        objects: Mapping[str, str] = DEFAULT_OBJECTS,
+        on_call: OnCall | None = None,
+    ) -> None:
+        unknown = sorted(set(objects) - set(DEFAULT_OBJECTS))
+        if unknown:
+            raise BadInput(f"ServiceNow adapter: unknown entities {unknown}")
+        if page_size < 1:
+            raise BadInput("ServiceNow adapter: page_size must be at least 1")
+        self.entities: tuple[str, ...] = tuple(objects)
+        self.objects = dict(objects)
+        self.page_size = page_size
+        self._api = TableApi(url, user, password, verify_tls=verify_tls, timeout=timeout,
+                             on_call=on_call)
+        self._links = ReleaseLinks(self._api)
+        self._entity_of_table = {table: entity for entity, table in self.objects.items()}
+
+    @property
+    def calls(self) -> Mapping[str, int]:
+        """HTTP requests sent so far, by method (a ``collections.Counter``)."""
+        return self._api.calls
+
+    # -- reading -------------------------------------------------------------------------
+
+    def list_changed(
+        self, entity: str, since: datetime | None, fields: Iterable[str]
+    ) -> Iterator[SystemRecord]:
+        """Records updated at or after ``since``, oldest first, every page.
+
+        Pages are anchored on the last timestamp seen rather than on a growing offset: a
+        plain offset shifts when a record moves to the end of the order (it was updated
+        while we paged) and then silently skips one. Here the offset only counts the
+        records already seen at the anchor second, and a record seen twice in the same
+        version is yielded once.
+        """
+        table = self._table(entity)
+        columns, want_release = self._columns(entity, fields)
+        anchor = format_datetime(since) if since is not None else None
+        skip = 0
+        seen: set[tuple[str, str]] = set()
+        while True:
+            condition = f"sys_updated_on>={anchor}^" if anchor else ""
+            page = self._api.list(table, query=condition + _STABLE_ORDER, fields=columns,
+                                  limit=self.page_size, offset=skip)
+            fresh = [row for row in page if _identity(row) not in seen]
+            seen.update(_identity(row) for row in fresh)
+            self._add_links(entity, fresh, want_release)
+            yield from (self._record(entity, table, row) for row in fresh)
+            if len(page) < self.page_size:
+                return
+            last = str(page[-1].get("sys_updated_on", ""))
+            at_last = sum(1 for row in page if row.get("sys_updated_on") == last)
+            skip = skip + len(page) if last == anchor else at_last
+            anchor = last
+
+    def read(self, entity: str, id: str, fields: Iterable[str]) -> SystemRecord | None:
+        """One GET (plus one link query for a change's or incident's ``release``)."""
+        table = self._table(entity)
+        columns, want_release = self._columns(entity, fields)
+        row = self._api.get(table, id, fields=columns)
+        if row is None:
+            return None
+        self._add_links(entity, [row], want_release)
+        return self._record(entity, table, row)
+
+    def find_by_correlation(self, entity: str, correlation: str) -> SystemRecord | None:
+        """The record whose ``correlation_id`` is ``correlation``: all columns and links.
+
+        Two or more should never exist (creates look here first); if they do, the oldest
+        is the one relbridge made first and is used, with a warning.
+        """
+        table = self._table(entity)
+        query = f"correlation_id={query_value(correlation)}^ORDERBYsys_created_on^ORDERBYsys_id"
+        rows = self._api.list(table, query=query, fields=(), limit=2)
+        if not rows:
+            return None
+        if len(rows) > 1:
+            log.warning("ServiceNow %s has several records tagged %s; using the oldest, %s",
+                        table, correlation, rows[0].get("number") or rows[0].get("sys_id"))
+        row = rows[0]
+        self._add_links(entity, [row], entity in LINKED_ENTITIES)
+        return self._record(entity, table, row)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def create(self, entity: str, payload: Mapping[str, Any], correlation: str) -> SystemRecord:
+        """One POST tagged with ``correlation``, plus one link row for a change's release.
+
+        If the link insert fails after the POST, a retry finds the record by correlation
+        and writes the link through ``write``: nothing is created twice.
+        """
+        table = self._table(entity)
+        body, release = self._split_links(entity, payload)
+        body.update(correlation_id=query_value(correlation), correlation_display=CORRELATION_DISPLAY)
+        row = self._api.create(table, body)
+        if entity == "change":
+            if release:
+                self._links.link(str(row["sys_id"]), release)
+            row["release"] = release or ""
+        return self._record(entity, table, row)
+
+    def write(self, entity: str, id: str, payload: Mapping[str, Any]) -> SystemRecord | None:
+        """One PATCH of exactly ``payload``'s columns; link rows only if the release changed.
+
+        Returns the record as the PATCH answered it, or None when no column was written
+        (an empty payload costs no call; a change's ``release`` alone touches only link
+        rows, which leave the change's own version unchanged).
+        """
+        table = self._table(entity)
+        body, release = self._split_links(entity, payload)
+        row = self._api.patch(table, id, body) if body else None
+        link_given = entity == "change" and "release" in payload
+        if link_given:
+            self._links.set_release(id, release)
+        if row is None:
+            return None
+        if link_given:
+            row["release"] = release or ""
+        return self._record(entity, table, row)
+
+    def delete(self, entity: str, id: str) -> None:
+        """One DELETE; a record that is already gone is not an error."""
+        if not self._api.delete(self._table(entity), id):
+            log.info("ServiceNow %s %s was already deleted", entity, id)
+
+    # -- the rest of the contract ----------------------------------------------------------
+
+    def parse_webhook(self, headers: Mapping[str, str], body: Any) -> list[WebhookHint]:
+        """Hints from our documented webhook body (see ``relbridge_servicenow.webhook``)."""
+        return parse_webhook(body, self._entity_of_table)
+
+    def metadata(self) -> Metadata:
+        """Columns and choices of the synced tables, keyed by table name."""
+        return read_metadata(self._api, self.objects.values(), self.page_size)
+
+    def check_auth(self) -> None:
+        """One cheap GET; a 401/403 raises ``PermanentError`` naming the settings to check."""
+        table = self.objects.get("release") or next(iter(self.objects.values()))
+        self._api.list(table, query="", fields=("sys_id",), limit=1)
+
+    def close(self) -> None:
+        self._api.close()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _table(self, entity: str) -> str:
+        try:
+            return self.objects[entity]
+        except KeyError:
+            raise BadInput(f"ServiceNow adapter does not sync {entity!r}") from None
+
+    @staticmethod
+    def _columns(entity: str, fields: Iterable[str]) -> tuple[list[str], bool]:
+        """Columns to request, and whether the ``release`` pseudo-field was asked for."""
+        wanted = list(dict.fromkeys(fields))
+        want_release = entity in LINKED_ENTITIES and "release" in wanted
+        columns = [*SYS_FIELDS, *(f for f in wanted if f not in SYS_FIELDS)]
+        if want_release:
+            columns.remove("release")
+            if entity == "incident" and "caused_by" not in columns:
+                columns.append("caused_by")
+        return columns, want_release
+
+    @staticmethod
+    def _split_links(entity: str, payload: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """The payload's real columns, and the ``release`` pseudo-field if it had one."""
+        body = dict(payload)
+        if entity not in LINKED_ENTITIES or "release" not in body:
+            return body, None
+        release = reference_value(body.pop("release")) or None
+        if entity == "incident":
+            log.debug("an incident's release follows its caused_by change; not written")
+            return body, None
+        return body, release
+
+    def _add_links(self, entity: str, rows: list[dict[str, Any]], want_release: bool) -> None:
+        """Fill ``release`` for a page of changes or incidents: one batched link query."""
+        if not want_release or not rows:
+            return
+        if entity == "change":
+            releases = self._links.releases_of(str(row["sys_id"]) for row in rows)
+            for row in rows:
+                row["release"] = releases.get(str(row["sys_id"]), "")
+        elif entity == "incident":
+            causes = [reference_value(row.get("caused_by")) for row in rows]
+            releases = self._links.releases_of(causes)
+            for row, cause in zip(rows, causes, strict=True):
+                row["release"] = releases.get(cause, "")
+
+    def _record(self, entity: str, table: str, row: dict[str, Any]) -> SystemRecord:
+        sys_id = str(row.get("sys_id") or "")
+        try:
+            updated_at = parse_datetime(str(row.get("sys_updated_on")))
+        except ValueError:
+            raise PermanentError(
+                f"ServiceNow {table} {sys_id or '?'}: sys_updated_on missing or not a UTC datetime"
+            ) from None
+        return SystemRecord(
+            system=SYSTEM,
+            entity=entity,
+            id=sys_id,
+            key=row.get("number") or None,
+            updated_at=updated_at,
+            version=str(row.get("sys_mod_count", "")),
+            fields=row,
+            url=self._api.record_url(table, sys_id),
+            correlation=row.get("correlation_id") or None,
+        )
+
+
+def _identity(row: Mapping[str, Any]) -> tuple[str, str]:
+    return str(row.get("sys_id")), str(row.get("sys_mod_count"))

@@ -1,0 +1,100 @@
+"""Turn what ``requests`` raises under pysnow into relbridge's domain errors.
+
+pysnow calls ``raise_for_status()`` before it parses a body, so every 4xx/5xx reaches us as
+``requests.HTTPError`` with the response attached; ServiceNow explains itself in the
+``{"error": {"message", "detail"}, "status": "failure"}`` envelope, which we quote.
+Messages name the method and path only: no query string, no credentials.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from urllib.parse import urlsplit
+
+import requests
+
+from bridge.errors import PermanentError, TransientError
+
+#: Statuses worth retrying: rate limiting, and the server or a proxy in front of it failing.
+TRANSIENT_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
+AUTH_STATUSES = frozenset({401, 403})
+AUTH_HINT = "check [servicenow] user/password and the user's roles"
+
+
+def map_request_error(exc: requests.RequestException, *, secret: str = "") -> Exception:
+    """The domain error for one failed request (returned, so the caller can ``raise … from``)."""
+    request = exc.request
+    where = _where(request.method if request else None, request.url if request else None)
+    response = exc.response
+    if response is not None and response.status_code >= 400:
+        return _from_response(response, where, secret)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return PermanentError(
+            f"{where}: TLS verification failed ({_redact(str(exc), secret)}); "
+            "check the certificate or [servicenow] verify_tls"
+        )
+    if isinstance(exc, requests.Timeout):
+        return TransientError(f"{where}: timed out")
+    if isinstance(exc, requests.ConnectionError):
+        return TransientError(f"{where}: cannot connect ({_redact(_root_cause(exc), secret)})")
+    return PermanentError(f"{where}: {_redact(str(exc), secret)}")
+
+
+def _from_response(response: requests.Response, where: str, secret: str) -> Exception:
+    status = response.status_code
+    text = f"{where}: HTTP {status} {_redact(error_text(response), secret)}".rstrip()
+    if status in TRANSIENT_STATUSES:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return TransientError(text, retry_after=retry_after, status=status)
+    if status in AUTH_STATUSES:
+        text = f"{text} — {AUTH_HINT}"
+    return PermanentError(text, status=status)
+
+
+def error_text(response: requests.Response) -> str:
+    """``message: detail`` from ServiceNow's error envelope, else the reason phrase."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        parts = [str(error[k]) for k in ("message", "detail") if error.get(k)]
+        if parts:
+            return ": ".join(parts)
+    return response.reason or ""
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT by definition
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def _where(method: str | None, url: str | None) -> str:
+    path = urlsplit(url).path if url else "?"
+    return f"ServiceNow {method or '?'} {path}"
+
+
+def _root_cause(exc: requests.RequestException) -> str:
+    """urllib3's reason (e.g. "Connection refused") rather than its long wrapper text."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return str(reason or exc or exc.__class__.__name__)
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
