@@ -1,0 +1,153 @@
+"""``JiraAdapter``: releases (project versions), changes and incidents (issues) in Jira.
+
+Implements ``bridge.adapter.Adapter`` on the ``jira`` client library. Creating an adapter
+does no I/O; the client is built on first use (``GET serverInfo`` once). Every request is
+counted in ``adapter.calls`` (a ``Counter`` by HTTP method) and reported to ``on_call``,
+because API calls are what users pay for; each operation documents its cost (see
+``versions`` and ``issues``). Failures surface as ``TransientError`` / ``PermanentError``
+and are never retried here: the library's own sleeping retries are switched off so the
+core's retry policy (with ``Retry-After``) is the only one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import SecretStr
+
+from bridge.adapter import Metadata, SystemRecord, WebhookHint
+from bridge.errors import BadInput, ConfigError
+from relbridge_jira.connection import JiraConnection
+from relbridge_jira.issues import Issues
+from relbridge_jira.metadata import build_metadata
+from relbridge_jira.records import SYSTEM
+from relbridge_jira.versions import Versions
+from relbridge_jira.webhooks import parse_webhook
+
+DEFAULT_ISSUE_TYPES: Mapping[str, str] = MappingProxyType({"change": "Change", "incident": "Incident"})
+
+CallObserver = Callable[[str, str, int], None]  # (system, HTTP method, status)
+
+
+class JiraAdapter:
+    """The Jira side of relbridge. See the module docstring for costs and error handling."""
+
+    name = SYSTEM
+    entities: tuple[str, ...] = ("release", "change", "incident")
+
+    def __init__(
+        self,
+        url: str,
+        user: str,
+        token: SecretStr,
+        projects: Sequence[str],
+        *,
+        verify_tls: bool = True,
+        timeout: float = 30,
+        page_size: int = 100,
+        issue_types: Mapping[str, str] = DEFAULT_ISSUE_TYPES,
+        on_call: CallObserver | None = None,
+    ) -> None:
+        if not projects:
+            raise ConfigError("[jira] projects must name at least one project key")
+        missing = {"change", "incident"} - set(issue_types)
+        if missing:
+            raise ConfigError(f"jira issue_types needs a type name for {', '.join(sorted(missing))}")
+        if page_size < 1:
+            raise ConfigError("jira page_size must be at least 1")
+        self.projects = list(projects)
+        self.issue_types = dict(issue_types)
+        self.calls: Counter[str] = Counter()
+        self._on_call = on_call
+        self._calls_lock = threading.Lock()
+        self._conn = JiraConnection(url, user, token, verify_tls=verify_tls, timeout=timeout,
+                                    observer=self._count)
+        self._versions = Versions(self._conn, self.projects)
+        self._issues = Issues(self._conn, self.projects, self.issue_types, page_size)
+
+    def __repr__(self) -> str:  # never shows the token
+        return f"JiraAdapter(url={self._conn.url!r}, projects={self.projects!r})"
+
+    @property
+    def is_cloud(self) -> bool:
+        """True for Jira Cloud (``deploymentType``); builds the client if needed."""
+        return self._conn.is_cloud
+
+    # --- Adapter protocol ----------------------------------------------------------------------
+
+    def list_changed(self, entity: str, since: datetime | None,
+                     fields: Iterable[str]) -> Iterator[SystemRecord]:
+        """Releases: every version of every project (no update time to filter on).
+        Issues: JQL on ``updated``, paged. See ``versions`` / ``issues`` for costs."""
+        if self._entity(entity) == "release":
+            return self._versions.list(fields)
+        return self._issues.list_changed(entity, since, fields)
+
+    def read(self, entity: str, id: str, fields: Iterable[str] = ()) -> SystemRecord | None:
+        """One GET; None when the object no longer exists (404)."""
+        if self._entity(entity) == "release":
+            return self._versions.read(id, fields)
+        return self._issues.read(entity, id, fields)
+
+    def find_by_correlation(self, entity: str, correlation: str) -> SystemRecord | None:
+        """Release: the version with that *name*; issue: the one labelled ``relbridge-<KEY>``."""
+        if self._entity(entity) == "release":
+            return self._versions.find(correlation)
+        return self._issues.find(entity, correlation)
+
+    def create(self, entity: str, payload: Mapping[str, Any], correlation: str) -> SystemRecord:
+        if self._entity(entity) == "release":
+            return self._versions.create(payload, correlation)
+        return self._issues.create(entity, payload, correlation)
+
+    def write(self, entity: str, id: str, payload: Mapping[str, Any]) -> SystemRecord:
+        if self._entity(entity) == "release":
+            return self._versions.write(id, payload)
+        return self._issues.write(entity, id, payload)
+
+    def delete(self, entity: str, id: str) -> None:
+        if self._entity(entity) == "release":
+            self._versions.delete(id)
+        else:
+            self._issues.delete(id)
+
+    def parse_webhook(self, headers: Mapping[str, str], body: Any) -> list[WebhookHint]:
+        """No I/O: the body only says which object to re-read."""
+        by_type = {name: entity for entity, name in self.issue_types.items()}
+        return parse_webhook(headers, body, by_type, self.projects)
+
+    def metadata(self) -> Metadata:
+        """``GET field`` + per project ``GET project/{key}?expand=issueTypes`` and
+        ``GET project/{key}/statuses`` + ``GET priority``."""
+        fields = self._conn.get("field")
+        projects = [self._conn.get(f"project/{key}", {"expand": "issueTypes"}) for key in self.projects]
+        statuses: dict[str, list[str]] = {}
+        for key in self.projects:
+            for per_type in self._conn.get(f"project/{key}/statuses"):
+                names = statuses.setdefault(per_type.get("name", ""), [])
+                names.extend(s["name"] for s in per_type.get("statuses") or [] if s["name"] not in names)
+        priorities = [p["name"] for p in self._conn.get("priority")]
+        return build_metadata(fields, projects, statuses, priorities, self.issue_types)
+
+    def check_auth(self) -> None:
+        """``GET myself`` (after ``serverInfo`` on first use); a 401/403 raises
+        ``PermanentError`` telling to check ``[jira] user/token``."""
+        self._conn.myself()
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _entity(self, entity: str) -> str:
+        if entity not in self.entities:
+            raise BadInput(f"the jira adapter has no entity {entity!r} (known: {', '.join(self.entities)})")
+        return entity
+
+    def _count(self, method: str, status: int) -> None:
+        with self._calls_lock:
+            self.calls[method] += 1
+        if self._on_call is not None:
+            self._on_call(SYSTEM, method, status)
