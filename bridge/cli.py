@@ -206,3 +206,184 @@ def sim_command(servicenow_port: int, jira_port: int, jira_flavor: str, latency_
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+# --- sync, status, release ---------------------------------------------------------------------
+
+
+class Progress:
+    """One status line per phase on stderr: rewritten in place on a terminal, else printed
+    every few hundred records so logs stay readable."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.phase = ""
+
+    def __call__(self, phase: str, done: int) -> None:
+        if phase != self.phase:
+            if self.tty and self.phase:
+                click.echo("", err=True)
+            self.phase = phase
+        if self.tty:
+            click.echo(f"\r{phase}: {done}", err=True, nl=False)
+        elif done % 500 == 0 and done:
+            click.echo(f"{phase}: {done}", err=True)
+
+    def close(self) -> None:
+        if self.tty and self.phase:
+            click.echo("", err=True)
+
+
+def print_report(report: Any) -> None:
+    rows = report.as_dict()["by_entity"]
+    columns = ("created", "updated", "unchanged", "conflicts", "errors", "deleted")
+    click.echo(f"{'entity/system':<22}" + "".join(f"{c:>11}" for c in columns))
+    for name, counts in rows.items():
+        click.echo(f"{name:<22}" + "".join(f"{counts.get(c, 0):>11}" for c in columns))
+    for error in report.errors:
+        click.echo(f"error: {error}", err=True)
+
+
+@main.command("sync")
+@config_option
+@click.option("--once", is_flag=True, required=True, help="One full pass, then exit (the daemon is `relbridge run`).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@handle_errors
+def sync_command(config_path: Path | None, once: bool, as_json: bool) -> None:
+    """Sync both systems once: read every change since the last sync, then write it across.
+
+    Exit code 1 when some records could not be synced (they are listed; the rest landed).
+
+    \b
+    Example:
+      relbridge sync --once --config config.toml
+    """
+    rt = runtime(config_path)
+    progress = None if as_json else Progress()
+    try:
+        report = rt.engine.sync_once(progress=progress)
+    finally:
+        if progress:
+            progress.close()
+        rt.close()
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        print_report(report)
+    if report.errors:
+        sys.exit(1)
+
+
+@main.command("status")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@handle_errors
+def status_command(config_path: Path | None, as_json: bool) -> None:
+    """Show watermarks, record counts, conflicts and records that failed to sync.
+
+    \b
+    Example:
+      relbridge status --json --config config.toml
+    """
+    from bridge.status import collect_status, render_status
+
+    rt = runtime(config_path)
+    try:
+        status = collect_status(rt.store)
+    finally:
+        rt.close()
+    click.echo(json.dumps(status, indent=2, default=str) if as_json else render_status(status))
+
+
+@main.group("release")
+def release_group() -> None:
+    """Look at release records."""
+
+
+@release_group.command("show")
+@config_option
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@handle_errors
+def release_show(config_path: Path | None, ref: str, as_json: bool) -> None:
+    """Show one release: fields, owners, where it lives, changes, incidents, history, vetoes.
+
+    REF is the canonical key, the ServiceNow number or the Jira version name.
+
+    \b
+    Example:
+      relbridge release show RLSE0001001 --config config.toml
+    """
+    from bridge.status import find_release, release_document, render_release
+
+    rt = runtime(config_path)
+    try:
+        key = find_release(rt.store, ref)
+        if key is None:
+            raise BadInput(f"no release {ref!r} (try a key, a ServiceNow number or a Jira version name)")
+        document = release_document(rt.engine, key)
+    finally:
+        rt.close()
+    click.echo(json.dumps(document, indent=2, default=str) if as_json else render_release(document))
+
+
+# --- KPIs -------------------------------------------------------------------------------------
+
+
+@main.command("kpi")
+@config_option
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First planned-end day to include (YYYY-MM-DD).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last planned-end day to include (YYYY-MM-DD).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Also write a self-contained HTML report with charts to this file.")
+@handle_errors
+def kpi_command(config_path: Path | None, since: Any, until: Any, fmt: str, html_file: Path | None) -> None:
+    """Release KPIs over releases whose planned end falls in the period.
+
+    JSON keys (a stable contract): releases, completed_as_planned_pct,
+    rescheduled_or_delayed_pct, needing_revision_pct, incidents_caused_total,
+    incidents_by_release, time_in_state_hours, lead_times_hours, vetoed_releases.
+
+    \b
+    Example:
+      relbridge kpi --since 2026-01-01 --until 2026-03-31 --format json
+      relbridge kpi --html kpi.html
+    """
+    from datetime import UTC, datetime
+
+    from bridge.kpi import kpis_from_store, render, render_html
+
+    rt = runtime(config_path)
+    try:
+        kpis = kpis_from_store(rt.store, since=since.date() if since else None,
+                               until=until.date() if until else None, now=datetime.now(UTC))
+    finally:
+        rt.close()
+    click.echo(render(kpis, fmt))
+    if html_file:
+        html_file.write_text(render_html(kpis), encoding="utf-8")
+        click.echo(f"wrote {html_file}", err=True)
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+
+@main.command("demo")
+@click.option("--keep", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep the demo's state store in this folder (default: a temporary folder).")
+@handle_errors
+def demo_command(keep: Path | None) -> None:
+    """Run the whole product on built-in simulators: no accounts, no config needed.
+
+    Starts ServiceNow and Jira simulators with demo data, syncs them, makes the changes a
+    release team would make, syncs again and shows what moved where.
+
+    \b
+    Example:
+      relbridge demo
+    """
+    from bridge.demo import run_demo
+
+    logging.basicConfig(level=logging.ERROR)
+    sys.exit(run_demo(click.echo, keep=keep))

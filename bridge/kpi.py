@@ -493,3 +493,24 @@ def render(kpis: dict[str, Any], fmt: str) -> str:
     if fmt not in renderers:
         raise BadInput(f"unknown KPI format {fmt!r} (one of: {', '.join(renderers)})")
     return renderers[fmt](kpis)
+
+
+def kpis_from_store(store: Any, *, since: date | None, until: date | None, now: datetime) -> dict[str, Any]:
+    """The KPIs over what the state store holds (records, history, vetoes)."""
+
+    def models(entity: str, model: Any) -> list[Any]:
+        return [model.model_validate({"key": key, **data["fields"]}) for key, data in store.records(entity)]
+
+    history = [
+        HistoryEntry(h.entity, h.key, h.field, _text(h.old), _text(h.new), h.source, h.at)
+        for h in store.history(entity="release")
+    ]
+    vetoes = [VetoEntry(v.release_key, v.old or "", v.new, v.reason, v.at) for v in store.vetoes()]
+    return compute_kpis(
+        models("release", Release), history, models("incident", Incident), models("change", ChangeRequest),
+        vetoes, since=since, until=until, now=now,
+    )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,134 @@
+"""``relbridge demo``: the whole product in one command, with no accounts.
+
+Starts both simulators with the demo seed and a SQLite store in a temporary folder, syncs,
+makes the changes a release team would make (ServiceNow approves a change, Jira releases
+two versions — one authorized, one not — and an incident is opened against a change),
+syncs again, and shows what moved where and the final release records.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bridge.config import Config
+from bridge.engine import SyncReport
+from bridge.runtime import Runtime
+from bridge.sim import start_simulators
+from bridge.status import release_document, render_release
+
+AUTH = ("admin", "admin")
+
+Echo = Callable[[str], None]
+
+
+def run_demo(echo: Echo, *, keep: Path | None = None) -> int:
+    folder = keep or Path(tempfile.mkdtemp(prefix="relbridge-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    with start_simulators(seed="demo") as sims:
+        assert sims.jira_url is not None
+        echo(f"ServiceNow simulator: {sims.servicenow_url}")
+        echo(f"Jira simulator:       {sims.jira_url}")
+        echo(f"State store:          {folder / 'relbridge.db'}\n")
+        config = Config.model_validate({
+            "servicenow": {"url": sims.servicenow_url},
+            "jira": {"url": sims.jira_url},
+            "store": {"url": f"sqlite:///{folder / 'relbridge.db'}"},
+            "sync": {"overlap_seconds": 5},
+        })
+        rt = Runtime(config)
+        try:
+            echo("== 1. First sync: both systems into one release record")
+            _summary(echo, rt.engine.sync_once())
+            mark = datetime.now(UTC)
+
+            echo("\n== 2. What the team does next")
+            team = Team(sims.servicenow_url, sims.jira_url, echo)
+            team.approve_pending_change("Customer portal 5.2")
+            team.release_version("Customer portal 5.2")
+            team.release_version("Mobile app 3.0")
+            team.open_incident("Release new login flow", "Portal sessions expire after release")
+
+            echo("\n== 3. Second sync")
+            _summary(echo, rt.engine.sync_once())
+            # A third pass settles what the second one wrote (the gate's revert, derived states).
+            rt.engine.sync_once()
+
+            echo("\n== 4. What moved where")
+            for row in rt.store.history(since=mark):
+                if not row.field.startswith("_"):
+                    echo(f"  {row.entity:<8} {row.key:<14} {row.field:<16} {_short(row.old)} -> {_short(row.new)}"
+                         f"   (from {row.source})")
+            for veto in rt.store.vetoes():
+                echo(f"  gate     {veto.release_key:<14} vetoed {veto.old} -> {veto.new}: {veto.reason}")
+
+            echo("\n== 5. Release records")
+            for key, _ in rt.store.records("release"):
+                echo(render_release(release_document(rt.engine, key)))
+                echo("")
+        finally:
+            rt.close()
+    echo("Done. Try: relbridge sim --seed demo   (then relbridge sync --once --config config.example.toml)")
+    return 0
+
+
+def _summary(echo: Echo, report: SyncReport) -> None:
+    for name, counts in report.as_dict()["by_entity"].items():
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v)
+        echo(f"  {name:<20} {parts}")
+    for error in report.errors:
+        echo(f"  ! {error}")
+
+
+def _short(value: Any) -> str:
+    text = "-" if value in (None, "", []) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class Team:
+    """The people: they edit ServiceNow and Jira through the APIs, not through relbridge."""
+
+    def __init__(self, servicenow_url: str, jira_url: str, echo: Echo) -> None:
+        self.sn = f"{servicenow_url}/api/now/table"
+        self.jira = f"{jira_url}/rest/api/2"
+        self.http = requests.Session()
+        self.http.auth = AUTH
+        self.echo = echo
+
+    def _sn(self, table: str, query: str) -> list[dict[str, Any]]:
+        r = self.http.get(f"{self.sn}/{table}", params={"sysparm_query": query, "sysparm_exclude_reference_link": "true"})
+        r.raise_for_status()
+        return r.json()["result"]
+
+    def approve_pending_change(self, release_name: str) -> None:
+        releases = self._sn("rm_release", f"short_description={release_name}")
+        if not releases:
+            return
+        links = self._sn("rm_m2m_release_task", f"release={releases[0]['sys_id']}")
+        for link in links:
+            change = self.http.get(f"{self.sn}/change_request/{link['task']}").json()["result"]
+            if change["approval"] != "approved":
+                self.http.patch(f"{self.sn}/change_request/{change['sys_id']}",
+                                json={"approval": "approved", "state": "-2"}).raise_for_status()
+                self.echo(f"  ServiceNow: {change['number']} approved and scheduled ({change['short_description']})")
+
+    def release_version(self, name: str) -> None:
+        versions = self.http.get(f"{self.jira}/project/OPS/versions").json()
+        for version in versions:
+            if version["name"] == name:
+                self.http.put(f"{self.jira}/version/{version['id']}", json={"released": True}).raise_for_status()
+                self.echo(f"  Jira: version {name!r} marked released")
+
+    def open_incident(self, change_summary: str, summary: str) -> None:
+        changes = self._sn("change_request", f"short_description={change_summary}")
+        if not changes:
+            return
+        incident = self.http.post(f"{self.sn}/incident", json={
+            "short_description": summary, "state": "1", "priority": "2", "caused_by": changes[0]["sys_id"],
+        }).json()["result"]
+        self.echo(f"  ServiceNow: incident {incident['number']} opened, caused by {changes[0]['number']}")

@@ -1,0 +1,859 @@
+"""The sync pipeline: read -> map -> merge -> persist -> propagate (DESIGN §3).
+
+One canonical record per release, change and incident is kept in the store as an
+*envelope*: the canonical fields, the last raw fields seen in (or written to) each system,
+when each field last changed, which fields still have to be written to which system, and
+a create journal. That is enough to
+
+* recognise echoes of our own writes (the raw fields we wrote come back unchanged),
+* tell which side changed a field (compare raw fields with the previous raw fields), so
+  concurrent edits become conflicts instead of silent overwrites,
+* resume after a crash: fields not yet written stay listed as pending, and a create that
+  may have reached the system is looked up by correlation before it is tried again.
+
+The engine is used by ``sync --once`` (list changes, ingest, propagate) and by daemon
+workers (re-read one object, ingest, propagate).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import zlib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from bridge import lifecycle
+from bridge.adapter import Adapter, SystemRecord
+from bridge.config import Config
+from bridge.errors import PermanentError, RelbridgeError
+from bridge.mapping import Mappings, SystemMapping, UnmappableValue
+from bridge.merge import merge
+from bridge.model import KEY_PATTERN, ExternalRef, Release, ReleaseState, model_for
+from bridge.plugins import Hooks
+from bridge.store import Store
+from bridge.store.rows import StaleRecord
+
+log = logging.getLogger(__name__)
+
+SYSTEMS = ("servicenow", "jira")
+ENTITY_ORDER = ("release", "change", "incident")
+OTHER = {"servicenow": "jira", "jira": "servicenow"}
+DERIVED = "relbridge"  # history source for facts relbridge derived itself
+# Canonical fields that no system holds: maintained by the engine from links and history.
+ENGINE_FIELDS = {
+    "release": {"change_requests", "incidents", "revision_count", "baseline_planned_end"},
+    "incident": {"caused_by_release"},
+    "change": set(),
+}
+STALE_RETRIES = 5
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- reports ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SyncReport:
+    """What one sync did, per (entity, system): created, updated, unchanged, conflicts, errors."""
+
+    counts: dict[tuple[str, str], Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, entity: str, system: str, what: str, n: int = 1) -> None:
+        with self.lock:
+            self.counts[(entity, system)][what] += n
+
+    def error(self, entity: str, system: str, message: str) -> None:
+        with self.lock:
+            self.counts[(entity, system)]["errors"] += 1
+            self.errors.append(message)
+
+    def total(self, what: str) -> int:
+        return sum(c[what] for c in self.counts.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "by_entity": {
+                f"{entity}/{system}": dict(counter) for (entity, system), counter in sorted(self.counts.items())
+            },
+            "errors": list(self.errors),
+        }
+
+
+# --- envelope --------------------------------------------------------------------------------
+
+
+@dataclass
+class Envelope:
+    """The stored form of one canonical record (see the module docstring)."""
+
+    fields: dict[str, Any]
+    raw: dict[str, dict[str, Any]] = field(default_factory=dict)
+    times: dict[str, str] = field(default_factory=dict)
+    pending: dict[str, list[str]] = field(default_factory=dict)
+    creating: dict[str, str] = field(default_factory=dict)
+    revision: int = 0  # store revision it was read at (0: new)
+
+    @classmethod
+    def load(cls, data: Mapping[str, Any], revision: int) -> Envelope:
+        return cls(
+            fields=dict(data["fields"]),
+            raw={k: dict(v) for k, v in data.get("raw", {}).items()},
+            times=dict(data.get("times", {})),
+            pending={k: list(v) for k, v in data.get("pending", {}).items()},
+            creating=dict(data.get("creating", {})),
+            revision=revision,
+        )
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "fields": self.fields,
+            "raw": self.raw,
+            "times": self.times,
+            "pending": {k: sorted(set(v)) for k, v in self.pending.items() if v},
+            "creating": self.creating,
+        }
+
+    def mark_pending(self, system: str, names: Iterable[str]) -> None:
+        merged = set(self.pending.get(system, ())) | set(names)
+        if merged:
+            self.pending[system] = sorted(merged)
+
+    def field_time(self, name: str) -> datetime | None:
+        value = self.times.get(name)
+        return datetime.fromisoformat(value) if value else None
+
+
+# --- reference resolution --------------------------------------------------------------------
+
+
+class StoreResolver:
+    """Answers the mapping's reference questions for one system from the store."""
+
+    def __init__(self, store: Store, system: str) -> None:
+        self.store = store
+        self.system = system
+
+    def to_key(self, entity: str, system_id: str) -> str | None:
+        return self.store.find_key(self.system, entity, str(system_id))
+
+    def to_id(self, entity: str, key: str) -> str | None:
+        ref = self.store.refs(entity, key).get(self.system)
+        return ref.ext_id if ref else None
+
+
+# --- the engine ------------------------------------------------------------------------------
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        mappings: Mappings,
+        adapters: Mapping[str, Adapter],
+        hooks: Hooks,
+        config: Config,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        on_veto: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.mappings = mappings
+        self.adapters = dict(adapters)
+        self.hooks = hooks
+        self.config = config
+        self.clock = clock
+        self.on_veto = on_veto
+        self.resolvers = {system: StoreResolver(store, system) for system in SYSTEMS}
+        self._locks = [threading.RLock() for _ in range(256)]
+        for system in SYSTEMS:
+            if system not in self.adapters:
+                raise RelbridgeError(f"no adapter for {system!r}: is its plugin disabled or broken? (relbridge plugins)")
+
+    # -- public entry points -------------------------------------------------------------
+
+    def sync_once(self, progress: Callable[[str, int], None] | None = None) -> SyncReport:
+        """One full pass: every change since the watermarks, in both systems, then propagate.
+
+        Both systems are read before anything is written, so an edit made on both sides
+        since the last pass is seen as a conflict rather than overwritten. ``progress`` is
+        called with (phase, records done) as work advances.
+        """
+        report = SyncReport()
+        touched: dict[str, set[str]] = {entity: set() for entity in ENTITY_ORDER}
+        marks: dict[tuple[str, str], datetime] = {}
+        for entity in ENTITY_ORDER:
+            for system in SYSTEMS:
+                started = self.clock()
+                records = list(self._list_changed(system, entity))
+                keys = self._run_parallel(
+                    system, records, lambda rec, r=report: self.ingest(rec, r), progress, f"read {system} {entity}"
+                )
+                touched[entity].update(k for k in keys if k)
+                marks[(system, entity)] = started
+        touched_keys = self._pending_keys(touched)
+        for entity in ENTITY_ORDER:
+            keys = sorted(touched_keys[entity])
+            self._run_parallel(
+                "write", keys, lambda k, e=entity: self.propagate(e, k, report), progress, f"write {entity}"
+            )
+        # Watermarks move only after everything read was persisted and propagated: a crash
+        # before this point re-reads the same window next time (nothing lost).
+        for (system, entity), value in marks.items():
+            self.store.set_watermark(system, entity, value)
+        return report
+
+    def process(self, system: str, entity: str, ext_id: str, *, deleted: bool = False,
+                report: SyncReport | None = None) -> str | None:
+        """Daemon worker path: re-read one object, ingest it, propagate. Returns its key."""
+        report = report or SyncReport()
+        adapter = self.adapters[system]
+        mapping = self.mappings.for_system(system)
+        record = None if deleted else adapter.read(entity, ext_id, mapping.fields_to_read(entity))
+        if record is None:
+            self.unlink(system, entity, ext_id, report)
+            return None
+        key = self.ingest(record, report)
+        if key is None:
+            return None
+        # Read the other side too before writing to it: an edit made there since the last
+        # sync becomes a conflict instead of being overwritten.
+        ref = self.store.refs(entity, key).get(OTHER[system])
+        if ref is not None and self._pending_for(entity, key, OTHER[system]):
+            other = self.adapters[OTHER[system]].read(
+                entity, ref.ext_id, self.mappings.for_system(OTHER[system]).fields_to_read(entity)
+            )
+            if other is not None:
+                self.ingest(other, report)
+        self.propagate(entity, key, report)
+        for follow_entity, follow_key in self._follow_ups.pop_all():
+            self.propagate(follow_entity, follow_key, report)
+        return key
+
+    def changed_records(self, system: str, entity: str) -> Iterator[SystemRecord]:
+        """Records changed since the watermark whose version differs from the one we hold
+        (pollers enqueue only these, so an idle poll costs the listing calls and no more)."""
+        for record in self._list_changed(system, entity):
+            key = self.store.find_key(system, entity, record.id)
+            ref = self.store.refs(entity, key).get(system) if key else None
+            if ref is None or ref.version != record.version:
+                yield record
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _list_changed(self, system: str, entity: str) -> Iterator[SystemRecord]:
+        mark = self.store.get_watermark(system, entity)
+        since = mark - timedelta(seconds=self.config.sync.overlap_seconds) if mark else None
+        mapping = self.mappings.for_system(system)
+        if entity not in mapping.entities:
+            return iter(())
+        return self.adapters[system].list_changed(entity, since, mapping.fields_to_read(entity))
+
+    def _run_parallel(self, label: str, items: list[Any], work: Callable[[Any], Any],
+                      progress: Callable[[str, int], None] | None, phase: str) -> list[Any]:
+        if not items:
+            return []
+        if progress:
+            progress(phase, 0)
+        done = 0
+        results = []
+        workers = min(self.config.sync.concurrency, len(items))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"sync-{label}") as pool:
+            for result in pool.map(work, items):
+                results.append(result)
+                done += 1
+                if progress:
+                    progress(phase, done)
+        return results
+
+    # -- ingest --------------------------------------------------------------------------
+
+    def ingest(self, record: SystemRecord, report: SyncReport) -> str | None:
+        """Map one system record into its canonical record. Returns the key, or None when the
+        record was skipped (reported as an error)."""
+        for attempt in range(STALE_RETRIES):
+            try:
+                return self._ingest(record, report)
+            except StaleRecord:
+                if attempt == STALE_RETRIES - 1:
+                    raise
+            except UnmappableValue as exc:
+                self._record_error(record, exc, report)
+                return None
+            except ValidationError as exc:
+                self._record_error(record, PermanentError(_validation_message(exc)), report)
+                return None
+        return None
+
+    def _ingest(self, record: SystemRecord, report: SyncReport) -> str | None:
+        system, entity = record.system, record.entity
+        key = self.store.find_key(system, entity, record.id)
+        if key is not None:
+            ref = self.store.refs(entity, key).get(system)
+            if ref is not None and ref.version == record.version:
+                report.add(entity, system, "unchanged")
+                return key
+        else:
+            key = self._correlate(record)
+        with self._locked(entity, key):
+            return self._ingest_locked(record, key, report)
+
+    def _ingest_locked(self, record: SystemRecord, key: str, report: SyncReport) -> str | None:
+        system, entity = record.system, record.entity
+        mapping = self.mappings.for_system(system)
+        row = self.store.load_record(entity, key)
+        env = Envelope.load(row.data, row.revision) if row else None
+        canonical = dict(env.fields) if env else None
+        raw_new = _raw(record, mapping.fields_to_read(entity))
+        mapped = self._to_canonical(mapping, system, entity, raw_new, canonical)
+        raw_old = env.raw.get(system) if env else None
+        if env is None:
+            return self._create_canonical(record, key, raw_new, mapped, report)
+
+        if raw_old is None:
+            # Newly linked object (e.g. found by correlation): fields that differ are
+            # settled by last-writer-wins on their update times.
+            changed = {f: v for f, v in mapped.items() if v != env.fields.get(f)}
+            pending = set(changed)
+        else:
+            before = self._to_canonical(mapping, system, entity, raw_old, canonical, strict=False)
+            changed = {f: v for f, v in mapped.items() if v != before.get(f)}
+            pending = set(env.pending.get(system, ()))
+        result = merge(
+            source=system,
+            changed=changed,
+            canonical=env.fields,
+            pending_for_source=pending,
+            owners={f: self.mappings.owner(entity, f) for f in changed},
+            policy=self.config.sync.conflict_policy,
+            source_time=record.updated_at,
+            field_times={f: t for f in changed if (t := env.field_time(f))},
+        )
+        new_fields = dict(env.fields)
+        for name, (_, value) in result.accepted.items():
+            new_fields[name] = value
+        vetoes = []
+        if entity == "release" and "state" in result.accepted:
+            vetoes = self._gate(key, env.fields, new_fields, system, result)
+        accepted = {f: (env.fields.get(f), new_fields.get(f)) for f in result.accepted
+                    if env.fields.get(f) != new_fields.get(f)}
+        new_fields = self._validated(entity, key, new_fields, env.fields)
+
+        env.fields = new_fields
+        env.raw[system] = raw_new
+        for name in accepted:
+            env.times[name] = record.updated_at.isoformat()
+        # The source now holds the accepted values; restored fields go back to it; the
+        # other system gets whatever changed.
+        env.pending[system] = sorted((set(env.pending.get(system, ())) - set(accepted) - set(changed))
+                                     | result.restore | self._owned_by_other(system, entity))
+        env.mark_pending(OTHER[system], accepted)
+        self._save(entity, key, env, record, accepted, system, result.conflicts, vetoes)
+        report.add(entity, system, "updated" if accepted else "unchanged")
+        for conflict in result.conflicts:
+            report.add(entity, system, "conflicts")
+            winner = conflict.source_value if conflict.source_won else conflict.canonical_value
+            self.hooks.conflict(entity, key, conflict.field,
+                                {system: conflict.source_value, OTHER[system]: conflict.canonical_value},
+                                conflict.resolution, winner)
+        if accepted:
+            self._after_change(entity, key, accepted, system, created=False)
+        return key
+
+    def _owned_by_other(self, system: str, entity: str) -> set[str]:
+        """Fields the other system owns: the mapping ignores this system's edits of them, so
+        they are always re-checked against it (and restored if it changed them; writing
+        costs nothing when it did not)."""
+        return {spec.field for spec in self.mappings.for_system(system).fields(entity)
+                if self.mappings.owner(entity, spec.field) == OTHER[system]}
+
+    def _create_canonical(self, record: SystemRecord, key: str, raw: dict[str, Any],
+                          mapped: dict[str, Any], report: SyncReport) -> str:
+        system, entity = record.system, record.entity
+        fields = self._validated(entity, key, mapped, None)
+        env = Envelope(fields=fields, raw={system: raw})
+        env.times = {name: record.updated_at.isoformat() for name in mapped}
+        env.mark_pending(OTHER[system], mapped)
+        accepted = {name: (None, value) for name, value in fields.items() if value not in (None, [], "")}
+        self._save(entity, key, env, record, accepted, system, [], [])
+        report.add(entity, system, "created")
+        self._after_change(entity, key, accepted, system, created=True)
+        return key
+
+    def _to_canonical(self, mapping: SystemMapping, system: str, entity: str, raw: Mapping[str, Any],
+                      canonical: Mapping[str, Any] | None, *, strict: bool = True) -> dict[str, Any]:
+        resolver = self.resolvers[system]
+        try:
+            result = mapping.to_canonical(entity, raw, canonical, resolver)
+        except UnmappableValue:
+            if strict:
+                raise
+            return {}
+        if strict and result.unresolved:
+            # A reference to an object we have not seen yet (older than the watermark, or a
+            # webhook that arrived first): read it now, then map again.
+            specs = {spec.field: spec for spec in mapping.fields(entity)}
+            for ref in result.unresolved:
+                self._pull(system, specs[ref.field].ref, ref.system_id)
+            result = mapping.to_canonical(entity, raw, canonical, resolver)
+        values = dict(result.values)
+        for ref in result.unresolved:
+            values.pop(ref.field, None)  # keep the canonical value until the target is known
+        return values
+
+    def _pull(self, system: str, entity: str | None, ext_id: str) -> None:
+        if entity is None or self.store.find_key(system, entity, ext_id):
+            return
+        mapping = self.mappings.for_system(system)
+        record = self.adapters[system].read(entity, ext_id, mapping.fields_to_read(entity))
+        if record is not None:
+            key = self.ingest(record, SyncReport())
+            if key:
+                self._follow_ups.add(entity, key)
+
+    def _correlate(self, record: SystemRecord) -> str:
+        """The canonical key for an object relbridge has not linked yet."""
+        if record.correlation and KEY_PATTERN.match(record.correlation):
+            return record.correlation
+        if record.entity == "release":
+            name = record.fields.get(self._name_field(record.system))
+            match = self._release_named(name, record.system) if name else None
+            if match:
+                return match
+        if record.system == "jira" and record.entity == "release":
+            return f"JV{record.id}"
+        if record.key and KEY_PATTERN.match(record.key):
+            return record.key
+        return f"{record.system[:2].upper()}{zlib.crc32(record.id.encode()):08X}"
+
+    def _name_field(self, system: str) -> str:
+        specs = {spec.field: spec for spec in self.mappings.for_system(system).fields("release")}
+        return specs["name"].source if "name" in specs else "name"
+
+    def _release_named(self, name: str, system: str) -> str | None:
+        """A canonical release of that name not yet linked in ``system`` (Jira versions
+        correlate with releases by name)."""
+        for key, data in self.store.records("release"):
+            if data["fields"].get("name") == name and system not in self.store.refs("release", key):
+                return key
+        return None
+
+    def _validated(self, entity: str, key: str, fields: dict[str, Any],
+                   before: Mapping[str, Any] | None) -> dict[str, Any]:
+        model = model_for(entity)
+        merged = {**{f: v for f, v in (before or {}).items()}, **fields}
+        instance = model.model_validate({"key": key, **merged})
+        if isinstance(instance, Release):
+            previous = Release.model_validate({"key": key, **before}) if before else None
+            instance = lifecycle.apply_facts(previous, instance)
+        return instance.sync_fields()
+
+    def _gate(self, key: str, old_fields: Mapping[str, Any], new_fields: dict[str, Any],
+              source: str, result: Any) -> list[tuple[lifecycle.Veto, str, str]]:
+        old, new = old_fields["state"], new_fields["state"]
+        if old in ("deployed", "closed") and lifecycle.ORDER.get(ReleaseState(new), 99) < lifecycle.ORDER[ReleaseState.DEPLOYING]:
+            # A live release going back to a pre-deployment state (its Jira version was
+            # unreleased) is a rollback, not a re-plan.
+            new = new_fields["state"] = ReleaseState.ROLLED_BACK.value
+        veto = self._check_transition(key, new_fields, old, new, source)
+        if veto is None:
+            return []
+        if self._policy(veto) == "revert":
+            new_fields["state"] = old
+            result.accepted.pop("state", None)
+            result.restore.add("state")
+        return [(veto, old, new)]
+
+    def _check_transition(self, key: str, fields: Mapping[str, Any], old: str, new: str,
+                          source: str) -> lifecycle.Veto | None:
+        release = Release.model_validate({"key": key, **fields})
+        changes = self._models("change", release.change_requests)
+        veto = self.hooks.check_transition(release, old, new, changes, source)
+        if veto is not None:
+            log.warning("release %s: %s -> %s vetoed (%s): %s", key, old, new, self._policy(veto), veto.reason)
+        return veto
+
+    def _policy(self, veto: lifecycle.Veto) -> str:
+        return veto.policy or self.config.gate.policy
+
+    def _models(self, entity: str, keys: Iterable[str]) -> list[Any]:
+        model = model_for(entity)
+        return [model.model_validate({"key": k, **data["fields"]})
+                for k, data in sorted(self.store.get_records(entity, keys).items())]
+
+    # -- persisting ------------------------------------------------------------------------
+
+    def _save(self, entity: str, key: str, env: Envelope, record: SystemRecord | None,
+              accepted: Mapping[str, tuple[Any, Any]], source: str, conflicts: list[Any],
+              vetoes: list[tuple[lifecycle.Veto, str, str]]) -> None:
+        now = self.clock()
+        with self.store.transaction() as tx:
+            env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
+            if record is not None:
+                tx.put_ref(entity, key, record.system, record.id, ext_key=record.key, url=record.url,
+                           version=record.version, updated_at=record.updated_at)
+                tx.clear_error(record.system, entity, record.id)
+            for name, (old, new) in accepted.items():
+                if name not in ENGINE_FIELDS.get(entity, ()) or name in ("change_requests", "incidents"):
+                    tx.add_history(entity, key, name, old, new, source, now)
+            for conflict in conflicts:
+                values = {source: conflict.source_value, OTHER[source]: conflict.canonical_value}
+                winner = conflict.source_value if conflict.source_won else conflict.canonical_value
+                tx.add_conflict(entity, key, conflict.field, values["servicenow"], values["jira"],
+                                conflict.resolution, winner, now)
+            for veto, old, new in vetoes:
+                reason = "; ".join([veto.reason, *veto.missing])
+                tx.add_veto(key, old, new, reason, source, now)
+        for _ in vetoes:
+            if self.on_veto:
+                self.on_veto(key)
+
+    def _record_error(self, record: SystemRecord, exc: RelbridgeError, report: SyncReport) -> None:
+        log.warning("%s %s %s skipped: %s", record.system, record.entity, record.key or record.id, exc)
+        self.store.record_error(record.system, record.entity, record.id, code=exc.code, message=str(exc),
+                                key=record.key)
+        report.error(record.entity, record.system, f"{record.system} {record.entity} {record.key or record.id}: {exc}")
+        self.hooks.sync_failed(record.system, record.entity, record.id, exc, True)
+
+    # -- lifecycle and links -----------------------------------------------------------------
+
+    def _after_change(self, entity: str, key: str, accepted: Mapping[str, tuple[Any, Any]],
+                      source: str, *, created: bool) -> None:
+        """Hooks and derived facts after a change was committed."""
+        if entity == "release":
+            self._release_hooks(key, accepted, source, created)
+        elif entity == "change":
+            if "release" in accepted:
+                old, new = accepted["release"]
+                self._relink("change_requests", key, old, new)
+                change = self._models("change", [key])[0]
+                release = self._models("release", [new])[0] if new and self.store.get_record("release", new) else None
+                self.hooks.change_linked(change, release, source)
+            release_key = self._fields("change", key).get("release")
+            if release_key and self.config.sync.derive_lifecycle:
+                self._derive_release_state(release_key)
+        elif entity == "incident":
+            self._link_incident(key, accepted, source)
+
+    def _release_hooks(self, key: str, accepted: Mapping[str, tuple[Any, Any]], source: str, created: bool) -> None:
+        release = self._models("release", [key])[0]
+        if created:
+            self.hooks.release_created(release, source)
+            return
+        self.hooks.release_updated(release, dict(accepted), source)
+        if "state" in accepted:
+            old, new = accepted["state"]
+            self.hooks.release_state_changed(release, old, new, source)
+            if new == "deployed":
+                self.hooks.release_deployed(release, source)
+            elif new == "rolled_back":
+                self.hooks.release_rolled_back(release, source)
+                self._mark_rolled_back_changes(release)
+        if "planned_end" in accepted and release.baseline_planned_end is not None:
+            old_end, new_end = accepted["planned_end"]
+            if old_end is not None and lifecycle.is_rescheduled(release.baseline_planned_end, release.planned_end):
+                self.hooks.release_rescheduled(release, old_end, new_end, source)
+
+    def _relink(self, list_field: str, member: str, old_release: str | None, new_release: str | None) -> None:
+        for release_key, add in ((old_release, False), (new_release, True)):
+            if not release_key:
+                continue
+            self._update_fields("release", release_key, DERIVED, lambda f, add=add: _toggle(f, list_field, member, add))
+
+    def _link_incident(self, key: str, accepted: Mapping[str, tuple[Any, Any]], source: str) -> None:
+        """Keep the incident's release (derived through its change when no system says it)
+        and the release's incident list in step."""
+        fields = self._fields("incident", key)
+        change_key = fields.get("caused_by_change")
+        release_key = fields.get("caused_by_release") or (
+            self._fields("change", change_key).get("release") if change_key else None)
+        if release_key and fields.get("caused_by_release") != release_key:
+            self._update_fields("incident", key, DERIVED, lambda f: {**f, "caused_by_release": release_key})
+        old_release = accepted.get("caused_by_release", (None, None))[0]
+        self._relink("incidents", key, old_release if old_release != release_key else None, release_key)
+        if "caused_by_change" in accepted and change_key:
+            incident = self._models("incident", [key])[0]
+            change_model = self._models("change", [change_key])
+            release = self._models("release", [release_key]) if release_key else []
+            self.hooks.incident_linked(incident, change_model[0] if change_model else None,
+                                       release[0] if release else None, source)
+
+    def _derive_release_state(self, release_key: str) -> None:
+        fields = self._fields("release", release_key)
+        if not fields:
+            return
+        release = Release.model_validate({"key": release_key, **fields})
+        changes = self._models("change", release.change_requests)
+        jira_raw = self._envelope("release", release_key)
+        jira_state = jira_raw.raw.get("jira", {}).get("state") if jira_raw else None
+        released = None if jira_state is None else jira_state == "released"
+        new = lifecycle.derive_state(release, changes, jira_released=released)
+        if new is None or new == release.state:
+            return
+        self.transition(release_key, new.value, DERIVED)
+
+    def transition(self, release_key: str, new: str, source: str) -> bool:
+        """Move a release to ``new`` on relbridge's own account (derived lifecycle,
+        rollback), through the gate. Returns whether the move was accepted."""
+        with self._locked("release", release_key):
+            row = self.store.load_record("release", release_key)
+            if row is None:
+                return False
+            env = Envelope.load(row.data, row.revision)
+            old = env.fields["state"]
+            if old == new:
+                return False
+            veto = self._check_transition(release_key, env.fields, old, new, source)
+            vetoes = [(veto, old, new)] if veto is not None else []
+            if veto is not None and self._policy(veto) == "revert":
+                self._save("release", release_key, env, None, {}, source, [], vetoes)
+                return False
+            env.fields = self._validated("release", release_key, {"state": new}, env.fields)
+            env.times["state"] = self.clock().isoformat()
+            for system in SYSTEMS:
+                env.mark_pending(system, ["state"])
+            self._save("release", release_key, env, None, {"state": (old, new)}, source, [], vetoes)
+        self._follow_ups.add("release", release_key)
+        self._release_hooks(release_key, {"state": (old, new)}, source, created=False)
+        return True
+
+    def _mark_rolled_back_changes(self, release: Release) -> None:
+        code = self.config.rollback.mark_changes
+        if not code:
+            return
+        for change in self._models("change", release.change_requests):
+            if change.close_code is None and change.state.value not in ("canceled",):
+                if self._update_fields("change", change.key, DERIVED, lambda f: {**f, "close_code": code},
+                                       propagate=True):
+                    self._follow_ups.add("change", change.key)
+
+    def _update_fields(self, entity: str, key: str, source: str,
+                       change: Callable[[dict[str, Any]], dict[str, Any]], *, propagate: bool = False) -> bool:
+        with self._locked(entity, key):
+            for attempt in range(STALE_RETRIES):
+                row = self.store.load_record(entity, key)
+                if row is None:
+                    return False
+                env = Envelope.load(row.data, row.revision)
+                new_fields = change(dict(env.fields))
+                diff = {f: (env.fields.get(f), v) for f, v in new_fields.items() if env.fields.get(f) != v}
+                if not diff:
+                    return False
+                env.fields = self._validated(entity, key, new_fields, env.fields)
+                if propagate:
+                    for system in SYSTEMS:
+                        env.mark_pending(system, diff)
+                try:
+                    self._save(entity, key, env, None, diff, source, [], [])
+                    return True
+                except StaleRecord:
+                    if attempt == STALE_RETRIES - 1:
+                        raise
+        return False
+
+    def _fields(self, entity: str, key: str | None) -> dict[str, Any]:
+        data = self.store.get_record(entity, key) if key else None
+        return dict(data["fields"]) if data else {}
+
+    def _envelope(self, entity: str, key: str) -> Envelope | None:
+        row = self.store.load_record(entity, key)
+        return Envelope.load(row.data, row.revision) if row else None
+
+    # -- propagation -----------------------------------------------------------------------
+
+    def _pending_keys(self, touched: dict[str, set[str]]) -> dict[str, set[str]]:
+        """Touched keys plus any record left with pending writes (a crash, a failed write)."""
+        keys = {entity: set(found) for entity, found in touched.items()}
+        for entity in ENTITY_ORDER:
+            unfinished = {key for key, data in self.store.records(entity) if data.get("pending") or data.get("creating")}
+            keys[entity] |= unfinished
+        for entity, key in self._follow_ups.pop_all():
+            keys[entity].add(key)
+        return keys
+
+    def _pending_for(self, entity: str, key: str, system: str) -> bool:
+        data = self.store.get_record(entity, key)
+        return bool(data and data.get("pending", {}).get(system))
+
+    def propagate(self, entity: str, key: str, report: SyncReport) -> None:
+        """Write what changed to each system that lacks it; create where missing."""
+        for system in SYSTEMS:
+            mapping = self.mappings.for_system(system)
+            if entity not in mapping.entities:
+                continue
+            try:
+                with self._locked(entity, key):
+                    self._propagate_to(system, mapping, entity, key, report)
+            except StaleRecord:
+                self._follow_ups.add(entity, key)
+            except UnmappableValue as exc:
+                report.error(entity, system, f"{entity} {key} -> {system}: {exc}")
+                self.store.record_error(system, entity, f"key:{key}", code=exc.code, message=str(exc), key=key)
+                self.hooks.sync_failed(system, entity, key, exc, True)
+
+    def _propagate_to(self, system: str, mapping: SystemMapping, entity: str, key: str,
+                      report: SyncReport) -> None:
+        row = self.store.load_record(entity, key)
+        if row is None:
+            return
+        env = Envelope.load(row.data, row.revision)
+        ref = self.store.refs(entity, key).get(system)
+        adapter = self.adapters[system]
+        resolver = self.resolvers[system]
+        if ref is None:
+            found = None
+            if env.creating.get(system) or self.store.get_watermark(system, entity) is None:
+                found = adapter.find_by_correlation(entity, self._correlation(entity, key, env, system))
+            if found is not None:
+                self._link_found(found, key, env, report)
+                return
+            out = mapping.to_system(entity, env.fields, None, resolver)
+            # Journal the create before making it: if we crash after the system created
+            # the object but before we recorded it, the next attempt looks it up first.
+            env.creating[system] = self.clock().isoformat()
+            env.revision = self.store.put_record(entity, key, env.dump(), expected_revision=env.revision)
+            created = adapter.create(entity, out.payload, key)
+            env.creating.pop(system, None)
+            env.raw[system] = {**out.payload, **_raw(created, mapping.fields_to_read(entity), only_present=True)}
+            env.pending[system] = sorted({p.field for p in out.pending})
+            with self.store.transaction() as tx:
+                env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
+                tx.put_ref(entity, key, system, created.id, ext_key=created.key, url=created.url,
+                           version=None, updated_at=created.updated_at)
+            report.add(entity, system, "created")
+            return
+        names = env.pending.get(system)
+        if not names:
+            return
+        out = mapping.to_system(entity, env.fields, env.raw.get(system, {}), resolver, fields=names)
+        if out.payload:
+            adapter.write(entity, ref.ext_id, out.payload)
+            env.raw.setdefault(system, {}).update(out.payload)
+            report.add(entity, system, "updated")
+        env.pending[system] = sorted({p.field for p in out.pending})
+        self.store.put_record(entity, key, env.dump(), expected_revision=env.revision)
+
+    def _link_found(self, found: SystemRecord, key: str, env: Envelope, report: SyncReport) -> None:
+        """An object created earlier (a crash, or a lost store) exists already: link it
+        and merge it like any read, so nothing is created twice."""
+        with self.store.transaction() as tx:
+            env.creating.pop(found.system, None)
+            env.revision = tx.put_record(found.entity, key, env.dump(), expected_revision=env.revision)
+            tx.put_ref(found.entity, key, found.system, found.id, ext_key=found.key, url=found.url,
+                       version=None, updated_at=found.updated_at)
+        self._ingest_locked(found, key, report)
+        self._follow_ups.add(found.entity, key)
+
+    def _correlation(self, entity: str, key: str, env: Envelope, system: str) -> str:
+        # Jira versions carry no labels: they correlate with releases by name (DESIGN §3).
+        if entity == "release" and system == "jira":
+            return str(env.fields.get("name"))
+        return key
+
+    # -- deletions -------------------------------------------------------------------------
+
+    def unlink(self, system: str, entity: str, ext_id: str, report: SyncReport) -> None:
+        """The object is gone from ``system``: unlink and record it; delete it in the other
+        system only when ``[sync] propagate_deletes`` says so."""
+        key = self.store.find_key(system, entity, ext_id)
+        if key is None:
+            return
+        with self._locked(entity, key), self.store.transaction() as tx:
+            tx.drop_ref(system, entity, ext_id)
+            tx.add_history(entity, key, f"_ref.{system}", ext_id, None, system, self.clock())
+        report.add(entity, system, "deleted")
+        if self.config.sync.propagate_deletes:
+            other = self.store.refs(entity, key).get(OTHER[system])
+            if other is not None:
+                self.adapters[OTHER[system]].delete(entity, other.ext_id)
+                with self.store.transaction() as tx:
+                    tx.drop_ref(OTHER[system], entity, other.ext_id)
+                    tx.add_history(entity, key, f"_ref.{OTHER[system]}", other.ext_id, None, DERIVED, self.clock())
+                    tx.delete_record(entity, key)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, entity: str, key: str) -> Iterator[None]:
+        lock = self._locks[zlib.crc32(f"{entity}:{key}".encode()) % len(self._locks)]
+        with lock:
+            yield
+
+    @property
+    def _follow_ups(self) -> _FollowUps:
+        # Per thread: records a step touched besides its own (a release whose derived
+        # state moved, a pulled reference) that need propagating too.
+        local = self.__dict__.setdefault("_local", threading.local())
+        if not hasattr(local, "follow_ups"):
+            local.follow_ups = _FollowUps()
+        return local.follow_ups
+
+    def release_view(self, key: str) -> dict[str, Any] | None:
+        """Everything ``release show`` prints about one release."""
+        data = self.store.get_record("release", key)
+        if data is None:
+            return None
+        refs = self.store.refs("release", key)
+        release = Release.model_validate({
+            "key": key, **data["fields"],
+            "refs": {s: ExternalRef(system=s, id=r.ext_id, key=r.ext_key, url=r.url, version=r.version,
+                                    updated_at=r.updated_at) for s, r in refs.items()},
+        })
+        changes = self._models("change", release.change_requests)
+        incidents = self._models("incident", release.incidents)
+        return {
+            "release": release,
+            "changes": changes,
+            "incidents": incidents,
+            "owners": {f: self.mappings.owner("release", f) for f in release.sync_fields()},
+            "missing_for_authorization": lifecycle.missing_for_authorization(changes),
+            "authorized": lifecycle.is_authorized(changes),
+            "pending": data.get("pending", {}),
+        }
+
+
+class _FollowUps:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, entity: str, key: str) -> None:
+        if (entity, key) not in self.items:
+            self.items.append((entity, key))
+
+    def pop_all(self) -> list[tuple[str, str]]:
+        items, self.items = self.items, []
+        return items
+
+
+def _raw(record: SystemRecord, names: Iterable[str], *, only_present: bool = False) -> dict[str, Any]:
+    if only_present:
+        return {n: record.fields[n] for n in names if n in record.fields}
+    return {n: record.fields.get(n) for n in names}
+
+
+def _toggle(fields: dict[str, Any], list_field: str, member: str, add: bool) -> dict[str, Any]:
+    members = [m for m in fields.get(list_field, []) if m != member]
+    if add:
+        members.append(member)
+    return {**fields, list_field: sorted(members)}
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        loc = ".".join(str(p) for p in error["loc"]) or "record"
+        parts.append(f"{loc}: {error['msg']}")
+    return "; ".join(parts)
+

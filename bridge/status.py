@@ -1,0 +1,122 @@
+"""What ``relbridge status`` and ``relbridge release show`` report, as plain data first
+(for ``--json``) and as text second."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bridge.engine import ENTITY_ORDER, SYSTEMS
+
+if TYPE_CHECKING:
+    from bridge.engine import Engine
+    from bridge.store import Store
+
+
+def collect_status(store: Store) -> dict[str, Any]:
+    watermarks = {
+        f"{system}/{entity}": store.get_watermark(system, entity) for system in SYSTEMS for entity in ENTITY_ORDER
+    }
+    counts = store.counts()
+    return {
+        "watermarks": {k: v.isoformat() if v else None for k, v in watermarks.items()},
+        **counts,
+        "recent_conflicts": [
+            {"entity": c.entity, "key": c.key, "field": c.field, "servicenow": c.servicenow_value,
+             "jira": c.jira_value, "resolution": c.resolution, "kept": c.resolved_value, "at": c.at.isoformat()}
+            for c in store.conflicts()[-10:]
+        ],
+        "failing_records": [
+            {"system": e.system, "entity": e.entity, "id": e.ext_id, "key": e.key, "code": e.code,
+             "message": e.message, "count": e.count, "at": e.at.isoformat()}
+            for e in store.errors()
+        ],
+    }
+
+
+def render_status(status: dict[str, Any]) -> str:
+    lines = ["watermarks:"]
+    lines += [f"  {name:<22} {value or 'never synced'}" for name, value in status["watermarks"].items()]
+    records = status["records"]
+    lines.append("records:  " + ", ".join(f"{e} {records.get(e, 0)}" for e in ENTITY_ORDER))
+    lines.append(f"conflicts: {status['conflicts']}   failing records: {status['errors']}   "
+                 f"pending events: {status['pending_events']}   dead letters: {status['dead_letters']}")
+    for error in status["failing_records"]:
+        lines.append(f"  ! {error['system']} {error['entity']} {error['key'] or error['id']}: {error['message']}")
+    return "\n".join(lines)
+
+
+def find_release(store: Store, ref: str) -> str | None:
+    """A canonical key from a key, a ServiceNow number or a Jira version name."""
+    if store.get_record("release", ref) is not None:
+        return ref
+    for system in SYSTEMS:
+        key = store.find_key_by_ext_key(system, "release", ref)
+        if key:
+            return key
+    for key, data in store.records("release"):
+        if data["fields"].get("name") == ref:
+            return key
+    return None
+
+
+def release_document(engine: Engine, key: str) -> dict[str, Any]:
+    view = engine.release_view(key)
+    assert view is not None
+    release = view["release"]
+    store = engine.store
+    return {
+        "key": key,
+        "fields": release.sync_fields(),
+        "owners": view["owners"],
+        "authorized": view["authorized"],
+        "missing_for_authorization": view["missing_for_authorization"],
+        "refs": {s: r.model_dump(mode="json") for s, r in release.refs.items()},
+        "pending_writes": view["pending"],
+        "changes": [
+            {"key": c.key, "summary": c.summary, "state": c.state.value, "approval": c.approval.value,
+             "close_code": c.close_code.value if c.close_code else None,
+             "refs": {s: r.ext_key for s, r in store.refs("change", c.key).items()}}
+            for c in view["changes"]
+        ],
+        "incidents": [
+            {"key": i.key, "summary": i.summary, "state": i.state.value, "priority": i.priority,
+             "caused_by_change": i.caused_by_change,
+             "refs": {s: r.ext_key for s, r in store.refs("incident", i.key).items()}}
+            for i in view["incidents"]
+        ],
+        "vetoes": [
+            {"old": v.old, "new": v.new, "reason": v.reason, "source": v.source, "at": v.at.isoformat()}
+            for v in store.vetoes(release_key=key)
+        ],
+        "history": [
+            {"field": h.field, "old": h.old, "new": h.new, "source": h.source, "at": h.at.isoformat()}
+            for h in store.history(entity="release", key=key)
+        ],
+    }
+
+
+def render_release(doc: dict[str, Any]) -> str:
+    f = doc["fields"]
+    lines = [f"{doc['key']}  {f['name']}  [{f['state']}]"]
+    for name, value in f.items():
+        if name in ("name", "change_requests", "incidents"):
+            continue
+        lines.append(f"  {name:<22} {value if value not in (None, '') else '-'}   (owner: {doc['owners'].get(name, 'relbridge')})")
+    for system, ref in doc["refs"].items():
+        lines.append(f"  in {system:<19} {ref.get('key') or ref['id']}  {ref.get('url') or ''}")
+    lines.append("  authorized: " + ("yes" if doc["authorized"] else "no — " + "; ".join(doc["missing_for_authorization"])))
+    lines.append(f"changes ({len(doc['changes'])}):")
+    for c in doc["changes"]:
+        where = ", ".join(f"{s} {k}" for s, k in c["refs"].items())
+        lines.append(f"  {c['key']:<14} {c['state']:<10} {c['approval']:<14} {c['summary']}  ({where})")
+    lines.append(f"incidents ({len(doc['incidents'])}):")
+    for i in doc["incidents"]:
+        lines.append(f"  {i['key']:<14} P{i['priority']} {i['state']:<12} {i['summary']}  (caused by {i['caused_by_change']})")
+    if doc["vetoes"]:
+        lines.append("vetoes:")
+        for v in doc["vetoes"]:
+            lines.append(f"  {v['at']}  {v['old']} -> {v['new']} from {v['source']}: {v['reason']}")
+    lines.append("history:")
+    for h in doc["history"][-20:]:
+        lines.append(f"  {h['at']}  {h['field']}: {h['old']!r} -> {h['new']!r}  ({h['source']})")
+    return "\n".join(lines)
