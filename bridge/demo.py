@@ -56,7 +56,8 @@ def run_demo(echo: Echo, *, keep: Path | None = None) -> int:
 
             echo("\n== 3. Second sync")
             _summary(echo, rt.engine.sync_once())
-            # A third pass settles what the second one wrote (the gate's revert, derived states).
+            # The next pass reads back what the second one wrote (the gate's revert, derived
+            # states) and finds nothing more to do.
             rt.engine.sync_once()
 
             echo("\n== 4. What moved where")
@@ -64,8 +65,11 @@ def run_demo(echo: Echo, *, keep: Path | None = None) -> int:
                 if not row.field.startswith("_"):
                     echo(f"  {row.entity:<8} {row.key:<14} {row.field:<16} {_short(row.old)} -> {_short(row.new)}"
                          f"   (from {row.source})")
-            for veto in rt.store.vetoes():
+            for veto in rt.store.vetoes(since=mark):
                 echo(f"  gate     {veto.release_key:<14} vetoed {veto.old} -> {veto.new}: {veto.reason}")
+
+            for name in ("Customer portal 5.2", "Mobile app 3.0"):
+                echo(f"  Jira now says version {name!r} released={team.version_released(name)}")
 
             echo("\n== 5. Release records")
             for key, _ in rt.store.records("release"):
@@ -123,6 +127,10 @@ class Team:
             if version["name"] == name:
                 self.http.put(f"{self.jira}/version/{version['id']}", json={"released": True}).raise_for_status()
                 self.echo(f"  Jira: version {name!r} marked released")
+
+    def version_released(self, name: str) -> bool | None:
+        versions = self.http.get(f"{self.jira}/project/OPS/versions").json()
+        return next((v["released"] for v in versions if v["name"] == name), None)
 
     def open_incident(self, change_summary: str, summary: str) -> None:
         changes = self._sn("change_request", f"short_description={change_summary}")

@@ -178,6 +178,9 @@ class Engine:
         self.on_veto = on_veto
         self.resolvers = {system: StoreResolver(store, system) for system in SYSTEMS}
         self._locks = [threading.RLock() for _ in range(256)]
+        self._deferred_gates: list[tuple[str, str, str]] | None = None
+        self._deferred_derives: set[str] = set()
+        self._deferred_lock = threading.Lock()
         for system in SYSTEMS:
             if system not in self.adapters:
                 raise RelbridgeError(f"no adapter for {system!r}: is its plugin disabled or broken? (relbridge plugins)")
@@ -194,15 +197,25 @@ class Engine:
         report = SyncReport()
         touched: dict[str, set[str]] = {entity: set() for entity in ENTITY_ORDER}
         marks: dict[tuple[str, str], datetime] = {}
-        for entity in ENTITY_ORDER:
-            for system in SYSTEMS:
-                started = self.clock()
-                records = list(self._list_changed(system, entity))
-                keys = self._run_parallel(
-                    system, records, lambda rec, r=report: self.ingest(rec, r), progress, f"read {system} {entity}"
-                )
-                touched[entity].update(k for k in keys if k)
-                marks[(system, entity)] = started
+        self._deferred_gates = []
+        try:
+            for entity in ENTITY_ORDER:
+                for system in SYSTEMS:
+                    started = self.clock()
+                    records = list(self._list_changed(system, entity))
+                    keys = self._run_parallel(
+                        system, records, lambda rec, r=report: self.ingest(rec, r), progress,
+                        f"read {system} {entity}",
+                    )
+                    touched[entity].update(k for k in keys if k)
+                    marks[(system, entity)] = started
+        finally:
+            deferred, self._deferred_gates = self._deferred_gates, None
+        for key, new, source in deferred:
+            self.transition(key, new, source)
+        derives, self._deferred_derives = sorted(self._deferred_derives), set()
+        for key in derives:
+            self._derive_release_state(key)
         touched_keys = self._pending_keys(touched)
         for entity in ENTITY_ORDER:
             keys = sorted(touched_keys[entity])
@@ -467,6 +480,14 @@ class Engine:
             # A live release going back to a pre-deployment state (its Jira version was
             # unreleased) is a rollback, not a re-plan.
             new = new_fields["state"] = ReleaseState.ROLLED_BACK.value
+        if self._deferred_gates is not None and lifecycle.needs_authorization(new):
+            # During a full pass the release's changes may not be read yet (an approval
+            # made just before the go-live): decide once everything is read.
+            new_fields["state"] = old
+            result.accepted.pop("state", None)
+            with self._deferred_lock:
+                self._deferred_gates.append((key, new, source))
+            return []
         veto = self._check_transition(key, new_fields, old, new, source)
         if veto is None:
             return []
@@ -484,6 +505,12 @@ class Engine:
         if veto is not None:
             log.warning("release %s: %s -> %s vetoed (%s): %s", key, old, new, self._policy(veto), veto.reason)
         return veto
+
+    def _repeated(self, key: str, old: str, new: str, source: str) -> bool:
+        """The same move was vetoed last time already (a derived proposal re-made on every
+        change edit is recorded once)."""
+        last = self.store.vetoes(release_key=key)[-1:]
+        return bool(last) and (last[0].old, last[0].new, last[0].source) == (old, new, source)
 
     def _policy(self, veto: lifecycle.Veto) -> str:
         return veto.policy or self.config.gate.policy
@@ -543,7 +570,11 @@ class Engine:
                 self.hooks.change_linked(change, release, source)
             release_key = self._fields("change", key).get("release")
             if release_key and self.config.sync.derive_lifecycle:
-                self._derive_release_state(release_key)
+                if self._deferred_gates is not None:
+                    with self._deferred_lock:
+                        self._deferred_derives.add(release_key)
+                else:
+                    self._derive_release_state(release_key)
         elif entity == "incident":
             self._link_incident(key, accepted, source)
 
@@ -616,9 +647,13 @@ class Engine:
             if old == new:
                 return False
             veto = self._check_transition(release_key, env.fields, old, new, source)
-            vetoes = [(veto, old, new)] if veto is not None else []
+            vetoes = [(veto, old, new)] if veto is not None and not self._repeated(release_key, old, new, source) else []
             if veto is not None and self._policy(veto) == "revert":
-                self._save("release", release_key, env, None, {}, source, [], vetoes)
+                if source in SYSTEMS:
+                    env.mark_pending(source, ["state"])  # put the system that moved back
+                if vetoes or source in SYSTEMS:
+                    self._save("release", release_key, env, None, {}, source, [], vetoes)
+                    self._follow_ups.add("release", release_key)
                 return False
             env.fields = self._validated("release", release_key, {"state": new}, env.fields)
             env.times["state"] = self.clock().isoformat()
@@ -817,7 +852,8 @@ class Engine:
             "release": release,
             "changes": changes,
             "incidents": incidents,
-            "owners": {f: self.mappings.owner("release", f) for f in release.sync_fields()},
+            "owners": {f: DERIVED if f in ENGINE_FIELDS["release"] else self.mappings.owner("release", f)
+                       for f in release.sync_fields()},
             "missing_for_authorization": lifecycle.missing_for_authorization(changes),
             "authorized": lifecycle.is_authorized(changes),
             "pending": data.get("pending", {}),
