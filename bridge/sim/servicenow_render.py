@@ -1,0 +1,126 @@
+"""How the Table API shows a stored record: value / display value shapes and reference links.
+
+Stored values are always strings. `sysparm_display_value` picks actual values (`false`),
+display values (`true`: choice labels, the referenced record's display column) or both
+(`all`: `{"display_value", "value"}` per field); references carry a `link` to the Table API
+URL of their target unless `sysparm_exclude_reference_link` is set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.sim.servicenow_schema import CLASS_NAME, REFERENCE, TABLES, Column, Table
+from bridge.sim.servicenow_store import Record, ServiceNowStore
+
+DISPLAY_MODES = ("false", "true", "all")
+
+
+@dataclass(frozen=True)
+class View:
+    """What one request asked to see; built once per request, applied to every record."""
+
+    table: Table
+    columns: tuple[tuple[str, Column | None, str], ...]  # (output name, column, dot-walk)
+    display: str  # "false" | "true" | "all"
+    exclude_links: bool
+    base_url: str
+
+    @classmethod
+    def build(cls, store: ServiceNowStore, table: Table, fields: str, display: str,
+              exclude_links: bool, base_url: str) -> View:
+        wanted = [f.strip() for f in fields.split(",") if f.strip()]
+        columns: list[tuple[str, Column | None, str]] = []
+        for name in wanted:
+            if name in table.columns:
+                columns.append((name, table.columns[name], ""))
+                continue
+            head, _, tail = name.partition(".")
+            column = table.columns.get(head)
+            target = store.table(column.reference) if column and column.reference else None
+            if column is not None and target is not None and tail in target.columns:
+                columns.append((name, column, tail))  # dot-walked, e.g. caused_by.number
+        if not columns:  # none asked for, or all invalid: the instance ignores them
+            columns = [(n, c, "") for n, c in table.columns.items()]
+        mode = display.lower() if display.lower() in DISPLAY_MODES else "false"
+        return cls(table, tuple(columns), mode, exclude_links, base_url)
+
+
+class Renderer:
+    """Turns stored records into Table API JSON for one view."""
+
+    def __init__(self, store: ServiceNowStore, view: View) -> None:
+        self.store = store
+        self.view = view
+        # The common case (actual values, no dot-walking) takes a fast path: copy the
+        # columns, then dress up the references.
+        self._fast = view.display == "false" and not any(walk for _, _, walk in view.columns)
+        self._names = [name for name, _, _ in view.columns]
+        self._references = [(name, column.reference) for name, column, _ in view.columns
+                            if column is not None and column.type == REFERENCE
+                            and column.reference]
+
+    def render(self, record: Record) -> dict[str, Any]:
+        if self._fast:
+            out: dict[str, Any] = {name: record.get(name, "") for name in self._names}
+            if not self.view.exclude_links:
+                for name, target in self._references:
+                    if out[name]:
+                        out[name] = {"link": self.link(target, out[name]), "value": out[name]}
+            return out
+        out = {}
+        display = self.view.display
+        for name, column, walk in self.view.columns:
+            value = record.get(name if not walk else column.name, "")  # type: ignore[union-attr]
+            if walk:
+                out[name] = self._walked(column, value, walk)  # type: ignore[arg-type]
+            elif column is not None and column.type == REFERENCE and column.reference:
+                out[name] = self._reference(column.reference, value)
+            elif display == "false":
+                out[name] = value
+            else:
+                shown = _display(column, value)
+                out[name] = shown if display == "true" else {"display_value": shown,
+                                                               "value": value}
+        return out
+
+    def _reference(self, target: str, sys_id: str) -> Any:
+        view = self.view
+        if view.display == "false":
+            if not sys_id or view.exclude_links:
+                return sys_id
+            return {"link": self.link(target, sys_id), "value": sys_id}
+        shown = self.store.display_value(target, sys_id) if sys_id else ""
+        if view.display == "true":
+            if not sys_id or view.exclude_links:
+                return shown
+            return {"display_value": shown, "link": self.link(target, sys_id)}
+        both: dict[str, str] = {"display_value": shown, "value": sys_id}
+        if sys_id and not view.exclude_links:
+            both["link"] = self.link(target, sys_id)
+        return both
+
+    def _walked(self, column: Column, sys_id: str, tail: str) -> Any:
+        target = self.store.table(column.reference)
+        record = self.store.get(column.reference, sys_id) if sys_id else None
+        value = record.get(tail, "") if record else ""
+        target_column = target.columns.get(tail) if target else None
+        if self.view.display == "false":
+            return value
+        shown = _display(target_column, value)
+        return shown if self.view.display == "true" else {"display_value": shown, "value": value}
+
+    def link(self, table: str, sys_id: str) -> str:
+        return f"{self.view.base_url}/api/now/table/{table}/{sys_id}"
+
+
+def _display(column: Column | None, value: str) -> str:
+    if column is None or not value:
+        return value
+    if column.choices:
+        return column.label_of(value)
+    if column.type == CLASS_NAME:
+        table = TABLES.get(value)
+        return table.label if table else value
+    return value

@@ -1,0 +1,270 @@
+"""Table definitions of the simulated ServiceNow instance.
+
+Describes the columns a real instance has for the tables relbridge uses (release management,
+change, incident) closely enough that clients see the same field names, types, choice values
+and reference targets. The same definitions produce the `sys_dictionary` and `sys_choice`
+rows a client reads to discover that schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+#: `internal_type` values as the real `sys_dictionary` names them.
+STRING, INTEGER, DATETIME, REFERENCE, GUID, BOOLEAN = (
+    "string", "integer", "glide_date_time", "reference", "GUID", "boolean",
+)
+CLASS_NAME = "sys_class_name"
+
+#: Written by the instance itself; a client's values for them are ignored.
+SYS_FIELDS = (
+    "sys_id", "sys_created_on", "sys_created_by", "sys_updated_on", "sys_updated_by",
+    "sys_mod_count", "sys_class_name",
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: what `sys_dictionary` says about it."""
+
+    name: str
+    label: str
+    type: str = STRING
+    reference: str = ""  # target table of a reference column
+    choices: tuple[tuple[str, str], ...] = ()  # (value, label) in display order
+    max_length: int = 40
+    default: str = ""
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type == INTEGER
+
+    def label_of(self, value: str) -> str:
+        for choice_value, choice_label in self.choices:
+            if choice_value == value:
+                return choice_label
+        return value
+
+    def value_of_label(self, text: str) -> str | None:
+        """The stored value for a choice label (case-insensitive), None if there is none."""
+        lowered = text.lower()
+        for choice_value, choice_label in self.choices:
+            if choice_label.lower() == lowered:
+                return choice_value
+        return None
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table: its columns (sys columns included), record numbering and display column."""
+
+    name: str
+    label: str
+    columns: dict[str, Column]
+    number_prefix: str = ""
+    number_start: int = 0
+    display_column: str = ""
+    extends: str = ""
+    predefined: bool = True  # False for tables a client created by inserting into them
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(self.columns)
+
+    def format_number(self, n: int) -> str:
+        return f"{self.number_prefix}{n:07d}"
+
+
+def _sys_columns(table: str) -> list[Column]:
+    return [
+        Column("sys_id", "Sys ID", GUID, max_length=32),
+        Column("sys_created_on", "Created", DATETIME),
+        Column("sys_created_by", "Created by"),
+        Column("sys_updated_on", "Updated", DATETIME),
+        Column("sys_updated_by", "Updated by"),
+        Column("sys_mod_count", "Updates", INTEGER, default="0"),
+        Column("sys_class_name", "Class", CLASS_NAME, max_length=80, default=table),
+    ]
+
+
+def _task_columns() -> list[Column]:
+    """Columns every `task` extension has (change_request, incident, planned_task...)."""
+    return [
+        Column("number", "Number"),
+        Column("short_description", "Short description", max_length=160),
+        Column("description", "Description", max_length=4000),
+        Column("assigned_to", "Assigned to", REFERENCE, reference="sys_user", max_length=32),
+        Column("active", "Active", BOOLEAN, default="true"),
+        Column("correlation_id", "Correlation ID", max_length=100),
+        Column("correlation_display", "Correlation display", max_length=100),
+        Column("work_start", "Actual start", DATETIME),
+        Column("work_end", "Actual end", DATETIME),
+    ]
+
+
+def _table(name: str, label: str, columns: list[Column], **kw: object) -> Table:
+    all_columns = {c.name: c for c in [*columns, *_sys_columns(name)]}
+    return Table(name=name, label=label, columns=all_columns, **kw)  # type: ignore[arg-type]
+
+
+RELEASE_STATES = (
+    ("-5", "Pending"), ("1", "Open"), ("2", "Work in Progress"), ("3", "Closed Complete"),
+    ("4", "Closed Incomplete"), ("7", "Closed Skipped"),
+)
+CHANGE_STATES = (
+    ("-5", "New"), ("-4", "Assess"), ("-3", "Authorize"), ("-2", "Scheduled"),
+    ("-1", "Implement"), ("0", "Review"), ("3", "Closed"), ("4", "Canceled"),
+)
+APPROVALS = (
+    ("not requested", "Not Yet Requested"), ("requested", "Requested"),
+    ("approved", "Approved"), ("rejected", "Rejected"),
+)
+CHANGE_TYPES = (("standard", "Standard"), ("normal", "Normal"), ("emergency", "Emergency"))
+RISKS = (("1", "Very High"), ("2", "High"), ("3", "Moderate"), ("4", "Low"))
+CLOSE_CODES = (
+    ("successful", "Successful"), ("successful_issues", "Successful with issues"),
+    ("unsuccessful", "Unsuccessful"),
+)
+PRIORITIES = (
+    ("1", "1 - Critical"), ("2", "2 - High"), ("3", "3 - Moderate"), ("4", "4 - Low"),
+    ("5", "5 - Planning"),
+)
+INCIDENT_STATES = (
+    ("1", "New"), ("2", "In Progress"), ("3", "On Hold"), ("6", "Resolved"), ("7", "Closed"),
+    ("8", "Canceled"),
+)
+
+RM_RELEASE = _table(
+    "rm_release", "Release", [
+        *_task_columns(),
+        Column("state", "State", INTEGER, choices=RELEASE_STATES, default="-5"),
+        Column("priority", "Priority", INTEGER, choices=PRIORITIES, default="4"),
+        Column("start_date", "Planned start date", DATETIME),
+        Column("end_date", "Planned end date", DATETIME),
+    ],
+    number_prefix="RLSE", number_start=1001, display_column="number", extends="planned_task",
+)
+CHANGE_REQUEST = _table(
+    "change_request", "Change Request", [
+        *_task_columns(),
+        Column("state", "State", INTEGER, choices=CHANGE_STATES, default="-5"),
+        Column("approval", "Approval", choices=APPROVALS, default="not requested"),
+        Column("type", "Type", choices=CHANGE_TYPES, default="normal"),
+        Column("risk", "Risk", INTEGER, choices=RISKS, default="3"),
+        Column("priority", "Priority", INTEGER, choices=PRIORITIES, default="4"),
+        Column("start_date", "Planned start date", DATETIME),
+        Column("end_date", "Planned end date", DATETIME),
+        Column("close_code", "Close code", choices=CLOSE_CODES),
+        Column("close_notes", "Close notes", max_length=4000),
+    ],
+    number_prefix="CHG", number_start=30001, display_column="number", extends="task",
+)
+INCIDENT = _table(
+    "incident", "Incident", [
+        *_task_columns(),
+        Column("state", "State", INTEGER, choices=INCIDENT_STATES, default="1"),
+        Column("priority", "Priority", INTEGER, choices=PRIORITIES, default="5"),
+        Column("caused_by", "Caused by Change", REFERENCE, reference="change_request",
+               max_length=32),
+        Column("rfc", "Change Request", REFERENCE, reference="change_request", max_length=32),
+        Column("opened_at", "Opened", DATETIME),
+        Column("resolved_at", "Resolved", DATETIME),
+    ],
+    number_prefix="INC", number_start=10001, display_column="number", extends="task",
+)
+RM_M2M_RELEASE_TASK = _table(
+    "rm_m2m_release_task", "Release Item", [
+        Column("release", "Release", REFERENCE, reference="rm_release", max_length=32),
+        Column("task", "Task", REFERENCE, reference="change_request", max_length=32),
+    ],
+)
+SYS_USER = _table(
+    "sys_user", "User", [
+        Column("user_name", "User ID"),
+        Column("name", "Name", max_length=151),
+        Column("first_name", "First name", max_length=50),
+        Column("last_name", "Last name", max_length=50),
+        Column("email", "Email", max_length=100),
+        Column("active", "Active", BOOLEAN, default="true"),
+    ],
+    display_column="name",
+)
+SYS_DICTIONARY = _table(
+    "sys_dictionary", "Dictionary Entry", [
+        Column("name", "Table", max_length=80),
+        Column("element", "Column name", max_length=80),
+        Column("column_label", "Column label", max_length=80),
+        Column("internal_type", "Type", max_length=32),
+        Column("reference", "Reference", max_length=80),
+        Column("max_length", "Max length", INTEGER),
+        Column("default_value", "Default value", max_length=512),
+        Column("mandatory", "Mandatory", BOOLEAN, default="false"),
+        Column("active", "Active", BOOLEAN, default="true"),
+    ],
+    display_column="element",
+)
+SYS_CHOICE = _table(
+    "sys_choice", "Choices", [
+        Column("name", "Table", max_length=80),
+        Column("element", "Element", max_length=80),
+        Column("value", "Value", max_length=40),
+        Column("label", "Label", max_length=100),
+        Column("sequence", "Sequence", INTEGER),
+        Column("language", "Language", default="en"),
+        Column("inactive", "Inactive", BOOLEAN, default="false"),
+    ],
+    display_column="label",
+)
+
+#: The tables a fresh instance has, by name.
+TABLES: dict[str, Table] = {
+    t.name: t for t in (RM_RELEASE, RM_M2M_RELEASE_TASK, CHANGE_REQUEST, INCIDENT, SYS_USER,
+                        SYS_DICTIONARY, SYS_CHOICE)
+}
+#: The tables whose schema `sys_dictionary` / `sys_choice` describe.
+DESCRIBED_TABLES = (RM_RELEASE, RM_M2M_RELEASE_TASK, CHANGE_REQUEST, INCIDENT)
+
+
+def custom_table(name: str, column_names: list[str]) -> Table:
+    """A table a client created by inserting into it: string columns, no numbering."""
+    columns = [Column(n, n.replace("_", " ").capitalize()) for n in column_names
+               if n not in SYS_FIELDS]
+    return _table(name, name, columns, predefined=False)
+
+
+def with_columns(table: Table, column_names: list[str]) -> Table:
+    """A custom table grown by the new columns an insert or update brought."""
+    new = [n for n in column_names if n not in table.columns and n not in SYS_FIELDS]
+    if not new:
+        return table
+    columns = dict(table.columns)
+    columns.update({n: Column(n, n.replace("_", " ").capitalize()) for n in new})
+    return Table(name=table.name, label=table.label, columns=columns, predefined=False)
+
+
+def dictionary_rows() -> Iterator[dict[str, str]]:
+    """`sys_dictionary` rows for the described tables: one collection row plus one per column."""
+    for table in DESCRIBED_TABLES:
+        yield {"name": table.name, "element": "", "column_label": table.label,
+               "internal_type": "collection", "reference": "", "max_length": "40",
+               "default_value": ""}
+        for column in table.columns.values():
+            yield {
+                "name": table.name,
+                "element": column.name,
+                "column_label": column.label,
+                "internal_type": column.type,
+                "reference": column.reference,
+                "max_length": str(column.max_length),
+                "default_value": column.default if column.name != "sys_class_name" else "",
+            }
+
+
+def choice_rows() -> Iterator[dict[str, str]]:
+    """`sys_choice` rows (value, label, sequence) for every choice column described."""
+    for table in DESCRIBED_TABLES:
+        for column in table.columns.values():
+            for sequence, (value, label) in enumerate(column.choices):
+                yield {"name": table.name, "element": column.name, "value": value,
+                       "label": label, "sequence": str(sequence * 100)}
