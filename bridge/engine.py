@@ -180,6 +180,9 @@ class Engine:
         self._locks = [threading.RLock() for _ in range(256)]
         self._deferred_gates: list[tuple[str, str, str]] | None = None
         self._deferred_derives: set[str] = set()
+        self._listed_everything: set[tuple[str, str]] = set()
+        self._names: dict[str, str] | None = None  # release name -> key, built on first use
+        self._names_lock = threading.Lock()
         self._deferred_lock = threading.Lock()
         for system in SYSTEMS:
             if system not in self.adapters:
@@ -271,8 +274,19 @@ class Engine:
         since = mark - timedelta(seconds=self.config.sync.overlap_seconds) if mark else None
         mapping = self.mappings.for_system(system)
         if entity not in mapping.entities:
-            return iter(())
-        return self.adapters[system].list_changed(entity, since, mapping.fields_to_read(entity))
+            return
+        yield from self.adapters[system].list_changed(entity, since, mapping.fields_to_read(entity))
+        if since is None:
+            self._listed_everything.add((system, entity))
+
+    def _may_exist_unlinked(self, system: str, entity: str, env: Envelope) -> bool:
+        """Whether an object for this record might exist in ``system`` without a link here:
+        a create that may have reached the system before a crash, or a system never read
+        in full (a fresh or lost store). Otherwise every object tagged with a correlation
+        was read and linked already, and the look-up call can be saved."""
+        if env.creating.get(system):
+            return True
+        return (system, entity) not in self._listed_everything and self.store.get_watermark(system, entity) is None
 
     def _run_parallel(self, label: str, items: list[Any], work: Callable[[Any], Any],
                       progress: Callable[[str, int], None] | None, phase: str) -> list[Any]:
@@ -458,10 +472,13 @@ class Engine:
     def _release_named(self, name: str, system: str) -> str | None:
         """A canonical release of that name not yet linked in ``system`` (Jira versions
         correlate with releases by name)."""
-        for key, data in self.store.records("release"):
-            if data["fields"].get("name") == name and system not in self.store.refs("release", key):
-                return key
-        return None
+        with self._names_lock:
+            if self._names is None:
+                self._names = {data["fields"].get("name"): key for key, data in self.store.records("release")}
+            key = self._names.get(name)
+        if key is None or system in self.store.refs("release", key):
+            return None
+        return key
 
     def _validated(self, entity: str, key: str, fields: dict[str, Any],
                    before: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -526,6 +543,9 @@ class Engine:
               accepted: Mapping[str, tuple[Any, Any]], source: str, conflicts: list[Any],
               vetoes: list[tuple[lifecycle.Veto, str, str]]) -> None:
         now = self.clock()
+        if entity == "release" and self._names is not None:
+            with self._names_lock:
+                self._names[env.fields.get("name")] = key
         with self.store.transaction() as tx:
             env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
             if record is not None:
@@ -749,7 +769,7 @@ class Engine:
         resolver = self.resolvers[system]
         if ref is None:
             found = None
-            if env.creating.get(system) or self.store.get_watermark(system, entity) is None:
+            if self._may_exist_unlinked(system, entity, env):
                 found = adapter.find_by_correlation(entity, self._correlation(entity, key, env, system))
             if found is not None:
                 self._link_found(found, key, env, report)
