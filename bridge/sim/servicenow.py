@@ -149,11 +149,14 @@ class ServiceNowSim:
     def _deliver(self, subscription: Subscription, table: str, record: Record,
                  operation: str) -> None:
         assert self.webhooks is not None
-        body = json.dumps({
+        notice = {
             "table": table, "sys_id": record["sys_id"], "number": record.get("number", ""),
             "operation": operation, "sys_updated_on": record["sys_updated_on"],
             "sys_mod_count": record["sys_mod_count"],
-        }).encode()
+        }
+        if table == "rm_m2m_release_task":  # as docs/servicenow-business-rule.md sends it
+            notice.update(task=record.get("task", ""), release=record.get("release", ""))
+        body = json.dumps(notice).encode()
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
