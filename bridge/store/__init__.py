@@ -1,0 +1,38 @@
+"""The state store: canonical records, external refs, history, watermarks, echo
+fingerprints, conflicts, per-record errors, vetoes, leases and the inbox's tables.
+
+SQLAlchemy Core over SQLite (default) or PostgreSQL, with the same code and ordered
+migrations. Start with ``Store(url)``; group writes with ``store.transaction()``.
+"""
+
+from bridge.store.migrations import MIGRATIONS, Migration, SchemaVersionError
+from bridge.store.rows import (
+    ConflictRow,
+    ErrorRow,
+    HistoryRow,
+    LeaseRow,
+    RecordRow,
+    RefConflict,
+    RefRow,
+    StaleRecord,
+    VetoRow,
+)
+from bridge.store.store import Store, UnitOfWork, utc_now
+
+__all__ = [
+    "MIGRATIONS",
+    "ConflictRow",
+    "ErrorRow",
+    "HistoryRow",
+    "LeaseRow",
+    "Migration",
+    "RecordRow",
+    "RefConflict",
+    "RefRow",
+    "SchemaVersionError",
+    "StaleRecord",
+    "Store",
+    "UnitOfWork",
+    "VetoRow",
+    "utc_now",
+]

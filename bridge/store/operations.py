@@ -1,0 +1,421 @@
+"""Reads and writes of the state store, written once for both ``Store`` and ``UnitOfWork``.
+
+Each method asks ``self.connection(write=...)`` for a connection inside a transaction: the
+``Store`` opens a short transaction per call, a ``UnitOfWork`` hands out its own so that
+all its writes commit or roll back together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Insert, Row, Select, Table, and_, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bridge.store import schema as t
+from bridge.store.rows import (
+    ConflictRow,
+    ErrorRow,
+    HistoryRow,
+    LeaseRow,
+    RecordRow,
+    RefConflict,
+    RefRow,
+    StaleRecord,
+    VetoRow,
+)
+from bridge.store.schema import as_utc
+
+#: Ids per ``IN (...)`` list: well under SQLite's bound-parameter limit.
+CHUNK = 500
+
+
+def upsert(conn: Connection, table: Table) -> Insert:
+    """``INSERT`` with ``ON CONFLICT`` support for the connection's database."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)  # type: ignore[no-any-return]
+
+
+def chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _ref(row: Row[Any]) -> RefRow:
+    return RefRow(**row._mapping)
+
+
+class Operations:
+    """Store operations; subclasses say how a call gets its connection."""
+
+    clock: Callable[[], datetime]
+
+    def connection(self, write: bool = True) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def _now(self, at: datetime | None = None) -> datetime:
+        return as_utc(at) if at is not None else as_utc(self.clock())
+
+    # -- records ---------------------------------------------------------------------------
+
+    def load_record(self, entity: str, key: str) -> RecordRow | None:
+        """The record with its revision (for ``put_record(expected_revision=...)``)."""
+        with self.connection(write=False) as conn:
+            row = conn.execute(
+                select(t.records).where(t.records.c.entity == entity, t.records.c.key == key)
+            ).first()
+        return RecordRow(**row._mapping) if row else None
+
+    def get_record(self, entity: str, key: str) -> dict[str, Any] | None:
+        row = self.load_record(entity, key)
+        return row.data if row else None
+
+    def get_records(self, entity: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Many records in a few queries: ``{key: data}`` for the keys that exist."""
+        found: dict[str, dict[str, Any]] = {}
+        with self.connection(write=False) as conn:
+            for part in chunks(sorted(set(keys))):
+                query = select(t.records.c.key, t.records.c.data).where(
+                    t.records.c.entity == entity, t.records.c.key.in_(part)
+                )
+                found.update({key: data for key, data in conn.execute(query)})
+        return found
+
+    def put_record(
+        self, entity: str, key: str, data: dict[str, Any], *, expected_revision: int | None = None
+    ) -> int:
+        """Write a record; returns its new revision.
+
+        With ``expected_revision`` (0 = must not exist yet) the write only happens if nobody
+        wrote the record since it was read; otherwise ``StaleRecord`` is raised.
+        """
+        now = self._now()
+        with self.connection() as conn:
+            if expected_revision is None:
+                stmt = upsert(conn, t.records).values(
+                    entity=entity, key=key, data=data, revision=1, updated_at=now
+                )
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["entity", "key"],
+                    set_={"data": stmt.excluded.data, "updated_at": now,
+                          "revision": t.records.c.revision + 1},
+                )
+            elif expected_revision == 0:
+                stmt = upsert(conn, t.records).values(
+                    entity=entity, key=key, data=data, revision=1, updated_at=now
+                ).on_conflict_do_nothing(index_elements=["entity", "key"])
+            else:
+                stmt = (
+                    update(t.records)
+                    .where(t.records.c.entity == entity, t.records.c.key == key,
+                           t.records.c.revision == expected_revision)
+                    .values(data=data, updated_at=now, revision=expected_revision + 1)
+                )
+            revision = conn.execute(stmt.returning(t.records.c.revision)).scalar()
+        if revision is None:
+            raise StaleRecord(
+                f"{entity} {key} changed since revision {expected_revision} was read"
+            )
+        return revision
+
+    def delete_record(self, entity: str, key: str) -> bool:
+        """Remove a record and its external refs; its history stays."""
+        with self.connection() as conn:
+            conn.execute(delete(t.external_refs).where(
+                t.external_refs.c.entity == entity, t.external_refs.c.key == key))
+            result = conn.execute(delete(t.records).where(
+                t.records.c.entity == entity, t.records.c.key == key))
+        return result.rowcount > 0
+
+    def records(self, entity: str, page_size: int = CHUNK) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every record of ``entity`` by key, read in pages (no transaction held between)."""
+        after: str | None = None
+        while True:
+            query = select(t.records.c.key, t.records.c.data).where(t.records.c.entity == entity)
+            if after is not None:
+                query = query.where(t.records.c.key > after)
+            with self.connection(write=False) as conn:
+                page = [(row.key, row.data) for row in
+                        conn.execute(query.order_by(t.records.c.key).limit(page_size))]
+            yield from page
+            if len(page) < page_size:
+                return
+            after = page[-1][0]
+
+    # -- external refs ---------------------------------------------------------------------
+
+    def find_key(self, system: str, entity: str, ext_id: str) -> str | None:
+        return self.refs_for_ids(system, entity, [ext_id]).get(ext_id)
+
+    def find_key_by_ext_key(self, system: str, entity: str, ext_key: str) -> str | None:
+        refs = t.external_refs
+        with self.connection(write=False) as conn:
+            return conn.execute(select(refs.c.key).where(
+                refs.c.system == system, refs.c.entity == entity, refs.c.ext_key == ext_key
+            ).limit(1)).scalar()
+
+    def refs_for_ids(self, system: str, entity: str, ext_ids: Iterable[str]) -> dict[str, str]:
+        """``{ext_id: canonical key}`` for the linked ones, in a few queries."""
+        refs = t.external_refs
+        found: dict[str, str] = {}
+        with self.connection(write=False) as conn:
+            for part in chunks(sorted(set(ext_ids))):
+                query = select(refs.c.ext_id, refs.c.key).where(
+                    refs.c.system == system, refs.c.entity == entity, refs.c.ext_id.in_(part))
+                found.update({ext_id: key for ext_id, key in conn.execute(query)})
+        return found
+
+    def refs(self, entity: str, key: str) -> dict[str, RefRow]:
+        return self.refs_for_keys(entity, [key]).get(key, {})
+
+    def refs_for_keys(self, entity: str, keys: Iterable[str]) -> dict[str, dict[str, RefRow]]:
+        """``{key: {system: RefRow}}`` for many records in a few queries."""
+        refs = t.external_refs
+        found: dict[str, dict[str, RefRow]] = {}
+        with self.connection(write=False) as conn:
+            for part in chunks(sorted(set(keys))):
+                query = select(refs).where(refs.c.entity == entity, refs.c.key.in_(part))
+                for row in conn.execute(query):
+                    found.setdefault(row.key, {})[row.system] = _ref(row)
+        return found
+
+    def put_ref(
+        self, entity: str, key: str, system: str, ext_id: str, ext_key: str | None = None,
+        url: str | None = None, version: str | None = None, updated_at: datetime | None = None,
+        fields_fingerprint: str | None = None,
+    ) -> None:
+        """Link (or update the link of) ``entity``/``key`` to an object in ``system``.
+
+        Raises ``RefConflict`` when that object is already linked to another record: two
+        canonical records must never claim the same external object.
+        """
+        refs = t.external_refs
+        values = dict(entity=entity, key=key, system=system, ext_id=ext_id, ext_key=ext_key,
+                      url=url, version=version, updated_at=updated_at,
+                      fields_fingerprint=fields_fingerprint)
+        with self.connection() as conn:
+            owner = conn.execute(select(refs.c.key).where(
+                refs.c.system == system, refs.c.entity == entity, refs.c.ext_id == ext_id,
+                refs.c.key != key)).scalar()
+            if owner is not None:
+                raise RefConflict(
+                    f"{system} {entity} {ext_id} is already linked to {owner}, not {key}")
+            stmt = upsert(conn, refs).values(**values)
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["entity", "key", "system"],
+                set_={name: stmt.excluded[name] for name in values
+                      if name not in ("entity", "key", "system")},
+            ))
+
+    def drop_ref(self, system: str, entity: str, ext_id: str) -> bool:
+        refs = t.external_refs
+        with self.connection() as conn:
+            result = conn.execute(delete(refs).where(
+                refs.c.system == system, refs.c.entity == entity, refs.c.ext_id == ext_id))
+        return result.rowcount > 0
+
+    # -- history ---------------------------------------------------------------------------
+
+    def add_history(
+        self, entity: str, key: str, field: str, old: Any, new: Any, source: str,
+        at: datetime | None = None,
+    ) -> None:
+        with self.connection() as conn:
+            conn.execute(t.history.insert().values(
+                entity=entity, key=key, field=field, old=old, new=new, source=source,
+                at=self._now(at)))
+
+    def history(
+        self, entity: str | None = None, key: str | None = None, since: datetime | None = None
+    ) -> list[HistoryRow]:
+        """Accepted changes, oldest first, optionally for one entity / record / period."""
+        h = t.history
+        query = _filtered(select(h), h, entity=entity, key=key, since=since)
+        with self.connection(write=False) as conn:
+            return [HistoryRow(**row._mapping) for row in
+                    conn.execute(query.order_by(h.c.at, h.c.id))]
+
+    # -- watermarks and echo detection -----------------------------------------------------
+
+    def get_watermark(self, system: str, entity: str) -> datetime | None:
+        w = t.watermarks
+        with self.connection(write=False) as conn:
+            return conn.execute(select(w.c.value).where(
+                w.c.system == system, w.c.entity == entity)).scalar()
+
+    def set_watermark(self, system: str, entity: str, value: datetime) -> None:
+        with self.connection() as conn:
+            stmt = upsert(conn, t.watermarks).values(
+                system=system, entity=entity, value=value, updated_at=self._now())
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["system", "entity"],
+                set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at}))
+
+    def remember_written(self, system: str, entity: str, ext_id: str, fingerprint: str) -> None:
+        """Note that we wrote ``fingerprint`` to this object, so its echo can be dropped."""
+        with self.connection() as conn:
+            stmt = upsert(conn, t.written).values(
+                system=system, entity=entity, ext_id=ext_id, fingerprint=fingerprint,
+                written_at=self._now())
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["system", "entity", "ext_id", "fingerprint"],
+                set_={"written_at": stmt.excluded.written_at}))
+
+    def was_written(self, system: str, entity: str, ext_id: str, fingerprint: str) -> bool:
+        w = t.written
+        with self.connection(write=False) as conn:
+            return conn.execute(select(w.c.fingerprint).where(
+                w.c.system == system, w.c.entity == entity, w.c.ext_id == ext_id,
+                w.c.fingerprint == fingerprint)).first() is not None
+
+    def prune_written(self, older_than: timedelta) -> int:
+        """Forget fingerprints older than ``older_than``; returns how many."""
+        with self.connection() as conn:
+            result = conn.execute(delete(t.written).where(
+                t.written.c.written_at < self._now() - older_than))
+        return result.rowcount
+
+    # -- conflicts, errors, vetoes ---------------------------------------------------------
+
+    def add_conflict(
+        self, entity: str, key: str, field: str, servicenow_value: Any, jira_value: Any,
+        resolution: str, resolved_value: Any, at: datetime | None = None,
+    ) -> int:
+        with self.connection() as conn:
+            return conn.execute(t.conflicts.insert().values(
+                entity=entity, key=key, field=field, servicenow_value=servicenow_value,
+                jira_value=jira_value, resolution=resolution, resolved_value=resolved_value,
+                at=self._now(at)).returning(t.conflicts.c.id)).scalar_one()
+
+    def conflicts(
+        self, entity: str | None = None, key: str | None = None, since: datetime | None = None
+    ) -> list[ConflictRow]:
+        c = t.conflicts
+        query = _filtered(select(c), c, entity=entity, key=key, since=since)
+        with self.connection(write=False) as conn:
+            return [ConflictRow(**row._mapping) for row in
+                    conn.execute(query.order_by(c.c.at, c.c.id))]
+
+    def record_error(
+        self, system: str, entity: str, ext_id: str, *, code: str, message: str,
+        key: str | None = None, at: datetime | None = None,
+    ) -> None:
+        """Remember that syncing this object failed (once per object; repeats count up)."""
+        e = t.record_errors
+        now = self._now(at)
+        with self.connection() as conn:
+            stmt = upsert(conn, e).values(system=system, entity=entity, ext_id=ext_id, key=key,
+                                          code=code, message=message, first_at=now, at=now,
+                                          count=1)
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["system", "entity", "ext_id"],
+                set_={"code": stmt.excluded.code, "message": stmt.excluded.message,
+                      "at": stmt.excluded.at, "count": e.c.count + 1,
+                      "key": func.coalesce(stmt.excluded.key, e.c.key)}))
+
+    def clear_error(self, system: str, entity: str, ext_id: str) -> bool:
+        """Forget the error of an object that has now synced."""
+        e = t.record_errors
+        with self.connection() as conn:
+            result = conn.execute(delete(e).where(
+                e.c.system == system, e.c.entity == entity, e.c.ext_id == ext_id))
+        return result.rowcount > 0
+
+    def errors(self) -> list[ErrorRow]:
+        e = t.record_errors
+        with self.connection(write=False) as conn:
+            return [ErrorRow(**row._mapping) for row in
+                    conn.execute(select(e).order_by(e.c.at.desc(), e.c.system, e.c.ext_id))]
+
+    def add_veto(
+        self, release_key: str, old: str | None, new: str, reason: str, source: str,
+        at: datetime | None = None,
+    ) -> int:
+        with self.connection() as conn:
+            return conn.execute(t.vetoes.insert().values(
+                release_key=release_key, old=old, new=new, reason=reason, source=source,
+                at=self._now(at)).returning(t.vetoes.c.id)).scalar_one()
+
+    def vetoes(
+        self, release_key: str | None = None, since: datetime | None = None
+    ) -> list[VetoRow]:
+        v = t.vetoes
+        query = select(v)
+        if release_key is not None:
+            query = query.where(v.c.release_key == release_key)
+        if since is not None:
+            query = query.where(v.c.at >= since)
+        with self.connection(write=False) as conn:
+            return [VetoRow(**row._mapping) for row in conn.execute(query.order_by(v.c.at, v.c.id))]
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def acquire_lease(
+        self, name: str, holder: str, ttl_seconds: float, *, now: datetime | None = None
+    ) -> bool:
+        """Take or renew lease ``name`` for ``ttl_seconds``: True when ``holder`` has it.
+
+        Succeeds when the lease is free, expired, or already held by ``holder`` (renewal).
+        """
+        now = self._now(now)
+        lease = t.leases
+        with self.connection() as conn:
+            stmt = upsert(conn, lease).values(
+                name=name, holder=holder, expires_at=now + timedelta(seconds=ttl_seconds))
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["name"],
+                set_={"holder": stmt.excluded.holder, "expires_at": stmt.excluded.expires_at},
+                where=(lease.c.holder == holder) | (lease.c.expires_at <= now)))
+            current = conn.execute(select(lease.c.holder).where(lease.c.name == name)).scalar()
+        return current == holder
+
+    def release_lease(self, name: str, holder: str) -> bool:
+        """Give a lease up early (shutdown) so another instance takes over at once."""
+        lease = t.leases
+        with self.connection() as conn:
+            result = conn.execute(delete(lease).where(lease.c.name == name,
+                                                      lease.c.holder == holder))
+        return result.rowcount > 0
+
+    def lease(self, name: str) -> LeaseRow | None:
+        with self.connection(write=False) as conn:
+            row = conn.execute(select(t.leases).where(t.leases.c.name == name)).first()
+        return LeaseRow(**row._mapping) if row else None
+
+    # -- overview --------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, Any]:
+        """Figures for ``relbridge status`` and metrics, in one short read."""
+        ev = t.events
+        with self.connection(write=False) as conn:
+            per_entity = dict(conn.execute(
+                select(t.records.c.entity, func.count()).group_by(t.records.c.entity)).all())
+            by_state = dict(conn.execute(
+                select(ev.c.state, func.count()).group_by(ev.c.state)).all())
+            errors = conn.execute(select(func.count()).select_from(t.record_errors)).scalar_one()
+            conflicts = conn.execute(select(func.count()).select_from(t.conflicts)).scalar_one()
+        return {
+            "records": per_entity,
+            "errors": errors,
+            "conflicts": conflicts,
+            "dead_letters": by_state.get("dead", 0),
+            "pending_events": by_state.get("pending", 0),
+            "in_flight_events": by_state.get("claimed", 0),
+        }
+
+
+def _filtered(
+    query: Select[Any], table: Table, *, entity: str | None, key: str | None,
+    since: datetime | None,
+) -> Select[Any]:
+    conditions = []
+    if entity is not None:
+        conditions.append(table.c.entity == entity)
+    if key is not None:
+        conditions.append(table.c.key == key)
+    if since is not None:
+        conditions.append(table.c.at >= since)
+    return query.where(and_(*conditions)) if conditions else query

@@ -1,0 +1,265 @@
+"""Tables of the state store (SQLAlchemy Core), identical on SQLite and PostgreSQL.
+
+Two column types carry the cross-database rules:
+
+* ``UtcDateTime``: aware UTC in, aware UTC out. PostgreSQL keeps ``timestamptz``; SQLite
+  keeps naive UTC text in a fixed-width format, so text order is time order and SQL
+  comparisons work.
+* ``JsonText``: any JSON value kept as text, so the same column works on both databases
+  and a ``NULL`` column means "no value" (``None``).
+
+These are the *current* table shapes. ``migrations.py`` builds a fresh database from them
+in its first step; see its docstring for the rule when a later step changes a table.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData()
+
+# Column sizes: wide enough for every id/key seen in ServiceNow and Jira, bounded so the
+# indexes stay small on PostgreSQL.
+ENTITY = 32
+SYSTEM = 32
+KEY = 128
+EXT_ID = 255
+
+
+def as_utc(value: datetime) -> datetime:
+    """Aware UTC; a naive value is UTC by the project's convention (see ``bridge.model``)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both databases."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        value = as_utc(value)
+        # SQLite has no time zones: keep naive UTC text.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return sorted(value) if isinstance(value, set | frozenset) else list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dump_json(value: Any) -> str:
+    """Stable JSON text (sorted keys) so equal values store equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+class JsonText(TypeDecorator[Any]):
+    """A JSON value stored as text; ``None`` is SQL ``NULL``."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else dump_json(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", Text, nullable=False),
+    Column("applied_at", UtcDateTime, nullable=False),
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column("entity", String(ENTITY), primary_key=True),
+    Column("key", String(KEY), primary_key=True),
+    Column("data", JsonText, nullable=False),
+    Column("revision", Integer, nullable=False),  # +1 on every write, for optimistic concurrency
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+external_refs = Table(
+    "external_refs",
+    metadata,
+    Column("entity", String(ENTITY), primary_key=True),
+    Column("key", String(KEY), primary_key=True),
+    Column("system", String(SYSTEM), primary_key=True),
+    Column("ext_id", String(EXT_ID), nullable=False),
+    Column("ext_key", String(EXT_ID)),
+    Column("url", Text),
+    Column("version", String(EXT_ID)),
+    Column("updated_at", UtcDateTime),
+    Column("fields_fingerprint", String(128)),
+    UniqueConstraint("system", "entity", "ext_id", name="uq_external_refs_ext_id"),
+    Index("ix_external_refs_ext_key", "system", "entity", "ext_key"),
+)
+
+history = Table(
+    "history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("entity", String(ENTITY), nullable=False),
+    Column("key", String(KEY), nullable=False),
+    Column("field", String(KEY), nullable=False),
+    Column("old", JsonText),
+    Column("new", JsonText),
+    Column("source", String(SYSTEM), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_history_record", "entity", "key", "at"),
+    Index("ix_history_at", "at"),
+    sqlite_autoincrement=True,
+)
+
+watermarks = Table(
+    "watermarks",
+    metadata,
+    Column("system", String(SYSTEM), primary_key=True),
+    Column("entity", String(ENTITY), primary_key=True),
+    Column("value", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Fingerprints of what we wrote to a system: the echo that comes back is recognised by them.
+written = Table(
+    "written",
+    metadata,
+    Column("system", String(SYSTEM), primary_key=True),
+    Column("entity", String(ENTITY), primary_key=True),
+    Column("ext_id", String(EXT_ID), primary_key=True),
+    Column("fingerprint", String(128), primary_key=True),
+    Column("written_at", UtcDateTime, nullable=False),
+    Index("ix_written_at", "written_at"),
+)
+
+conflicts = Table(
+    "conflicts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("entity", String(ENTITY), nullable=False),
+    Column("key", String(KEY), nullable=False),
+    Column("field", String(KEY), nullable=False),
+    Column("servicenow_value", JsonText),
+    Column("jira_value", JsonText),
+    Column("resolution", String(64), nullable=False),
+    Column("resolved_value", JsonText),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_conflicts_record", "entity", "key"),
+    sqlite_autoincrement=True,
+)
+
+record_errors = Table(
+    "record_errors",
+    metadata,
+    Column("system", String(SYSTEM), primary_key=True),
+    Column("entity", String(ENTITY), primary_key=True),
+    Column("ext_id", String(EXT_ID), primary_key=True),
+    Column("key", String(KEY)),
+    Column("code", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("first_at", UtcDateTime, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("count", Integer, nullable=False),
+)
+
+# The durable inbox (``bridge.queue``). ``state`` is pending | claimed | dead. At most one
+# pending event per object (the partial unique index) so arrivals coalesce; a claimed one
+# may coexist with it, which is how a change made during processing is kept.
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("system", String(SYSTEM), nullable=False),
+    Column("entity", String(ENTITY), nullable=False),
+    Column("ext_id", String(EXT_ID), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("not_before", UtcDateTime, nullable=False),
+    Column("claimed_by", String(255)),
+    Column("claim_token", String(64)),
+    Column("claim_expires", UtcDateTime),
+    Column("last_error", Text),
+    Column("dead_at", UtcDateTime),
+    Index("ix_events_due", "state", "not_before"),
+    Index("ix_events_object", "system", "entity", "ext_id", "state"),
+    Index(
+        "uq_events_pending_object",
+        "system",
+        "entity",
+        "ext_id",
+        unique=True,
+        sqlite_where=text("state = 'pending'"),
+        postgresql_where=text("state = 'pending'"),
+    ),
+    sqlite_autoincrement=True,  # never reuse an id: `relbridge dlq retry ID` must be unambiguous
+)
+
+# Webhook delivery ids already accepted, so a redelivery is dropped; pruned after a retention.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("system", String(SYSTEM), primary_key=True),
+    Column("delivery_id", String(255), primary_key=True),
+    Column("seen_at", UtcDateTime, nullable=False),
+    Index("ix_deliveries_seen_at", "seen_at"),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+
+vetoes = Table(
+    "vetoes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("release_key", String(KEY), nullable=False),
+    Column("old", String(64)),
+    Column("new", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("source", String(SYSTEM), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_vetoes_release", "release_key", "at"),
+    sqlite_autoincrement=True,
+)

@@ -1,0 +1,117 @@
+"""``Store``: the state store over one SQLAlchemy Engine (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+from bridge.errors import ConfigError
+from bridge.store import migrations
+from bridge.store.connect import SQLITE_BEGIN, create_store_engine, parse_store_url, safe_url
+from bridge.store.operations import Operations
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UnitOfWork(Operations):
+    """Operations inside one transaction: everything commits together or not at all."""
+
+    def __init__(self, conn: Connection, clock: Callable[[], datetime]) -> None:
+        self._conn = conn
+        self.clock = clock
+
+    def connection(self, write: bool = True) -> AbstractContextManager[Connection]:
+        return nullcontext(self._conn)
+
+
+class Store(Operations):
+    """The state store. ``Store("sqlite:///relbridge.db")`` or ``Store("postgresql://…")``.
+
+    Opening checks that the database is reachable, refuses a schema newer than this code,
+    and (unless ``migrate=False``) applies missing migrations. Every method runs in its own
+    short transaction; use ``transaction()`` to group writes. ``clock`` is the one source of
+    "now" for stored times, claims and leases (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        migrate: bool = True,
+        steps: Sequence[migrations.Migration] = migrations.MIGRATIONS,
+    ) -> None:
+        self.url = safe_url(url)
+        self.clock = clock
+        self.steps = tuple(steps)
+        self.engine = create_store_engine(parse_store_url(url))
+        self.dialect: str = self.engine.dialect.name
+        try:
+            with self.engine.connect() as conn:
+                version = migrations.current_version(conn)
+            migrations.refuse_newer(version, self.steps, self.url)
+            if migrate:
+                self.migrate()
+        except DBAPIError as exc:  # unreachable, bad credentials, no permission, …
+            self.engine.dispose()
+            raise ConfigError(f"cannot open the store at {self.url}: {_reason(exc)}") from None
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def migrate(self) -> list[int]:
+        """Apply missing migrations (idempotent, safe to run from several processes)."""
+        return migrations.migrate(self.engine, self.steps, self.clock, self.url)
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return migrations.current_version(conn)
+
+    @contextmanager
+    def begin(self, write: bool = True) -> Iterator[Connection]:
+        """A connection in a transaction that commits on success, rolls back on error.
+
+        For modules that keep their own tables in the store (the inbox). On SQLite a write
+        transaction is ``BEGIN IMMEDIATE``: it waits for the write lock up front.
+        """
+        options = {SQLITE_BEGIN: "IMMEDIATE" if write else "DEFERRED"}
+        with self.engine.connect().execution_options(**options) as conn, conn.begin():
+            yield conn
+
+    def connection(self, write: bool = True) -> AbstractContextManager[Connection]:
+        return self.begin(write)
+
+    @contextmanager
+    def transaction(self) -> Iterator[UnitOfWork]:
+        """A unit of work: ``with store.transaction() as tx: tx.put_record(...)``.
+
+        Use ``tx`` (not the store) inside the block: a store call would run in a separate
+        transaction and, on SQLite, wait for this one's write lock.
+        """
+        with self.begin(write=True) as conn:
+            yield UnitOfWork(conn, self.clock)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+
+def _reason(exc: DBAPIError) -> str:
+    """The driver's first line (psycopg puts host and port there, never the password)."""
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc.orig).__name__
