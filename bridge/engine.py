@@ -104,6 +104,7 @@ class Envelope:
     times: dict[str, str] = field(default_factory=dict)
     pending: dict[str, list[str]] = field(default_factory=dict)
     creating: dict[str, str] = field(default_factory=dict)
+    gone: dict[str, str] = field(default_factory=dict)  # system -> when the object was deleted there
     revision: int = 0  # store revision it was read at (0: new)
 
     @classmethod
@@ -114,6 +115,7 @@ class Envelope:
             times=dict(data.get("times", {})),
             pending={k: list(v) for k, v in data.get("pending", {}).items()},
             creating=dict(data.get("creating", {})),
+            gone=dict(data.get("gone", {})),
             revision=revision,
         )
 
@@ -124,9 +126,12 @@ class Envelope:
             "times": self.times,
             "pending": {k: sorted(set(v)) for k, v in self.pending.items() if v},
             "creating": self.creating,
+            "gone": self.gone,
         }
 
     def mark_pending(self, system: str, names: Iterable[str]) -> None:
+        if system in self.gone:
+            return
         merged = set(self.pending.get(system, ())) | set(names)
         if merged:
             self.pending[system] = sorted(merged)
@@ -768,6 +773,8 @@ class Engine:
         adapter = self.adapters[system]
         resolver = self.resolvers[system]
         if ref is None:
+            if system in env.gone:
+                return  # deleted there on purpose: never re-created
             found = None
             if self._may_exist_unlinked(system, entity, env):
                 found = adapter.find_by_correlation(entity, self._correlation(entity, key, env, system))
@@ -826,6 +833,13 @@ class Engine:
         if key is None:
             return
         with self._locked(entity, key), self.store.transaction() as tx:
+            row = tx.load_record(entity, key)
+            if row is not None:
+                env = Envelope.load(row.data, row.revision)
+                env.gone[system] = self.clock().isoformat()
+                env.pending.pop(system, None)
+                env.raw.pop(system, None)
+                tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
             tx.drop_ref(system, entity, ext_id)
             tx.add_history(entity, key, f"_ref.{system}", ext_id, None, system, self.clock())
         report.add(entity, system, "deleted")
