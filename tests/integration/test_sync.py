@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -126,3 +127,25 @@ def test_lost_store_relinks_without_duplicates(bridge, store_url: str, tmp_path:
              len(bridge.sn.list("rm_release")), len(bridge.sn.list("change_request")), len(bridge.sn.list("incident")),
              len(bridge.sn.list("rm_m2m_release_task")))
     assert after == counts
+
+
+def test_sync_once_command_prints_a_summary_and_exit_codes(bridge, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from bridge.cli import main
+
+    seed_servicenow(bridge)
+    config = tmp_path / "config.toml"
+    config.write_text(f'[servicenow]\nurl = "{bridge.sims.servicenow_url}"\n'
+                      f'[jira]\nurl = "{bridge.sims.jira_url}"\n[store]\nurl = "{bridge.store_url}"\n')
+    result = CliRunner().invoke(main, ["sync", "--once", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "entity/system" in result.output and "created" in result.output
+    assert "change/servicenow" in result.output
+
+    bridge.sn.create("incident", short_description="Unknown priority", state="1", priority="9")
+    result = CliRunner().invoke(main, ["sync", "--once", "--json", "--config", str(config)])
+    assert result.exit_code == 1  # some records could not be synced; the rest landed
+    summary = json.loads(result.stdout)
+    [error] = summary["errors"]
+    assert "incident" in error and "priority" in error
