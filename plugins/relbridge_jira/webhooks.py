@@ -53,7 +53,8 @@ def _issue_hints(headers: Mapping[str, str], body: Mapping[str, Any], event: str
     issue = _object(body, "issue")
     issue_id = _id(issue, "id", "issue")
     fields = issue.get("fields")
-    type_name = ((fields or {}).get("issuetype") or {}).get("name") if isinstance(fields, Mapping) else None
+    issuetype = fields.get("issuetype") if isinstance(fields, Mapping) else None
+    type_name = issuetype.get("name") if isinstance(issuetype, Mapping) else None
     if not isinstance(type_name, str):
         raise BadInput("jira webhook: 'issue.fields.issuetype.name' is missing")
     entity = issue_entities.get(type_name)
