@@ -387,3 +387,96 @@ def demo_command(keep: Path | None) -> None:
 
     logging.basicConfig(level=logging.ERROR)
     sys.exit(run_demo(click.echo, keep=keep))
+
+
+# --- daemon and dead letters ------------------------------------------------------------------
+
+
+@main.command("run")
+@config_option
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+              help="Log lines as text or one JSON object each (default: [log] format).")
+@click.option("--instance-id", default=None, help="Name of this instance in leases and logs (default: host:pid).")
+@handle_errors
+def run_command(config_path: Path | None, log_format: str | None, instance_id: str | None) -> None:
+    """Run the daemon: pollers, the webhook receiver and workers, until SIGTERM or Ctrl-C.
+
+    The receiver listens on [webhooks] bind and serves /webhooks/jira,
+    /webhooks/servicenow, /healthz, /readyz, /metrics and /openapi.json. Several
+    instances can share one PostgreSQL store.
+
+    \b
+    Example:
+      relbridge run --config /etc/relbridge/config.toml --log-format json
+    """
+    from bridge.daemon import run
+
+    rt = Runtime(load(config_path))
+    sys.exit(run(rt, log_format=log_format, instance_id=instance_id))  # type: ignore[arg-type]
+
+
+@main.group("dlq")
+def dlq_group() -> None:
+    """Dead letters: events that failed permanently (with the reason), ready to replay."""
+
+
+@dlq_group.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@handle_errors
+def dlq_list(config_path: Path | None, as_json: bool) -> None:
+    """List dead letters, most recent first.
+
+    \b
+    Example:
+      relbridge dlq list --config config.toml
+    """
+    from bridge.dlq import list_dead_letters, render_dead_letters
+
+    rt = runtime(config_path)
+    try:
+        click.echo(render_dead_letters(list_dead_letters(rt), as_json=as_json))
+    finally:
+        rt.close()
+
+
+@dlq_group.command("retry")
+@config_option
+@click.argument("event_id", type=int)
+@handle_errors
+def dlq_retry(config_path: Path | None, event_id: int) -> None:
+    """Put a dead letter back in the inbox; it re-reads the current source state when processed.
+
+    \b
+    Example (after fixing the cause, e.g. a mapping or a permission):
+      relbridge dlq retry 42 --config config.toml
+    """
+    from bridge.dlq import retry_dead_letter
+
+    rt = runtime(config_path)
+    try:
+        retry_dead_letter(rt, event_id)
+    finally:
+        rt.close()
+    click.echo(f"dead letter {event_id} is queued again")
+
+
+@dlq_group.command("drop")
+@config_option
+@click.argument("event_id", type=int)
+@handle_errors
+def dlq_drop(config_path: Path | None, event_id: int) -> None:
+    """Forget a dead letter for good.
+
+    \b
+    Example:
+      relbridge dlq drop 42 --config config.toml
+    """
+    from bridge.dlq import drop_dead_letter
+
+    rt = runtime(config_path)
+    try:
+        drop_dead_letter(rt, event_id)
+    finally:
+        rt.close()
+    click.echo(f"dead letter {event_id} dropped")
