@@ -72,6 +72,7 @@ class SyncConfig(Section):
     max_attempts: int = Field(default=8, ge=1)
     retry_base_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=300, gt=0)
+    claim_lease_seconds: float = Field(default=30, ge=1)  # a dead worker's events return after this
 
 
 class WebhooksConfig(Section):

@@ -18,7 +18,10 @@ workers (re-read one object, ingest, propagate).
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -33,7 +36,7 @@ from pydantic import ValidationError
 from bridge import lifecycle
 from bridge.adapter import Adapter, SystemRecord
 from bridge.config import Config
-from bridge.errors import PermanentError, RelbridgeError
+from bridge.errors import PermanentError, RelbridgeError, TransientError
 from bridge.mapping import Mappings, SystemMapping, UnmappableValue
 from bridge.merge import merge
 from bridge.model import KEY_PATTERN, ExternalRef, Release, ReleaseState, model_for
@@ -181,6 +184,8 @@ class Engine:
         self.config = config
         self.clock = clock
         self.on_veto = on_veto
+        # Names this engine as a lease holder (create leases) among processes sharing the store.
+        self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.resolvers = {system: StoreResolver(store, system) for system in SYSTEMS}
         self._locks = [threading.RLock() for _ in range(256)]
         self._deferred_gates: list[tuple[str, str, str]] | None = None
@@ -361,7 +366,11 @@ class Engine:
             pending = set(changed)
         else:
             before = self._to_canonical(mapping, system, entity, raw_old, canonical, strict=False)
-            changed = {f: v for f, v in mapped.items() if v != before.get(f)}
+            # A column absent from the raw we hold was never seen (a create keeps only what
+            # it sent, not what the system filled in, such as Jira's `created`): its first
+            # value is a baseline, not an edit.
+            unseen = {spec.field for spec in mapping.fields(entity) if spec.source not in raw_old}
+            changed = {f: v for f, v in mapped.items() if v != before.get(f) and f not in unseen}
             pending = set(env.pending.get(system, ()))
         result = merge(
             source=system,
@@ -775,25 +784,32 @@ class Engine:
         if ref is None:
             if system in env.gone:
                 return  # deleted there on purpose: never re-created
-            found = None
-            if self._may_exist_unlinked(system, entity, env):
-                found = adapter.find_by_correlation(entity, self._correlation(entity, key, env, system))
-            if found is not None:
-                self._link_found(found, key, env, report)
-                return
-            out = mapping.to_system(entity, env.fields, None, resolver)
-            # Journal the create before making it: if we crash after the system created
-            # the object but before we recorded it, the next attempt looks it up first.
-            env.creating[system] = self.clock().isoformat()
-            env.revision = self.store.put_record(entity, key, env.dump(), expected_revision=env.revision)
-            created = adapter.create(entity, out.payload, key)
-            env.creating.pop(system, None)
-            env.raw[system] = {**out.payload, **_raw(created, mapping.fields_to_read(entity), only_present=True)}
-            env.pending[system] = sorted({p.field for p in out.pending})
-            with self.store.transaction() as tx:
-                env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
-                tx.put_ref(entity, key, system, created.id, ext_key=created.key, url=created.url,
-                           version=None, updated_at=created.updated_at)
+            with self._create_lease(system, entity, key):
+                # Re-read under the lease: another instance may have just made the create.
+                row = self.store.load_record(entity, key)
+                if row is None or self.store.refs(entity, key).get(system) is not None:
+                    self._follow_ups.add(entity, key)  # its pending writes, if any
+                    return
+                env = Envelope.load(row.data, row.revision)
+                found = None
+                if self._may_exist_unlinked(system, entity, env):
+                    found = adapter.find_by_correlation(entity, self._correlation(entity, key, env, system))
+                if found is not None:
+                    self._link_found(found, key, env, report)
+                    return
+                out = mapping.to_system(entity, env.fields, None, resolver)
+                # Journal the create before making it: if we crash after the system created
+                # the object but before we recorded it, the next attempt looks it up first.
+                env.creating[system] = self.clock().isoformat()
+                env.revision = self.store.put_record(entity, key, env.dump(), expected_revision=env.revision)
+                created = adapter.create(entity, out.payload, key)
+                env.creating.pop(system, None)
+                env.raw[system] = {**out.payload, **_raw(created, mapping.fields_to_read(entity), only_present=True)}
+                env.pending[system] = sorted({p.field for p in out.pending})
+                with self.store.transaction() as tx:
+                    env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
+                    tx.put_ref(entity, key, system, created.id, ext_key=created.key, url=created.url,
+                               version=None, updated_at=created.updated_at)
             report.add(entity, system, "created")
             return
         names = env.pending.get(system)
@@ -806,6 +822,25 @@ class Engine:
             report.add(entity, system, "updated")
         env.pending[system] = sorted({p.field for p in out.pending})
         self.store.put_record(entity, key, env.dump(), expected_revision=env.revision)
+
+    @contextmanager
+    def _create_lease(self, system: str, entity: str, key: str) -> Iterator[None]:
+        """One creator of an object at a time across processes sharing the store (the
+        per-key lock covers one process). Another instance's create still in flight cannot
+        be found by correlation yet, so creating meanwhile would make a duplicate. The
+        lease outlives a create call; if its holder dies, it expires and the create journal
+        takes over (look up by correlation, then create)."""
+        name = f"create:{system}:{entity}:{key}"
+        ttl = 2 * getattr(self.config, system).timeout_seconds + 10
+        if not self.store.acquire_lease(name, self.instance_id, ttl):
+            lease = self.store.lease(name)
+            wait = (lease.expires_at - self.store.clock()).total_seconds() if lease else 1.0
+            raise CreateInProgress(f"{entity} {key}: another instance is creating it in {system}",
+                                   retry_after=max(1.0, wait))
+        try:
+            yield
+        finally:
+            self.store.release_lease(name, self.instance_id)
 
     def _link_found(self, found: SystemRecord, key: str, env: Envelope, report: SyncReport) -> None:
         """An object created earlier (a crash, or a lost store) exists already: link it
@@ -892,6 +927,13 @@ class Engine:
             "authorized": lifecycle.is_authorized(changes),
             "pending": data.get("pending", {}),
         }
+
+
+class CreateInProgress(TransientError):
+    """Another process is creating this object in that system right now: try again once
+    it finished (``retry_after``: when its lease runs out at the latest)."""
+
+    code = "create_in_progress"
 
 
 class _FollowUps:

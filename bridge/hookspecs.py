@@ -12,7 +12,7 @@ change is committed to the state store, once per accepted change, in the daemon 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -42,11 +42,13 @@ def relbridge_configure(config: Config) -> None:
 
 
 @hookspec
-def relbridge_adapters(config: Config) -> Iterable[Adapter]:
+def relbridge_adapters(config: Config, on_call: Callable[[str, str, int], None]) -> Iterable[Adapter]:
     """Return the system adapters this plugin provides (see ``bridge.adapter.Adapter``).
 
     Called once when the engine starts. Each adapter has a unique ``name`` ("servicenow",
-    "jira"); two plugins providing the same name is an error.
+    "jira"); two plugins providing the same name is an error. Adapters should call
+    ``on_call(system, method, status)`` after every HTTP request (status 0: no response), which
+    feeds the ``relbridge_api_calls`` metrics.
     """
 
 

@@ -143,9 +143,9 @@ class Hooks:
         self.pm.hook.relbridge_configure(config=config)
 
     # contributions
-    def adapters(self, config: Any) -> dict[str, Any]:
+    def adapters(self, config: Any, on_call: Any = None) -> dict[str, Any]:
         found: dict[str, Any] = {}
-        for batch in self.pm.hook.relbridge_adapters(config=config):
+        for batch in self.pm.hook.relbridge_adapters(config=config, on_call=on_call):
             for adapter in batch or ():
                 if adapter.name in found:
                     raise ConfigError(f"two plugins provide an adapter named {adapter.name!r}")

@@ -7,6 +7,7 @@ talks to a system.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ class Runtime:
     def __init__(self, config: Config, *, extra_plugins: list[tuple[str, Any]] | None = None) -> None:
         self.config = config
         self._extra_plugins = extra_plugins or []
+        # Set by the daemon to count API calls in its metrics; adapters call it after each request.
+        self.on_api_call: Callable[[str, str, int], None] | None = None
 
     @cached_property
     def plugin_manager(self) -> PluginManager:
@@ -49,7 +52,11 @@ class Runtime:
 
     @cached_property
     def adapters(self) -> dict[str, Any]:
-        return self.hooks.adapters(self.config)
+        return self.hooks.adapters(self.config, on_call=self._api_call)
+
+    def _api_call(self, system: str, method: str, status: int) -> None:
+        if self.on_api_call is not None:
+            self.on_api_call(system, method, status)
 
     @cached_property
     def store(self) -> Store:

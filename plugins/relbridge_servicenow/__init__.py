@@ -6,6 +6,7 @@ Registered under the ``relbridge`` entry-point group; the adapter is built from 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bridge import hookimpl
@@ -14,11 +15,13 @@ from relbridge_servicenow.adapter import ServiceNowAdapter
 if TYPE_CHECKING:
     from bridge.config import Config
 
+OnCall = Callable[[str, str, int], None]
+
 __all__ = ["ServiceNowAdapter", "relbridge_adapters"]
 
 
 @hookimpl
-def relbridge_adapters(config: Config) -> list[ServiceNowAdapter]:
+def relbridge_adapters(config: Config, on_call: OnCall | None = None) -> list[ServiceNowAdapter]:
     """The one ServiceNow adapter, for the instance in ``[servicenow]``."""
     section = config.servicenow
     return [
@@ -29,5 +32,6 @@ def relbridge_adapters(config: Config) -> list[ServiceNowAdapter]:
             verify_tls=section.verify_tls,
             timeout=section.timeout_seconds,
             page_size=config.sync.page_size,
+            on_call=on_call,
         )
     ]

@@ -149,3 +149,17 @@ def test_sync_once_command_prints_a_summary_and_exit_codes(bridge, tmp_path: Pat
     summary = json.loads(result.stdout)
     [error] = summary["errors"]
     assert "incident" in error and "priority" in error
+
+
+def test_every_api_call_is_reported_to_the_runtime(bridge) -> None:
+    seed_servicenow(bridge)
+    rt = bridge.runtime()
+    calls: list[tuple[str, str, int]] = []
+    rt.on_api_call = lambda system, method, status: calls.append((system, method, status))
+    clear_log(bridge.sims.servicenow_url, bridge.sims.jira_url)
+    assert not rt.engine.sync_once().errors
+    from tests.integration.helpers import requests_log
+
+    assert sum(1 for c in calls if c[0] == "servicenow") == requests_log(bridge.sims.servicenow_url)["count"]
+    assert sum(1 for c in calls if c[0] == "jira") == requests_log(bridge.sims.jira_url)["count"]
+    assert ("jira", "POST", 201) in calls and ("servicenow", "GET", 200) in calls
