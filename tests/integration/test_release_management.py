@@ -159,3 +159,39 @@ def test_kpi_command_reports_what_the_sync_recorded(bridge, tmp_path: Path) -> N
     assert csv_out.exit_code == 0 and "incidents_caused_total" in csv_out.output
     bad = runner.invoke(main, ["kpi", "--since", "2026-07-01", "--until", "2026-06-01", "--config", str(config_file)])
     assert bad.exit_code == 2 and "after its end" in bad.output and "Traceback" not in bad.output
+
+
+def test_plugin_sees_the_same_sequence_in_the_daemon(bridge, recorder: str) -> None:
+    import importlib
+
+    from tests.integration.daemon_support import eventually, start_daemon
+
+    release, change = seed_release(bridge, approved=False)
+    daemon = start_daemon(bridge, plugins={"modules": [recorder]})
+    store = daemon.runtime.store
+    key = release["number"]
+
+    def state() -> str | None:
+        data = store.get_record("release", key)
+        return data["fields"]["state"] if data else None
+
+    try:
+        eventually(lambda: state() == "planned" and bridge.jira.versions(), what="release synced to Jira")
+        bridge.sn.update("change_request", change["sys_id"], approval="approved", state="-2")
+        eventually(lambda: state() == "authorized", what="derived authorized")
+        version = jira_version(bridge, "Billing 9.0")
+        bridge.jira.update_version(version["id"], released=True)
+        eventually(lambda: state() == "deployed", what="deployed from Jira")
+        bridge.jira.update_version(version["id"], released=False)
+        eventually(lambda: state() == "rolled_back", what="rolled back from Jira")
+        eventually(lambda: bridge.sn.get("rm_release", release["sys_id"])["state"] == "4", what="rollback in ServiceNow")
+    finally:
+        daemon.stop()
+
+    assert importlib.import_module(recorder).SEEN == [
+        ("state_changed", key, "planned", "authorized", "relbridge"),
+        ("state_changed", key, "authorized", "deployed", "jira"),
+        ("deployed", key, "jira"),
+        ("state_changed", key, "deployed", "rolled_back", "jira"),
+        ("rolled_back", key, "jira"),
+    ]
