@@ -7,6 +7,9 @@ Core code raises these; the edges turn them into exit code 2 (CLI) or an HTTP 4x
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
 
 class RelbridgeError(Exception):
     """Base class; ``code`` is stable and safe to match on in scripts and tests."""
@@ -65,3 +68,25 @@ class PermanentError(SyncFailure):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    None when absent or unreadable; a date in the past gives 0.
+    """
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)  # HTTP dates are GMT
+        now = now if now is not None else datetime.now(UTC)
+        now = now if now.tzinfo else now.replace(tzinfo=UTC)
+        return max(0.0, (when - now).total_seconds())
+    return seconds if seconds >= 0 and seconds == seconds and seconds != float("inf") else None

@@ -23,8 +23,7 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import (
@@ -82,26 +81,6 @@ class Event:
                    source=row.source, attempts=row.attempts, received_at=row.received_at,
                    deleted=row.deleted, last_error=row.last_error,
                    claim_token=row.claim_token, dead_at=row.dead_at)
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
-
-    None when absent or unreadable; a date in the past gives 0.
-    """
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        now = as_utc(now) if now is not None else datetime.now(UTC)
-        return max(0.0, (as_utc(when) - now).total_seconds())
-    return seconds if seconds >= 0 and seconds == seconds and seconds != float("inf") else None
 
 
 class Inbox:

@@ -8,8 +8,6 @@ dead-letter queue with the message Jira gave, so an operator can act on it.
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 import requests
 from jira.exceptions import JIRAError
 
-from bridge.errors import PermanentError, TransientError
+from bridge.errors import PermanentError, TransientError, parse_retry_after
 
 AUTH_HINT = "check [jira] user/token"
 
@@ -81,19 +79,3 @@ def error_text(response: requests.Response) -> str:
     if denied:
         parts.append(f"denied: {denied}")
     return "; ".join(parts)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())

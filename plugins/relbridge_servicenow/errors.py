@@ -8,13 +8,11 @@ Messages name the method and path only: no query string, no credentials.
 
 from __future__ import annotations
 
-import email.utils
-import time
 from urllib.parse import urlsplit
 
 import requests
 
-from bridge.errors import PermanentError, TransientError
+from bridge.errors import PermanentError, TransientError, parse_retry_after
 
 #: Statuses worth retrying: rate limiting, and the server or a proxy in front of it failing.
 TRANSIENT_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
@@ -64,25 +62,6 @@ def error_text(response: requests.Response) -> str:
         if parts:
             return ": ".join(parts)
     return response.reason or ""
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # an HTTP date is GMT by definition
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
 
 
 def _where(method: str | None, url: str | None) -> str:

@@ -15,11 +15,10 @@ import responses
 from pydantic import SecretStr
 from relbridge_servicenow import ServiceNowAdapter, relbridge_adapters
 from relbridge_servicenow.api import split_url
-from relbridge_servicenow.errors import parse_retry_after
 
 from bridge.adapter import Adapter, SystemRecord, WebhookHint
 from bridge.config import Config
-from bridge.errors import BadInput, ConfigError, PermanentError, TransientError
+from bridge.errors import BadInput, ConfigError, PermanentError, TransientError, parse_retry_after
 
 BASE = "https://acme.service-now.com"
 API = f"{BASE}/api/now/table"
@@ -365,8 +364,8 @@ def test_429_with_retry_after_is_transient(adapter, mocked) -> None:
 
 
 def test_retry_after_as_http_date() -> None:
-    now = 1_700_000_000.0
-    later = datetime.fromtimestamp(now + 30, UTC)
+    now = datetime.fromtimestamp(1_700_000_000, UTC)
+    later = now + timedelta(seconds=30)
     assert parse_retry_after(http_date(later, usegmt=True), now=now) == 30
     assert parse_retry_after("garbage") is None
     assert parse_retry_after(None) is None
