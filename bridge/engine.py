@@ -264,9 +264,16 @@ class Engine:
             if other is not None:
                 self.ingest(other, report)
         self.propagate(entity, key, report)
-        for follow_entity, follow_key in self._follow_ups.pop_all():
-            self.propagate(follow_entity, follow_key, report)
-        return key
+        # Records this step touched besides its own (a release whose derived state moved, a
+        # write that met a concurrent one): settle them now, or have the event retried.
+        for _ in range(STALE_RETRIES):
+            follow_ups = self._follow_ups.pop_all()
+            if not follow_ups:
+                return key
+            for follow_entity, follow_key in follow_ups:
+                self.propagate(follow_entity, follow_key, report)
+        self._follow_ups.pop_all()
+        raise TransientError(f"{entity} {key}: related records kept changing while being written; retrying")
 
     def changed_records(self, system: str, entity: str) -> Iterator[SystemRecord]:
         """Records changed since the watermark whose version differs from the one we hold
