@@ -710,10 +710,11 @@ class Engine:
         if not code:
             return
         for change in self._models("change", release.change_requests):
-            if change.close_code is None and change.state.value not in ("canceled",):
-                if self._update_fields("change", change.key, DERIVED, lambda f: {**f, "close_code": code},
-                                       propagate=True):
-                    self._follow_ups.add("change", change.key)
+            if change.close_code is not None or change.state.value == "canceled":
+                continue
+            if self._update_fields("change", change.key, DERIVED, lambda f: {**f, "close_code": code},
+                                   propagate=True):
+                self._follow_ups.add("change", change.key)
 
     def _update_fields(self, entity: str, key: str, source: str,
                        change: Callable[[dict[str, Any]], dict[str, Any]], *, propagate: bool = False) -> bool:

@@ -188,7 +188,8 @@ def test_plugin_sees_the_same_sequence_in_the_daemon(bridge, recorder: str) -> N
     finally:
         daemon.stop()
 
-    assert importlib.import_module(recorder).SEEN == [
+    seen = importlib.import_module(recorder).SEEN
+    assert seen == [
         ("state_changed", key, "planned", "authorized", "relbridge"),
         ("state_changed", key, "authorized", "deployed", "jira"),
         ("deployed", key, "jira"),

@@ -80,7 +80,7 @@ def test_jira_to_servicenow_with_links(bridge) -> None:
     assert [c["short_description"] for c in changes] == ["Roll out checkout service"]
     assert changes[0]["correlation_id"] == change["key"]
     links = bridge.sn.list("rm_m2m_release_task")
-    assert [(l["release"], l["task"]) for l in links] == [(release["sys_id"], changes[0]["sys_id"])]
+    assert [(row["release"], row["task"]) for row in links] == [(release["sys_id"], changes[0]["sys_id"])]
     incidents = bridge.sn.list("incident")
     assert len(incidents) == 1 and incidents[0]["caused_by"] == changes[0]["sys_id"]
 
