@@ -64,7 +64,12 @@ class IssueOps(StoreBase):
                       priority_id=DEFAULT_PRIORITY)
         settable = {k: v for k, v in fields.items() if k not in ("project", "issuetype")}
         self._apply_fields(view, draft, settable, errors)
-        self._apply_updates(view, draft, body.get("update") or {}, errors)
+        update = body.get("update") or {}
+        links: list[dict[str, Any]] = []
+        if isinstance(update, dict) and "issuelinks" in update:
+            update = {k: v for k, v in update.items() if k != "issuelinks"}
+            links = self._link_adds(body["update"]["issuelinks"], errors)
+        self._apply_updates(view, draft, update, errors)
         if errors:
             raise bad_request(errors)
         assert project is not None and issue_type is not None
@@ -78,7 +83,35 @@ class IssueOps(StoreBase):
         self.emit(view, "jira:issue_created", lambda: {
             "issue_event_type_name": "issue_created",
             "issue": self.render_issue(View(view.base, "2", view.flavor), draft)})
+        for link in links:  # the other side is named; this new issue is the missing one
+            side = "outwardIssue" if "inwardIssue" in link else "inwardIssue"
+            self.create_link(view, {**link, side: {"id": str(draft.id)}})  # type: ignore[attr-defined]
         return draft
+
+    def _link_adds(self, operations: Any, errors: dict[str, str]) -> list[dict[str, Any]]:
+        """Validate `update.issuelinks` of a create: `[{"add": {"type": {...}, "inwardIssue"
+        or "outwardIssue": {...}}}]`, naming the other issue; links are only added this way."""
+        if not isinstance(operations, list):
+            errors["issuelinks"] = "Operations must be given as a list."
+            return []
+        links = []
+        for operation in operations:
+            add = operation.get("add") if isinstance(operation, dict) and len(operation) == 1 else None
+            if not isinstance(add, dict):
+                errors["issuelinks"] = "Field 'issuelinks' supports only the operation 'add'"
+                return []
+            type_ref = add.get("type")
+            sides = [s for s in ("inwardIssue", "outwardIssue") if s in add]
+            if not isinstance(type_ref, dict) or self.catalog.link_type(type_ref) is None:
+                errors["issuelinks"] = "Issue link type must be a valid link type name or id."
+            elif len(sides) != 1:
+                errors["issuelinks"] = "Specify exactly one of inwardIssue or outwardIssue."
+            elif not isinstance(add[sides[0]], dict) or self.find_issue(
+                    add[sides[0]].get("id") or add[sides[0]].get("key") or "") is None:
+                errors["issuelinks"] = f"The {sides[0]} of a link does not exist."
+            else:
+                links.append({"type": type_ref, sides[0]: add[sides[0]]})
+        return links
 
     def edit_issue(self, view: View, ref: Any, body: Any) -> Issue:
         issue = self.issue_or_404(ref)

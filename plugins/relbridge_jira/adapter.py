@@ -101,14 +101,19 @@ class JiraAdapter:
         return self._issues.find(entity, correlation)
 
     def create(self, entity: str, payload: Mapping[str, Any], correlation: str) -> SystemRecord:
+        """One POST (plus status transitions for an issue); the record is built from the
+        POST's answer and the payload, without a read-back (see ``issues``)."""
         if self._entity(entity) == "release":
             return self._versions.create(payload, correlation)
         return self._issues.create(entity, payload, correlation)
 
-    def write(self, entity: str, id: str, payload: Mapping[str, Any]) -> SystemRecord:
+    def write(self, entity: str, id: str, payload: Mapping[str, Any]) -> SystemRecord | None:
+        """Only the given fields. A version comes back as the PUT answered it; an issue
+        write returns None (Jira answers 204, and a read-back would cost a call)."""
         if self._entity(entity) == "release":
             return self._versions.write(id, payload)
-        return self._issues.write(entity, id, payload)
+        self._issues.write(entity, id, payload)
+        return None
 
     def delete(self, entity: str, id: str) -> None:
         if self._entity(entity) == "release":

@@ -6,12 +6,17 @@ Call costs (per operation, "search" = one call per page of ``page_size`` issues)
   with a ``since`` also reads ``GET myself`` once, for the time zone JQL dates are in.
 * read: one ``GET issue/{id}?fields=…``.
 * find_by_correlation: one search call (``labels = "relbridge-<KEY>"``).
-* create: ``POST issue`` (project, type, fields, correlation label, release in one go)
-  + ``POST issueLink`` when ``caused_by`` is set + the status walk when a status other than
-  the workflow's first is asked for + one ``GET issue`` to return the record.
+* create: ``POST issue`` (project, type, fields, correlation label, release and, for an
+  incident, its ``caused_by`` link through ``update.issuelinks``, all in one go) + the status
+  walk when a status other than the workflow's initial one is asked for: one ``POST
+  issue/{id}/transitions`` per step once the workflow is known (see ``workflow``). The record
+  returned is built from the POST's answer (id, key) and the payload: no read-back.
+  Should Jira refuse ``issuelinks`` on the create screen (400 naming it), the create is sent
+  again without it, followed by ``POST issueLink``, and later creates do that directly.
 * write: ``PUT issue/{id}`` with only the plain fields (none when there are none) + for
   ``caused_by`` a ``GET`` of the links, ``DELETE`` of the old link and ``POST`` of the new
-  one (nothing when unchanged) + the status walk (see ``workflow``) + one ``GET issue``.
+  one (nothing when unchanged) + the status walk (one ``GET`` for the current status, then a
+  ``POST`` per step). Returns None: Jira's answers carry no record.
 * delete: one ``DELETE issue/{id}``.
 """
 
@@ -21,7 +26,7 @@ import itertools
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from bridge.adapter import SystemRecord
@@ -29,6 +34,8 @@ from bridge.errors import BadInput, PermanentError
 from relbridge_jira.connection import JiraConnection
 from relbridge_jira.records import (
     CORRELATION_PREFIX,
+    LINK_TYPE,
+    SYSTEM,
     caused_by_link,
     correlation_label,
     issue_fields_body,
@@ -39,7 +46,13 @@ from relbridge_jira.records import (
     link_body,
     request_fields,
 )
-from relbridge_jira.workflow import Step, walk_to_status, workflow_order
+from relbridge_jira.workflow import (
+    Step,
+    TransitionCache,
+    read_status,
+    walk_to_status,
+    workflow_order,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +70,9 @@ class Issues:
         # write and find carry the same fields as those it reads and lists.
         self._wanted: dict[str, tuple[str, ...]] = {}
         self._orders: dict[str, list[Step]] = {}
-        self._lock = threading.Lock()
+        self._order_lock = threading.Lock()  # one statuses call per type, even when racing
+        self._transitions = TransitionCache()
+        self._links_at_create = True  # until Jira refuses issuelinks on the create screen
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -103,20 +118,23 @@ class Issues:
         fields["labels"] = [*labels, label]
         fields["project"] = {"key": self._projects[0]}
         fields["issuetype"] = {"name": self._types[entity]}
-        created = self._conn.send("POST", "issue", {"fields": fields})
-        if not created or "id" not in created:
-            raise PermanentError(f"jira: POST issue for {correlation} returned no issue id")
+        cause = str(payload["caused_by"]) if payload.get("caused_by") else None
+        created = self._post_issue(fields, cause, correlation)
         issue_id = str(created["id"])
-        if payload.get("caused_by"):
-            self._conn.send("POST", "issueLink", link_body(str(payload["caused_by"]), issue_id))
         target = payload.get("status")
         if target:
-            order = self.workflow(entity)
-            if not order or order[0].name.casefold() != str(target).casefold():
-                walk_to_status(self._conn, issue_id, str(target), lambda: order)
-        return self._read_back(entity, issue_id)
+            self._walk_new(entity, issue_id, str(target))
+        key = created.get("key")
+        return SystemRecord(
+            system=SYSTEM, entity=entity, id=issue_id, key=key,
+            updated_at=datetime.now(UTC),
+            version="",  # Jira's `updated` is not in the POST's answer; the next read has it
+            fields={**payload, "labels": fields["labels"]},
+            url=f"{self._conn.url}/browse/{key}" if key else created.get("self"),
+            correlation=correlation,
+        )
 
-    def write(self, entity: str, issue_id: str, payload: Mapping[str, Any]) -> SystemRecord:
+    def write(self, entity: str, issue_id: str, payload: Mapping[str, Any]) -> None:
         self._check_payload(entity, payload)
         fields = issue_fields_body(entity, payload)
         keep_label = "labels" in fields and not any(
@@ -133,9 +151,8 @@ class Issues:
         if "caused_by" in payload:
             self._relink(issue_id, current.get("issuelinks") or [], payload["caused_by"])
         if payload.get("status"):
-            walk_to_status(self._conn, issue_id, str(payload["status"]),
-                           lambda: self.workflow(entity))
-        return self._read_back(entity, issue_id)
+            walk_to_status(self._conn, issue_id, str(payload["status"]), lambda: self.workflow(entity),
+                           cache=self._transitions, workflow=self._workflow_key(entity))
 
     def delete(self, issue_id: str) -> None:
         """``DELETE issue/{id}``; an issue that is already gone counts as deleted."""
@@ -148,16 +165,15 @@ class Issues:
     def workflow(self, entity: str) -> list[Step]:
         """Statuses of the entity's issue type in workflow order (one call, cached)."""
         type_name = self._types[entity]
-        with self._lock:
+        with self._order_lock:
             cached = self._orders.get(type_name)
-        if cached is not None:
-            return cached
-        per_type = self._conn.get(f"project/{self._projects[0]}/statuses")
-        statuses = next((t.get("statuses") or [] for t in per_type if t.get("name") == type_name), [])
-        order = workflow_order(statuses)
-        with self._lock:
+            if cached is not None:
+                return cached
+            per_type = self._conn.get(f"project/{self._projects[0]}/statuses")
+            statuses = next((t.get("statuses") or [] for t in per_type if t.get("name") == type_name), [])
+            order = workflow_order(statuses)
             self._orders[type_name] = order
-        return order
+            return order
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -173,11 +189,44 @@ class Issues:
         if new_change is not None:
             self._conn.send("POST", "issueLink", link_body(new_change, incident_id))
 
-    def _read_back(self, entity: str, issue_id: str) -> SystemRecord:
-        record = self.read(entity, issue_id, self._wanted.get(entity, DEFAULT_FIELDS))
-        if record is None:
-            raise PermanentError(f"jira: issue {issue_id} vanished while being written", status=404)
-        return record
+    def _post_issue(self, fields: dict[str, Any], cause: str | None, correlation: str) -> dict[str, Any]:
+        """``POST issue``, with the incident's ``caused_by`` link in the same call when Jira
+        takes links on its create screen, otherwise followed by ``POST issueLink``."""
+        body: dict[str, Any] = {"fields": fields}
+        with_link = cause is not None and self._links_at_create
+        if with_link:
+            body["update"] = {"issuelinks": [{"add": {"type": {"name": LINK_TYPE},
+                                                      "inwardIssue": {"id": cause}}}]}
+        try:
+            created = self._conn.send("POST", "issue", body)
+        except PermanentError as exc:
+            if not (with_link and exc.status == 400 and "issuelinks" in str(exc)):
+                raise
+            log.info("jira: issue links cannot be set at create here; linking separately")
+            self._links_at_create = False  # a 400 created nothing: send it again
+            return self._post_issue(fields, cause, correlation)
+        if not created or "id" not in created:
+            raise PermanentError(f"jira: POST issue for {correlation} returned no issue id")
+        if cause is not None and not with_link:
+            self._conn.send("POST", "issueLink", link_body(cause, str(created["id"])))
+        return created
+
+    def _walk_new(self, entity: str, issue_id: str, target: str) -> None:
+        """Walk a just-created issue from its workflow's initial status to ``target``."""
+        key = self._workflow_key(entity)
+        initial = self._transitions.initial(key)
+        if initial is None:  # the first create of this type: learn where issues start
+            order = self.workflow(entity)
+            if order and order[0].name.casefold() == target.casefold():
+                return  # asked for the workflow's first status: nothing to do
+            initial, transitions = read_status(self._conn, issue_id)
+            self._transitions.learn(key, initial, transitions)
+            self._transitions.learn_initial(key, initial)
+        walk_to_status(self._conn, issue_id, target, lambda: self.workflow(entity),
+                       cache=self._transitions, workflow=key, current=initial)
+
+    def _workflow_key(self, entity: str) -> str:
+        return f"{self._projects[0]}/{self._types[entity]}"
 
     def _scope(self, entity: str) -> str:
         return f"{jql_projects(self._projects)} AND issuetype = {jql_string(self._types[entity])}"

@@ -4,8 +4,8 @@ Call costs (per operation): list = one ``GET project/{key}/versions`` per config
 project (versions have no update time to filter on, so every version comes back and the
 engine tells changes by the record's ``version`` hash); read = one ``GET version/{id}``;
 find = one versions call per project until found; create = one ``POST version``; write =
-one ``PUT version/{id}`` carrying only the given fields (a GET when there is nothing to
-write, since a record must be returned); delete = one ``DELETE version/{id}``.
+one ``PUT version/{id}`` carrying only the given fields (no call when there are none);
+delete = one ``DELETE version/{id}``.
 """
 
 from __future__ import annotations
@@ -63,14 +63,12 @@ class Versions:
             raise PermanentError(f"jira: POST version {body['name']!r} returned no version")
         return version_record(raw)
 
-    def write(self, version_id: str, payload: Mapping[str, Any]) -> SystemRecord:
+    def write(self, version_id: str, payload: Mapping[str, Any]) -> SystemRecord | None:
         """One ``PUT version/{id}`` with the given fields; Jira answers with the version, so
-        unlike ``Version.update`` no re-read follows."""
+        unlike ``Version.update`` no re-read follows. Nothing to write: no call, None."""
         body = version_body(payload)
         raw = self._conn.send("PUT", f"version/{version_id}", body) if body else None
-        if not raw:
-            raw = self._conn.get(f"version/{version_id}")
-        return version_record(raw)
+        return version_record(raw) if raw else None
 
     def delete(self, version_id: str) -> None:
         """``DELETE version/{id}``; a version that is already gone counts as deleted."""

@@ -6,15 +6,22 @@ status and its transitions, take the one that reaches the target if there is one
 one that gets closer to it (in workflow order) without passing it, avoiding "done" statuses
 such as "Canceled" on the way; repeat, bounded.
 
-Cost: each step is two calls — ``GET issue/{id}?fields=status&expand=transitions`` (current
-status and its transitions in one response) and ``POST issue/{id}/transitions``; no call at
-all when the issue is already in the target status besides the first GET. The workflow order
-(``GET project/{key}/statuses``) is read only when a target is not directly reachable, once
-per issue type for the adapter's lifetime.
+Workflows are configuration, not data: the transitions out of a status are the same for
+every issue of a type. ``TransitionCache`` keeps what a walk learned, per (project, issue
+type, status), so after the first walk a step from a known status is one ``POST
+issue/{id}/transitions`` and nothing else. The current status is known without a read when
+the caller knows it (a new issue is in its workflow's initial status, learned the same way)
+or after a step of our own (a transition lands on its ``to`` status). A step from an unknown
+status costs ``GET issue/{id}?fields=status&expand=transitions`` first (current status and
+its transitions in one response). A cached transition that Jira refuses (400: a condition,
+or the workflow was edited) is forgotten and the step is retried the GET way. The workflow
+order (``GET project/{key}/statuses``) is read only when a target is not directly reachable,
+once per issue type for the adapter's lifetime.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -32,42 +39,104 @@ class Step(NamedTuple):
     done: bool  # in Jira's "done" status category
 
 
+class TransitionCache:
+    """Transitions out of each status, per workflow key (project and issue type), and the
+    status new issues start in. Thread-safe; shared by every walk of one adapter."""
+
+    def __init__(self) -> None:
+        self._transitions: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+        self._initial: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def transitions(self, workflow: str, status: str) -> list[Mapping[str, Any]] | None:
+        with self._lock:
+            return self._transitions.get((workflow, status.casefold()))
+
+    def learn(self, workflow: str, status: str, transitions: Sequence[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self._transitions[(workflow, status.casefold())] = list(transitions)
+
+    def forget(self, workflow: str, status: str) -> None:
+        with self._lock:
+            self._transitions.pop((workflow, status.casefold()), None)
+
+    def initial(self, workflow: str) -> str | None:
+        with self._lock:
+            return self._initial.get(workflow)
+
+    def learn_initial(self, workflow: str, status: str) -> None:
+        with self._lock:
+            self._initial.setdefault(workflow, status)
+
+
 def walk_to_status(
     conn: JiraConnection,
     issue_id: str,
     target: str,
     order: Callable[[], Sequence[Step]],
     max_steps: int = 12,
+    *,
+    cache: TransitionCache | None = None,
+    workflow: str = "",
+    current: str | None = None,
 ) -> int:
     """Transition ``issue_id`` until its status is ``target``; returns the transitions made.
 
+    ``current`` is the issue's status when the caller knows it (None: read it). With a
+    ``cache``, transitions learned under ``workflow`` are reused (see the module docstring).
     Raises ``PermanentError`` naming the statuses when the target cannot be reached.
     """
+    cache = cache if cache is not None else TransitionCache()
     visited: list[str] = []
-    for step in range(max_steps):
-        data = conn.get(f"issue/{issue_id}", {"fields": "status", "expand": "transitions"})
-        current = ((data.get("fields") or {}).get("status") or {}).get("name", "")
+    made = 0
+    for _ in range(max_steps):
+        transitions = cache.transitions(workflow, current) if current is not None else None
+        fresh = transitions is None
+        if transitions is None:
+            current, transitions = read_status(conn, issue_id)
+            cache.learn(workflow, current, transitions)
+        assert current is not None
         if _same(current, target):
-            return step
-        visited.append(current)
-        transitions = data.get("transitions")
-        if transitions is None:  # a server that ignores expand=transitions
-            transitions = conn.get(f"issue/{issue_id}/transitions").get("transitions", [])
-        chosen = choose_transition(transitions, current, target, order, visited)
+            return made
+        chosen = choose_transition(transitions, current, target, order, [*visited, current])
+        if chosen is None and not fresh:
+            cache.forget(workflow, current)  # perhaps stale: look at the issue itself
+            continue
         if chosen is None:
             reachable = ", ".join(sorted({_to_name(t) for t in transitions})) or "none"
+            path = " → ".join([*visited, current])
             raise PermanentError(
                 f"jira: issue {issue_id}: status {target!r} is not reachable from {current!r} "
-                f"(transitions available: {reachable}; path so far: {' → '.join(visited)})"
+                f"(transitions available: {reachable}; path so far: {path})"
             )
-        with translated_errors(f"POST issue/{issue_id}/transitions"):
-            conn.client.transition_issue(issue_id, str(chosen["id"]))
-        if _same(_to_name(chosen), target):
-            return step + 1
+        try:
+            with translated_errors(f"POST issue/{issue_id}/transitions"):
+                conn.client.transition_issue(issue_id, str(chosen["id"]))
+        except PermanentError as exc:
+            if fresh or exc.status != 400:
+                raise
+            cache.forget(workflow, current)  # refused: a condition, or the workflow changed
+            current = None
+            continue
+        visited.append(current)
+        made += 1
+        current = _to_name(chosen)
+        if _same(current, target):
+            return made
     raise PermanentError(
-        f"jira: issue {issue_id}: status {target!r} not reached after {max_steps} transitions "
+        f"jira: issue {issue_id}: status {target!r} not reached after {max_steps} steps "
         f"(path: {' → '.join(visited)})"
     )
+
+
+def read_status(conn: JiraConnection, issue_id: str) -> tuple[str, list[Mapping[str, Any]]]:
+    """The issue's current status and the transitions available from it (one GET)."""
+    data = conn.get(f"issue/{issue_id}", {"fields": "status", "expand": "transitions"})
+    current = ((data.get("fields") or {}).get("status") or {}).get("name", "")
+    transitions = data.get("transitions")
+    if transitions is None:  # a server that ignores expand=transitions
+        transitions = conn.get(f"issue/{issue_id}/transitions").get("transitions", [])
+    return str(current), list(transitions)
 
 
 def choose_transition(

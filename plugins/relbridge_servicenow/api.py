@@ -100,6 +100,7 @@ class TableApi:
         session.auth = HTTPBasicAuth(user, self._secret)
         session.verify = verify_tls
         session.hooks["response"].append(self._on_response)
+        read_environment_once(session, self.base_url)
         self._client = pysnow.Client(host=host, use_ssl=use_ssl, session=session)
         self._timeout = timeout
         self._on_call = on_call
@@ -225,6 +226,18 @@ class _Session(requests.Session):
         if self.verify is False and verify is None:
             settings["verify"] = False
         return settings
+
+
+def read_environment_once(session: requests.Session, url: str) -> None:
+    """Resolve the proxy and CA-bundle environment variables for ``url`` now and stop
+    requests from scanning the whole environment again on every call (a measurable part of
+    each call's CPU time). Same outcome as requests' per-call lookup, since the session only
+    ever talks to this one host."""
+    settings = session.merge_environment_settings(url, {}, None, None, None)
+    session.proxies.update(settings["proxies"])
+    if session.verify is True and isinstance(settings["verify"], str):
+        session.verify = settings["verify"]
+    session.trust_env = False
 
 
 def _record_path(sys_id: str) -> str:

@@ -154,18 +154,28 @@ def test_change_create_walks_the_workflow_and_round_trips(sim: Sim, jira: JiraAd
     assert jira.find_by_correlation("change", "CHG-2") is None
 
     sim.clear()
-    written = jira.write("change", change.id, {"summary": "Deploy R-1 (rev)"})
-    assert sim.requests() == [("PUT", f"/issue/{change.id}"), ("GET", f"/issue/{change.id}")]
-    assert written.fields["summary"] == "Deploy R-1 (rev)" and written.correlation == "CHG-1"
+    assert jira.write("change", change.id, {"summary": "Deploy R-1 (rev)"}) is None
+    assert sim.requests() == [("PUT", f"/issue/{change.id}")]  # no read-back
+    written = jira.read("change", change.id, ["summary"])
+    assert written is not None and written.fields["summary"] == "Deploy R-1 (rev)"
+    assert written.correlation == "CHG-1"
 
     sim.clear()
-    closed = jira.write("change", change.id, {"status": "Closed", "release": None})
+    jira.write("change", change.id, {"status": "Closed", "release": None})
     calls = sim.requests()
-    # PUT, then 4 steps (Scheduled, Implement, Review, Closed) of GET+POST, then the read-back;
-    # the workflow order was cached by the create
+    # PUT, then 4 steps (Scheduled, Implement, Review, Closed) from statuses not seen yet:
+    # GET+POST each; the workflow order was cached by the create
     assert calls.count(("POST", f"/issue/{change.id}/transitions")) == 4
-    assert len(calls) == 1 + 4 * 2 + 1
-    assert closed.fields["status"] == "Closed" and closed.fields["release"] is None
+    assert len(calls) == 1 + 4 * 2
+    closed = jira.read("change", change.id, ["status", "release"])
+    assert closed is not None and closed.fields["status"] == "Closed" and closed.fields["release"] is None
+
+    # every status of the way is known now: a new change walks to Closed with POSTs only
+    sim.clear()
+    again = jira.create("change", {"summary": "Deploy R-1 again", "status": "Closed"}, "CHG-3")
+    assert sim.requests() == [("POST", "/issue")] + [("POST", f"/issue/{again.id}/transitions")] * 6
+    reread = jira.read("change", again.id, ["status"])
+    assert reread is not None and reread.fields["status"] == "Closed"
 
     with pytest.raises(PermanentError) as info:
         jira.write("change", change.id, {"status": "Assess"})
@@ -175,11 +185,11 @@ def test_change_create_walks_the_workflow_and_round_trips(sim: Sim, jira: JiraAd
     assert jira.read("change", change.id, ["summary"]) is None
 
 
-def test_write_without_changes_only_reads(sim: Sim, jira: JiraAdapter) -> None:
+def test_write_without_changes_sends_nothing(sim: Sim, jira: JiraAdapter) -> None:
     change = jira.create("change", {"summary": "x"}, "CHG-9")
     sim.clear()
-    jira.write("change", change.id, {})
-    assert sim.requests() == [("GET", f"/issue/{change.id}")]
+    assert jira.write("change", change.id, {}) is None
+    assert sim.requests() == []
 
 
 def test_list_changed_over_several_pages(sim: Sim) -> None:
@@ -208,8 +218,10 @@ def test_caused_by_link_written_and_read_both_ways(sim: Sim, jira: JiraAdapter) 
     change_b = jira.create("change", {"summary": "B"}, "CHG-B")
     sim.clear()
     incident = jira.create("incident", {"summary": "Outage", "caused_by": change_a.id}, "INC-1")
-    assert sim.requests() == [("POST", "/issue"), ("POST", "/issueLink"), ("GET", f"/issue/{incident.id}")]
+    assert sim.requests() == [("POST", "/issue")]  # the link rides on the create
     assert incident.fields["caused_by"] == change_a.id
+    created = jira.read("incident", incident.id, ["caused_by"])
+    assert created is not None and created.fields["caused_by"] == change_a.id
 
     # Jira shows it the right way round: the change "causes" the incident
     raw_change = sim.api("GET", f"issue/{change_a.id}", params={"fields": "issuelinks"})
@@ -217,17 +229,19 @@ def test_caused_by_link_written_and_read_both_ways(sim: Sim, jira: JiraAdapter) 
     assert link["type"]["name"] == "Problem/Incident" and link["outwardIssue"]["id"] == incident.id
 
     sim.clear()
-    moved = jira.write("incident", incident.id, {"caused_by": change_b.id})
-    assert [m for m, _ in sim.requests()] == ["GET", "DELETE", "POST", "GET"]
-    assert moved.fields["caused_by"] == change_b.id
+    jira.write("incident", incident.id, {"caused_by": change_b.id})
+    assert [m for m, _ in sim.requests()] == ["GET", "DELETE", "POST"]
+    moved = jira.read("incident", incident.id, ["caused_by"])
+    assert moved is not None and moved.fields["caused_by"] == change_b.id
     assert sim.api("GET", f"issue/{change_a.id}", params={"fields": "issuelinks"})["fields"]["issuelinks"] == []
 
     sim.clear()
     jira.write("incident", incident.id, {"caused_by": change_b.id})  # unchanged: no link calls
-    assert [m for m, _ in sim.requests()] == ["GET", "GET"]
+    assert [m for m, _ in sim.requests()] == ["GET"]
 
-    cleared = jira.write("incident", incident.id, {"caused_by": None})
-    assert cleared.fields["caused_by"] is None
+    jira.write("incident", incident.id, {"caused_by": None})
+    cleared = jira.read("incident", incident.id, ["caused_by"])
+    assert cleared is not None and cleared.fields["caused_by"] is None
 
     # a link made by a person in Jira ("INC is caused by CHG-A") is read as caused_by
     sim.api("POST", "issueLink", json={"type": {"name": "Problem/Incident"},
@@ -240,6 +254,29 @@ def test_caused_by_link_written_and_read_both_ways(sim: Sim, jira: JiraAdapter) 
 def test_incident_walks_through_resolved_to_closed(sim: Sim, jira: JiraAdapter) -> None:
     incident = jira.create("incident", {"summary": "Outage", "status": "Closed"}, "INC-2")
     assert incident.fields["status"] == "Closed"
+    reread = jira.read("incident", incident.id, ["status"])
+    assert reread is not None and reread.fields["status"] == "Closed"
+
+
+def test_simulator_links_at_create_are_validated_before_anything_is_created(sim: Sim, jira: JiraAdapter) -> None:
+    change = jira.create("change", {"summary": "c"}, "CHG-1")
+    fields = {"project": {"key": "OPS"}, "issuetype": {"name": "Incident"}, "summary": "i"}
+    bad = [
+        {"add": {"type": {"name": "No such type"}, "inwardIssue": {"id": change.id}}},
+        {"add": {"type": {"name": "Problem/Incident"}, "inwardIssue": {"id": "999999"}}},
+        {"add": {"type": {"name": "Problem/Incident"}}},
+        {"remove": {"type": {"name": "Problem/Incident"}, "inwardIssue": {"id": change.id}}},
+    ]
+    for operation in bad:
+        response = sim.http.post(f"{sim.url}{API}/issue", json={"fields": fields,
+                                                                "update": {"issuelinks": [operation]}})
+        assert response.status_code == 400 and "issuelinks" in response.json()["errors"]
+    assert sim.api("GET", f"issue/{change.id}", params={"fields": "issuelinks"})["fields"]["issuelinks"] == []
+    # outwardIssue: the new issue does the outward verb ("causes") to the named one
+    made = sim.api("POST", "issue", json={"fields": fields, "update": {"issuelinks": [
+        {"add": {"type": {"name": "Problem/Incident"}, "outwardIssue": {"key": change.key}}}]}})
+    [link] = sim.api("GET", f"issue/{change.id}", params={"fields": "issuelinks"})["fields"]["issuelinks"]
+    assert link["inwardIssue"]["id"] == made["id"]
 
 
 # --- faults -------------------------------------------------------------------------------------

@@ -169,12 +169,10 @@ def test_version_create_write_read_delete(rsps: responses.RequestsMock) -> None:
         adapter.write("release", "10010", {"state": "shipped"})
 
 
-def test_version_write_without_fields_only_reads(rsps: responses.RequestsMock) -> None:
+def test_version_write_without_fields_sends_nothing(rsps: responses.RequestsMock) -> None:
     adapter = make_adapter()
-    server_info(rsps)
-    rsps.get(f"{API}/version/7", json=version("7", "1.0"))
-    assert adapter.write("release", "7", {}).id == "7"
-    assert adapter.calls == {"GET": 2}
+    assert adapter.write("release", "7", {}) is None
+    assert adapter.calls == {}  # not even serverInfo: nothing was to be sent
 
 
 def test_find_release_by_name_across_projects(rsps: responses.RequestsMock) -> None:
@@ -273,48 +271,71 @@ CHANGE_WORKFLOW = ["New", "Assess", "Authorize", "Scheduled", "Implement", "Revi
 
 
 class FakeWorkflow:
-    """One issue moving through a forward-only workflow (next step or Canceled)."""
+    """Issues moving through a forward-only workflow (next step or Canceled).
 
-    def __init__(self, rsps: responses.RequestsMock, issue_id: str, status: str = "New") -> None:
-        self.status = status
+    ``refuse`` holds (issue id, target status) pairs whose transition POST is answered 400
+    once, as Jira does for a transition whose condition fails."""
+
+    def __init__(self, rsps: responses.RequestsMock, *issue_ids: str, status: str = "New") -> None:
+        self.status = {issue_id: status for issue_id in issue_ids}
         self.posted: list[str] = []
+        self.reads: list[str] = []
+        self.refuse: set[tuple[str, str]] = set()
         rsps.assert_all_requests_are_fired = False  # tests assert on `posted` instead
-        rsps.add_callback("GET", f"{API}/issue/{issue_id}", callback=self.get)
-        rsps.add_callback("POST", f"{API}/issue/{issue_id}/transitions", callback=self.post)
+        for issue_id in issue_ids:
+            rsps.add_callback("GET", f"{API}/issue/{issue_id}", callback=self.get)
+            rsps.add_callback("POST", f"{API}/issue/{issue_id}/transitions", callback=self.post)
         rsps.get(f"{API}/project/OPS/statuses", json=[
             {"name": "Incident", "statuses": [{"name": "Open"}]},
             {"name": "Change", "statuses": [
                 {"name": n, "statusCategory": {"key": "done" if n in ("Closed", "Canceled") else "new"}}
                 for n in CHANGE_WORKFLOW]}])
 
-    def transitions(self) -> list[dict[str, Any]]:
-        if self.status in ("Closed", "Canceled"):
+    @staticmethod
+    def transitions(status: str) -> list[dict[str, Any]]:
+        if status in ("Closed", "Canceled"):
             return []
         forward = [n for n in CHANGE_WORKFLOW if n != "Canceled"]
-        targets = [forward[forward.index(self.status) + 1], "Canceled"]
+        targets = [forward[forward.index(status) + 1], "Canceled"]
         return [{"id": str(10 * CHANGE_WORKFLOW.index(n)), "name": f"to {n}", "to": {"name": n}}
                 for n in targets]
 
+    @staticmethod
+    def _id(request: Any) -> str:
+        return urlsplit(request.url).path.split("/issue/")[1].split("/")[0]
+
     def get(self, request: Any) -> tuple[int, dict[str, str], str]:
+        issue_id = self._id(request)
+        self.reads.append(issue_id)
         params = parse_qs(urlsplit(request.url).query)
-        raw = issue("101", "OPS-1", status={"name": self.status}, labels=["relbridge-CHG-1"])
+        raw = issue(issue_id, f"OPS-{issue_id}", status={"name": self.status[issue_id]},
+                    labels=["relbridge-CHG-1"])
         if params.get("expand") == ["transitions"]:
-            raw["transitions"] = self.transitions()
+            raw["transitions"] = self.transitions(self.status[issue_id])
         return 200, {}, json.dumps(raw)
 
     def post(self, request: Any) -> tuple[int, dict[str, str], str]:
+        issue_id = self._id(request)
         wanted = str(json.loads(request.body)["transition"]["id"])
-        target = next(t["to"]["name"] for t in self.transitions() if t["id"] == wanted)
+        target = next((t["to"]["name"] for t in self.transitions(self.status[issue_id]) if t["id"] == wanted), None)
+        if target is None or (issue_id, target) in self.refuse:
+            self.refuse.discard((issue_id, target or ""))
+            return 400, {}, json.dumps({"errorMessages": [f"Transition id '{wanted}' is not valid for this issue."],
+                                        "errors": {}})
         self.posted.append(target)
-        self.status = target
+        self.status[issue_id] = target
         return 204, {}, ""
+
+
+def created(iid: str) -> dict[str, Any]:
+    return {"id": iid, "key": f"OPS-{iid}", "self": f"{API}/issue/{iid}"}
 
 
 def test_create_change_with_label_release_and_status_walk(rsps: responses.RequestsMock) -> None:
     adapter = make_adapter()
     server_info(rsps)
-    rsps.post(f"{API}/issue", status=201, json={"id": "101", "key": "OPS-1", "self": f"{API}/issue/101"})
-    flow = FakeWorkflow(rsps, "101")
+    rsps.post(f"{API}/issue", status=201, json=created("101"))
+    flow = FakeWorkflow(rsps, "101", "102")
     record = adapter.create("change", {"summary": "Deploy", "release": "10001", "status": "Authorize",
                                        "priority": "High"}, "CHG-1")
     sent = body(rsps.calls[1])
@@ -322,9 +343,19 @@ def test_create_change_with_label_release_and_status_walk(rsps: responses.Reques
                                "labels": ["relbridge-CHG-1"], "project": {"key": "OPS"},
                                "issuetype": {"name": "Change"}}}
     assert flow.posted == ["Assess", "Authorize"]
-    assert record.id == "101" and record.fields["status"] == "Authorize"
-    # serverInfo, statuses, 2 x (GET issue+transitions), final GET; POST issue + 2 transitions
-    assert adapter.calls == {"GET": 5, "POST": 3}
+    # built from the POST's answer and the payload: no read-back
+    assert (record.id, record.key, record.url) == ("101", "OPS-101", f"{URL}/browse/OPS-101")
+    assert record.fields["status"] == "Authorize" and record.fields["release"] == "10001"
+    assert record.correlation == "CHG-1" and record.updated_at.tzinfo is not None
+    # serverInfo, statuses, GET status+transitions at New and at Assess; POST issue + 2 transitions
+    assert adapter.calls == {"GET": 4, "POST": 3}
+
+    # the second create knows where issues start and the way from there: POSTs only
+    rsps.post(f"{API}/issue", status=201, json=created("102"))
+    adapter.create("change", {"summary": "Deploy 2", "status": "Authorize"}, "CHG-2")
+    assert flow.posted == ["Assess", "Authorize", "Assess", "Authorize"]
+    assert flow.reads == ["101", "101"]
+    assert adapter.calls == {"GET": 4, "POST": 6}
 
 
 def test_create_in_initial_status_needs_no_transition(rsps: responses.RequestsMock) -> None:
@@ -332,37 +363,73 @@ def test_create_in_initial_status_needs_no_transition(rsps: responses.RequestsMo
     server_info(rsps)
     rsps.post(f"{API}/issue", status=201, json={"id": "101", "key": "OPS-1"})
     flow = FakeWorkflow(rsps, "101")
-    adapter.create("change", {"summary": "x", "status": "New"}, "CHG-1")
-    assert flow.posted == []
-    assert adapter.calls == {"GET": 3, "POST": 1}  # serverInfo, statuses (once), read back
+    record = adapter.create("change", {"summary": "x", "status": "New"}, "CHG-1")
+    assert flow.posted == [] and record.fields["status"] == "New"
+    assert adapter.calls == {"GET": 2, "POST": 1}  # serverInfo, statuses (once per type)
 
 
-def test_create_incident_links_it_as_caused_by_the_change(rsps: responses.RequestsMock) -> None:
+def test_create_incident_links_it_in_the_create_call(rsps: responses.RequestsMock) -> None:
     adapter = make_adapter()
     server_info(rsps)
-    rsps.post(f"{API}/issue", status=201, json={"id": "201", "key": "OPS-5"})
-    rsps.post(f"{API}/issueLink", status=201)
-    rsps.get(f"{API}/issue/201", json=issue("201", "OPS-5", "Incident", labels=["relbridge-INC-1"]))
+    rsps.post(f"{API}/issue", status=201, json=created("201"))
     record = adapter.create("incident", {"summary": "Outage", "release": "10001", "caused_by": "101"}, "INC-1")
-    assert body(rsps.calls[1])["fields"]["versions"] == [{"id": "10001"}]
-    assert body(rsps.calls[2]) == {"type": {"name": "Problem/Incident"}, "inwardIssue": {"id": "101"},
-                                   "outwardIssue": {"id": "201"}}
-    assert record.correlation == "INC-1"
-    assert adapter.calls == {"GET": 2, "POST": 2}
+    sent = body(rsps.calls[1])
+    assert sent["fields"]["versions"] == [{"id": "10001"}]
+    assert sent["update"] == {"issuelinks": [{"add": {"type": {"name": "Problem/Incident"},
+                                                      "inwardIssue": {"id": "101"}}}]}
+    assert record.correlation == "INC-1" and record.fields["caused_by"] == "101"
+    assert adapter.calls == {"GET": 1, "POST": 1}
     with pytest.raises(BadInput):
         adapter.create("change", {"caused_by": "1"}, "CHG-9")
+
+
+def test_create_incident_links_separately_when_the_create_screen_refuses_links(
+        rsps: responses.RequestsMock) -> None:
+    adapter = make_adapter()
+    server_info(rsps)
+    refused = {"errorMessages": [], "errors": {
+        "issuelinks": "Field 'issuelinks' cannot be set. It is not on the appropriate screen, or unknown."}}
+    rsps.post(f"{API}/issue", status=400, json=refused)
+    rsps.post(f"{API}/issue", status=201, json=created("201"))
+    rsps.post(f"{API}/issueLink", status=201)
+    adapter.create("incident", {"summary": "Outage", "caused_by": "101"}, "INC-1")
+    assert "update" in body(rsps.calls[1]) and "update" not in body(rsps.calls[2])
+    assert body(rsps.calls[3]) == {"type": {"name": "Problem/Incident"}, "inwardIssue": {"id": "101"},
+                                   "outwardIssue": {"id": "201"}}
+    # later creates link separately straight away
+    rsps.post(f"{API}/issue", status=201, json=created("202"))
+    rsps.post(f"{API}/issueLink", status=201)
+    adapter.create("incident", {"summary": "Outage 2", "caused_by": "101"}, "INC-2")
+    assert "update" not in body(rsps.calls[4])
+    assert adapter.calls == {"GET": 1, "POST": 5}
+
+
+def test_create_refused_for_another_reason_is_not_retried(rsps: responses.RequestsMock) -> None:
+    adapter = make_adapter()
+    server_info(rsps)
+    rsps.post(f"{API}/issue", status=400, json={"errorMessages": [], "errors": {
+        "summary": "You must specify a summary of the issue."}})
+    with pytest.raises(PermanentError) as info:
+        adapter.create("incident", {"summary": "", "caused_by": "101"}, "INC-1")
+    assert info.value.status == 400 and "summary" in str(info.value)
+    assert adapter.calls == {"GET": 1, "POST": 1}
 
 
 def test_write_puts_only_plain_fields_then_walks_status(rsps: responses.RequestsMock) -> None:
     adapter = make_adapter()
     server_info(rsps)
     rsps.put(f"{API}/issue/101", status=204)
-    flow = FakeWorkflow(rsps, "101", status="Assess")
-    record = adapter.write("change", "101", {"summary": "New title", "release": None, "status": "Implement"})
+    flow = FakeWorkflow(rsps, "101", "102", status="Assess")
+    assert adapter.write("change", "101", {"summary": "New title", "release": None, "status": "Implement"}) is None
     assert body(rsps.calls[1]) == {"fields": {"summary": "New title", "fixVersions": []}}
     assert flow.posted == ["Authorize", "Scheduled", "Implement"]
-    assert record.fields["status"] == "Implement"
-    assert adapter.calls == {"GET": 6, "PUT": 1, "POST": 3}
+    # serverInfo, statuses (Implement is not one step away), a GET per step; no read-back
+    assert adapter.calls == {"GET": 5, "PUT": 1, "POST": 3}
+
+    # another issue: one GET for its current status, then the learned transitions
+    adapter.write("change", "102", {"status": "Implement"})
+    assert flow.reads.count("102") == 1
+    assert adapter.calls == {"GET": 6, "PUT": 1, "POST": 6}
 
 
 def test_write_direct_transition_costs_two_calls_and_no_put(rsps: responses.RequestsMock) -> None:
@@ -371,7 +438,57 @@ def test_write_direct_transition_costs_two_calls_and_no_put(rsps: responses.Requ
     flow = FakeWorkflow(rsps, "101", status="Review")
     adapter.write("change", "101", {"status": "Closed"})
     assert flow.posted == ["Closed"]
-    assert adapter.calls == {"GET": 3, "POST": 1}  # serverInfo, GET+transitions, read back
+    assert adapter.calls == {"GET": 2, "POST": 1}  # serverInfo, GET+transitions
+
+
+def test_refused_cached_transition_falls_back_to_reading_the_issue(rsps: responses.RequestsMock) -> None:
+    adapter = make_adapter()
+    server_info(rsps)
+    flow = FakeWorkflow(rsps, "101", "102")
+    adapter.write("change", "101", {"status": "Authorize"})  # learns New and Assess
+    flow.refuse.add(("102", "Authorize"))
+    adapter.write("change", "102", {"status": "Authorize"})
+    assert flow.posted == ["Assess", "Authorize", "Assess", "Authorize"]
+    # 102: GET at New, cached POST to Assess, refused cached POST, GET at Assess, POST again
+    assert flow.reads.count("102") == 2
+    assert flow.status["102"] == "Authorize"
+
+
+def test_refused_transition_just_read_is_permanent(rsps: responses.RequestsMock) -> None:
+    adapter = make_adapter()
+    server_info(rsps)
+    flow = FakeWorkflow(rsps, "101")
+    flow.refuse.add(("101", "Assess"))
+    with pytest.raises(PermanentError) as info:
+        adapter.write("change", "101", {"status": "Assess"})
+    assert info.value.status == 400 and flow.posted == []
+
+
+def test_stale_cached_transitions_are_read_again() -> None:
+    from relbridge_jira.workflow import TransitionCache, walk_to_status
+
+    class Conn:
+        """Issue 7 sits in New; the cache wrongly says nothing leaves New."""
+        def __init__(self) -> None:
+            self.gets = 0
+            self.client = self
+            self.moves: list[str] = []
+
+        def get(self, path: str, params: Any = None) -> dict[str, Any]:
+            self.gets += 1
+            return {"fields": {"status": {"name": "New"}},
+                    "transitions": [{"id": "11", "to": {"name": "Assess"}}]}
+
+        def transition_issue(self, issue_id: str, transition: str) -> None:
+            self.moves.append(transition)
+
+    conn = Conn()
+    cache = TransitionCache()
+    cache.learn("OPS/Change", "New", [])
+    made = walk_to_status(conn, "7", "Assess", lambda: [], cache=cache,  # type: ignore[arg-type]
+                          workflow="OPS/Change", current="New")
+    assert made == 1 and conn.moves == ["11"] and conn.gets == 1
+    assert cache.transitions("OPS/Change", "new") == [{"id": "11", "to": {"name": "Assess"}}]
 
 
 def test_walk_prefers_open_statuses_and_may_pass_through_done_ones() -> None:
@@ -405,7 +522,7 @@ def test_write_already_in_target_status_posts_nothing(rsps: responses.RequestsMo
     server_info(rsps)
     flow = FakeWorkflow(rsps, "101", status="Scheduled")
     adapter.write("change", "101", {"status": "scheduled"})
-    assert flow.posted == [] and adapter.calls == {"GET": 3}
+    assert flow.posted == [] and adapter.calls == {"GET": 2}
 
 
 def test_write_caused_by_replaces_the_link(rsps: responses.RequestsMock) -> None:
@@ -415,12 +532,11 @@ def test_write_caused_by_replaces_the_link(rsps: responses.RequestsMock) -> None
     rsps.get(f"{API}/issue/201", json=issue("201", "OPS-5", "Incident", issuelinks=[old]))
     rsps.delete(f"{API}/issueLink/500", status=204)
     rsps.post(f"{API}/issueLink", status=201)
-    rsps.get(f"{API}/issue/201", json=issue("201", "OPS-5", "Incident"))
     adapter.write("incident", "201", {"caused_by": "102"})
     assert query(rsps.calls[1])["fields"] == ["labels,issuelinks"]
     assert body(rsps.calls[3]) == {"type": {"name": "Problem/Incident"}, "inwardIssue": {"id": "102"},
                                    "outwardIssue": {"id": "201"}}
-    assert adapter.calls == {"GET": 3, "DELETE": 1, "POST": 1}
+    assert adapter.calls == {"GET": 2, "DELETE": 1, "POST": 1}
 
 
 def test_write_labels_keeps_the_correlation_label(rsps: responses.RequestsMock) -> None:
@@ -428,9 +544,9 @@ def test_write_labels_keeps_the_correlation_label(rsps: responses.RequestsMock) 
     server_info(rsps)
     rsps.get(f"{API}/issue/101", json=issue("101", "OPS-1", labels=["relbridge-CHG-1", "old"]))
     rsps.put(f"{API}/issue/101", status=204)
-    rsps.get(f"{API}/issue/101", json=issue("101", "OPS-1", labels=["new", "relbridge-CHG-1"]))
     adapter.write("change", "101", {"labels": ["new"]})
     assert body(rsps.calls[2]) == {"fields": {"labels": ["new", "relbridge-CHG-1"]}}
+    assert adapter.calls == {"GET": 2, "PUT": 1}
 
 
 def test_delete_issue(rsps: responses.RequestsMock) -> None:
@@ -516,7 +632,7 @@ def test_check_auth_rejected_credentials(rsps: responses.RequestsMock) -> None:
 
 
 def test_retry_after_as_http_date() -> None:
-    from relbridge_jira.errors import parse_retry_after
+    from bridge.errors import parse_retry_after
 
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert parse_retry_after("2.5") == 2.5
@@ -606,3 +722,17 @@ def test_metadata_from_fields_project_statuses_and_priorities(rsps: responses.Re
     assert change["priority"].choices == ("High", "Low") and "caused_by" not in change
     assert meta.objects["version"]["state"].choices == ("unreleased", "released", "archived")
     assert adapter.calls == {"GET": 5}
+
+
+def test_environment_is_read_once_when_the_client_is_built(rsps: responses.RequestsMock,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proxy and CA-bundle variables apply as requests would apply them, without requests
+    scanning the environment on every call."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.test:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/acme-ca.pem")
+    adapter = make_adapter()
+    server_info(rsps)
+    session = adapter._conn.client._session
+    assert session.trust_env is False
+    assert session.proxies["https"] == "http://proxy.example.test:3128"
+    assert session.verify == "/etc/ssl/acme-ca.pem"

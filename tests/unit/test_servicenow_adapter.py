@@ -593,3 +593,18 @@ def test_plugin_hook_builds_the_adapter_from_config(mocked) -> None:
         "svc", PASSWORD)
     sent = mocked.calls[0].request.req_kwargs
     assert sent["verify"] is False and sent["timeout"] == 5
+
+
+def test_environment_is_read_once_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proxy and CA-bundle variables apply as requests would apply them, without requests
+    scanning the environment on every call."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.test:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/acme-ca.pem")
+    session = ServiceNowAdapter(BASE, "bot", SecretStr("pw"))._api._client.session
+    assert session.trust_env is False
+    assert session.proxies["https"] == "http://proxy.example.test:3128"
+    assert session.verify == "/etc/ssl/acme-ca.pem"
+
+    monkeypatch.setenv("NO_PROXY", "acme.service-now.com")
+    bypassed = ServiceNowAdapter(BASE, "bot", SecretStr("pw"), verify_tls=False)._api._client.session
+    assert "https" not in bypassed.proxies and bypassed.verify is False
