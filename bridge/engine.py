@@ -417,7 +417,7 @@ class Engine:
                                 {system: conflict.source_value, OTHER[system]: conflict.canonical_value},
                                 conflict.resolution, winner)
         if accepted:
-            self._after_change(entity, key, accepted, system, created=False)
+            self._after_unlock(lambda: self._after_change(entity, key, accepted, system, created=False))
         return key
 
     def _owned_by_other(self, system: str, entity: str) -> set[str]:
@@ -437,7 +437,7 @@ class Engine:
         accepted = {name: (None, value) for name, value in fields.items() if value not in (None, [], "")}
         self._save(entity, key, env, record, accepted, system, [], [])
         report.add(entity, system, "created")
-        self._after_change(entity, key, accepted, system, created=True)
+        self._after_unlock(lambda: self._after_change(entity, key, accepted, system, created=True))
         return key
 
     def _to_canonical(self, mapping: SystemMapping, system: str, entity: str, raw: Mapping[str, Any],
@@ -702,7 +702,7 @@ class Engine:
                 env.mark_pending(system, ["state"])
             self._save("release", release_key, env, None, {"state": (old, new)}, source, [], vetoes)
         self._follow_ups.add("release", release_key)
-        self._release_hooks(release_key, {"state": (old, new)}, source, created=False)
+        self._after_unlock(lambda: self._release_hooks(release_key, {"state": (old, new)}, source, created=False))
         return True
 
     def _mark_rolled_back_changes(self, release: Release) -> None:
@@ -899,18 +899,39 @@ class Engine:
 
     @contextmanager
     def _locked(self, entity: str, key: str) -> Iterator[None]:
+        """The record lock. Work that touches other records (hooks, links, derived states)
+        is queued while any record lock is held and runs once this thread holds none, so
+        locks are never taken while holding another record's: no lock-order deadlocks."""
         lock = self._locks[zlib.crc32(f"{entity}:{key}".encode()) % len(self._locks)]
+        local = self._thread_state
         with lock:
-            yield
+            local.depth += 1
+            try:
+                yield
+            finally:
+                local.depth -= 1
+        while local.depth == 0 and local.after:
+            local.after.pop(0)()
+
+    def _after_unlock(self, action: Callable[[], None]) -> None:
+        local = self._thread_state
+        if local.depth:
+            local.after.append(action)
+        else:
+            action()
+
+    @property
+    def _thread_state(self) -> threading.local:
+        local = self.__dict__.setdefault("_local", threading.local())
+        if not hasattr(local, "depth"):
+            local.depth, local.after, local.follow_ups = 0, [], _FollowUps()
+        return local
 
     @property
     def _follow_ups(self) -> _FollowUps:
         # Per thread: records a step touched besides its own (a release whose derived
         # state moved, a pulled reference) that need propagating too.
-        local = self.__dict__.setdefault("_local", threading.local())
-        if not hasattr(local, "follow_ups"):
-            local.follow_ups = _FollowUps()
-        return local.follow_ups
+        return self._thread_state.follow_ups
 
     def release_view(self, key: str) -> dict[str, Any] | None:
         """Everything ``release show`` prints about one release."""
