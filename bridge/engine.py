@@ -148,18 +148,37 @@ class Envelope:
 
 
 class StoreResolver:
-    """Answers the mapping's reference questions for one system from the store."""
+    """Answers the mapping's reference questions for one system from the store.
+
+    A link, once made, only ends by an unlink (``forget``), so answers found are kept:
+    references are looked up on every record read and this saves most of those queries.
+    """
 
     def __init__(self, store: Store, system: str) -> None:
         self.store = store
         self.system = system
+        self._keys: dict[tuple[str, str], str] = {}
+        self._ids: dict[tuple[str, str], str] = {}
 
     def to_key(self, entity: str, system_id: str) -> str | None:
-        return self.store.find_key(self.system, entity, str(system_id))
+        found = self._keys.get((entity, str(system_id)))
+        if found is None:
+            found = self.store.find_key(self.system, entity, str(system_id))
+            if found is not None:
+                self._keys[(entity, str(system_id))] = found
+        return found
 
     def to_id(self, entity: str, key: str) -> str | None:
-        ref = self.store.refs(entity, key).get(self.system)
-        return ref.ext_id if ref else None
+        found = self._ids.get((entity, key))
+        if found is None:
+            ref = self.store.refs(entity, key).get(self.system)
+            if ref is not None:
+                found = self._ids[(entity, key)] = ref.ext_id
+        return found
+
+    def forget(self, entity: str, key: str, system_id: str) -> None:
+        self._keys.pop((entity, str(system_id)), None)
+        self._ids.pop((entity, key), None)
 
 
 # --- the engine ------------------------------------------------------------------------------
@@ -885,11 +904,13 @@ class Engine:
                 tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
             tx.drop_ref(system, entity, ext_id)
             tx.add_history(entity, key, f"_ref.{system}", ext_id, None, system, self.clock())
+        self.resolvers[system].forget(entity, key, ext_id)
         report.add(entity, system, "deleted")
         if self.config.sync.propagate_deletes:
             other = self.store.refs(entity, key).get(OTHER[system])
             if other is not None:
                 self.adapters[OTHER[system]].delete(entity, other.ext_id)
+                self.resolvers[OTHER[system]].forget(entity, key, other.ext_id)
                 with self.store.transaction() as tx:
                     tx.drop_ref(OTHER[system], entity, other.ext_id)
                     tx.add_history(entity, key, f"_ref.{OTHER[system]}", other.ext_id, None, DERIVED, self.clock())
