@@ -592,9 +592,10 @@ class Engine:
                 tx.put_ref(entity, key, record.system, record.id, ext_key=record.key, url=record.url,
                            version=record.version, updated_at=record.updated_at)
                 tx.clear_error(record.system, entity, record.id)
-            for name, (old, new) in accepted.items():
-                if name not in ENGINE_FIELDS.get(entity, ()) or name in ("change_requests", "incidents"):
-                    tx.add_history(entity, key, name, old, new, source, now)
+            tx.add_history_rows(entity, key, {
+                name: change for name, change in accepted.items()
+                if name not in ENGINE_FIELDS.get(entity, ()) or name in ("change_requests", "incidents")
+            }, source, now)
             for conflict in conflicts:
                 values = {source: conflict.source_value, OTHER[source]: conflict.canonical_value}
                 winner = conflict.source_value if conflict.source_won else conflict.canonical_value

@@ -7,7 +7,7 @@ all its writes commit or roll back together.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
@@ -223,10 +223,20 @@ class Operations:
         self, entity: str, key: str, field: str, old: Any, new: Any, source: str,
         at: datetime | None = None,
     ) -> None:
+        self.add_history_rows(entity, key, {field: (old, new)}, source, at)
+
+    def add_history_rows(
+        self, entity: str, key: str, changes: Mapping[str, tuple[Any, Any]], source: str,
+        at: datetime | None = None,
+    ) -> None:
+        """One history row per changed field (field -> (old, new)), in one statement."""
+        if not changes:
+            return
+        now = self._now(at)
+        rows = [dict(entity=entity, key=key, field=field, old=old, new=new, source=source, at=now)
+                for field, (old, new) in changes.items()]
         with self.connection() as conn:
-            conn.execute(t.history.insert().values(
-                entity=entity, key=key, field=field, old=old, new=new, source=source,
-                at=self._now(at)))
+            conn.execute(t.history.insert(), rows)
 
     def history(
         self, entity: str | None = None, key: str | None = None, since: datetime | None = None
