@@ -12,7 +12,8 @@ a create journal. That is enough to
   may have reached the system is looked up by correlation before it is tried again.
 
 The engine is used by ``sync --once`` (list changes, ingest, propagate) and by daemon
-workers (re-read one object, ingest, propagate).
+workers (re-read one object, ingest, propagate). The envelope lives in ``bridge.envelope``;
+gate, hooks, links and derived lifecycle in ``bridge.release_bookkeeping``.
 """
 
 from __future__ import annotations
@@ -23,11 +24,9 @@ import socket
 import threading
 import uuid
 import zlib
-from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,155 +35,38 @@ from pydantic import ValidationError
 from bridge import lifecycle
 from bridge.adapter import Adapter, SystemRecord
 from bridge.config import Config
+from bridge.envelope import Envelope, StoreResolver, SyncReport
 from bridge.errors import PermanentError, RelbridgeError, TransientError
 from bridge.mapping import Mappings, SystemMapping, UnmappableValue
 from bridge.merge import merge
-from bridge.model import KEY_PATTERN, ExternalRef, Release, ReleaseState, model_for
+from bridge.model import KEY_PATTERN, Release, model_for
 from bridge.plugins import Hooks
+from bridge.release_bookkeeping import (
+    DERIVED,
+    ENGINE_FIELDS,
+    STALE_RETRIES,
+    SYSTEMS,
+    ReleaseBookkeeping,
+)
 from bridge.store import Store
 from bridge.store.rows import StaleRecord
 
 log = logging.getLogger(__name__)
 
-SYSTEMS = ("servicenow", "jira")
+__all__ = ["Engine", "SyncReport", "Envelope", "CreateInProgress", "ENTITY_ORDER", "SYSTEMS", "OTHER"]
+
 ENTITY_ORDER = ("release", "change", "incident")
 OTHER = {"servicenow": "jira", "jira": "servicenow"}
-DERIVED = "relbridge"  # history source for facts relbridge derived itself
-# Canonical fields that no system holds: maintained by the engine from links and history.
-ENGINE_FIELDS = {
-    "release": {"change_requests", "incidents", "revision_count", "baseline_planned_end"},
-    "incident": {"caused_by_release"},
-    "change": set(),
-}
-STALE_RETRIES = 5
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-# --- reports ---------------------------------------------------------------------------------
-
-
-@dataclass
-class SyncReport:
-    """What one sync did, per (entity, system): created, updated, unchanged, conflicts, errors."""
-
-    counts: dict[tuple[str, str], Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    errors: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, entity: str, system: str, what: str, n: int = 1) -> None:
-        with self.lock:
-            self.counts[(entity, system)][what] += n
-
-    def error(self, entity: str, system: str, message: str) -> None:
-        with self.lock:
-            self.counts[(entity, system)]["errors"] += 1
-            self.errors.append(message)
-
-    def total(self, what: str) -> int:
-        return sum(c[what] for c in self.counts.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "by_entity": {
-                f"{entity}/{system}": dict(counter) for (entity, system), counter in sorted(self.counts.items())
-            },
-            "errors": list(self.errors),
-        }
-
-
-# --- envelope --------------------------------------------------------------------------------
-
-
-@dataclass
-class Envelope:
-    """The stored form of one canonical record (see the module docstring)."""
-
-    fields: dict[str, Any]
-    raw: dict[str, dict[str, Any]] = field(default_factory=dict)
-    times: dict[str, str] = field(default_factory=dict)
-    pending: dict[str, list[str]] = field(default_factory=dict)
-    creating: dict[str, str] = field(default_factory=dict)
-    gone: dict[str, str] = field(default_factory=dict)  # system -> when the object was deleted there
-    revision: int = 0  # store revision it was read at (0: new)
-
-    @classmethod
-    def load(cls, data: Mapping[str, Any], revision: int) -> Envelope:
-        return cls(
-            fields=dict(data["fields"]),
-            raw={k: dict(v) for k, v in data.get("raw", {}).items()},
-            times=dict(data.get("times", {})),
-            pending={k: list(v) for k, v in data.get("pending", {}).items()},
-            creating=dict(data.get("creating", {})),
-            gone=dict(data.get("gone", {})),
-            revision=revision,
-        )
-
-    def dump(self) -> dict[str, Any]:
-        return {
-            "fields": self.fields,
-            "raw": self.raw,
-            "times": self.times,
-            "pending": {k: sorted(set(v)) for k, v in self.pending.items() if v},
-            "creating": self.creating,
-            "gone": self.gone,
-        }
-
-    def mark_pending(self, system: str, names: Iterable[str]) -> None:
-        if system in self.gone:
-            return
-        merged = set(self.pending.get(system, ())) | set(names)
-        if merged:
-            self.pending[system] = sorted(merged)
-
-    def field_time(self, name: str) -> datetime | None:
-        value = self.times.get(name)
-        return datetime.fromisoformat(value) if value else None
-
-
-# --- reference resolution --------------------------------------------------------------------
-
-
-class StoreResolver:
-    """Answers the mapping's reference questions for one system from the store.
-
-    A link, once made, only ends by an unlink (``forget``), so answers found are kept:
-    references are looked up on every record read and this saves most of those queries.
-    """
-
-    def __init__(self, store: Store, system: str) -> None:
-        self.store = store
-        self.system = system
-        self._keys: dict[tuple[str, str], str] = {}
-        self._ids: dict[tuple[str, str], str] = {}
-
-    def to_key(self, entity: str, system_id: str) -> str | None:
-        found = self._keys.get((entity, str(system_id)))
-        if found is None:
-            found = self.store.find_key(self.system, entity, str(system_id))
-            if found is not None:
-                self._keys[(entity, str(system_id))] = found
-        return found
-
-    def to_id(self, entity: str, key: str) -> str | None:
-        found = self._ids.get((entity, key))
-        if found is None:
-            ref = self.store.refs(entity, key).get(self.system)
-            if ref is not None:
-                found = self._ids[(entity, key)] = ref.ext_id
-        return found
-
-    def forget(self, entity: str, key: str, system_id: str) -> None:
-        self._keys.pop((entity, str(system_id)), None)
-        self._ids.pop((entity, key), None)
-
-
 # --- the engine ------------------------------------------------------------------------------
 
 
-class Engine:
+class Engine(ReleaseBookkeeping):
     def __init__(
         self,
         store: Store,
@@ -530,48 +412,6 @@ class Engine:
             instance = lifecycle.apply_facts(previous, instance)
         return instance.sync_fields()
 
-    def _gate(self, key: str, old_fields: Mapping[str, Any], new_fields: dict[str, Any],
-              source: str, result: Any) -> list[tuple[lifecycle.Veto, str, str]]:
-        old, new = old_fields["state"], new_fields["state"]
-        if old in ("deployed", "closed") and lifecycle.ORDER.get(ReleaseState(new), 99) < lifecycle.ORDER[ReleaseState.DEPLOYING]:
-            # A live release going back to a pre-deployment state (its Jira version was
-            # unreleased) is a rollback, not a re-plan.
-            new = new_fields["state"] = ReleaseState.ROLLED_BACK.value
-        if self._deferred_gates is not None and lifecycle.needs_authorization(new):
-            # During a full pass the release's changes may not be read yet (an approval
-            # made just before the go-live): decide once everything is read.
-            new_fields["state"] = old
-            result.accepted.pop("state", None)
-            with self._deferred_lock:
-                self._deferred_gates.append((key, new, source))
-            return []
-        veto = self._check_transition(key, new_fields, old, new, source)
-        if veto is None:
-            return []
-        if self._policy(veto) == "revert":
-            new_fields["state"] = old
-            result.accepted.pop("state", None)
-            result.restore.add("state")
-        return [(veto, old, new)]
-
-    def _check_transition(self, key: str, fields: Mapping[str, Any], old: str, new: str,
-                          source: str) -> lifecycle.Veto | None:
-        release = Release.model_validate({"key": key, **fields})
-        changes = self._models("change", release.change_requests)
-        veto = self.hooks.check_transition(release, old, new, changes, source)
-        if veto is not None:
-            log.warning("release %s: %s -> %s vetoed (%s): %s", key, old, new, self._policy(veto), veto.reason)
-        return veto
-
-    def _repeated(self, key: str, old: str, new: str, source: str) -> bool:
-        """The same move was vetoed last time already (a derived proposal re-made on every
-        change edit is recorded once)."""
-        last = self.store.vetoes(release_key=key)[-1:]
-        return bool(last) and (last[0].old, last[0].new, last[0].source) == (old, new, source)
-
-    def _policy(self, veto: lifecycle.Veto) -> str:
-        return veto.policy or self.config.gate.policy
-
     def _models(self, entity: str, keys: Iterable[str]) -> list[Any]:
         model = model_for(entity)
         return [model.model_validate({"key": k, **data["fields"]})
@@ -614,159 +454,6 @@ class Engine:
                                 key=record.key)
         report.error(record.entity, record.system, f"{record.system} {record.entity} {record.key or record.id}: {exc}")
         self.hooks.sync_failed(record.system, record.entity, record.id, exc, True)
-
-    # -- lifecycle and links -----------------------------------------------------------------
-
-    def _after_change(self, entity: str, key: str, accepted: Mapping[str, tuple[Any, Any]],
-                      source: str, *, created: bool) -> None:
-        """Hooks and derived facts after a change was committed."""
-        if entity == "release":
-            self._release_hooks(key, accepted, source, created)
-        elif entity == "change":
-            if "release" in accepted:
-                old, new = accepted["release"]
-                self._relink("change_requests", key, old, new)
-                change = self._models("change", [key])[0]
-                release = self._models("release", [new])[0] if new and self.store.get_record("release", new) else None
-                self.hooks.change_linked(change, release, source)
-            release_key = self._fields("change", key).get("release")
-            if release_key and self.config.sync.derive_lifecycle:
-                if self._deferred_gates is not None:
-                    with self._deferred_lock:
-                        self._deferred_derives.add(release_key)
-                else:
-                    self._derive_release_state(release_key)
-        elif entity == "incident":
-            self._link_incident(key, accepted, source)
-
-    def _release_hooks(self, key: str, accepted: Mapping[str, tuple[Any, Any]], source: str, created: bool) -> None:
-        release = self._models("release", [key])[0]
-        if created:
-            self.hooks.release_created(release, source)
-            return
-        self.hooks.release_updated(release, dict(accepted), source)
-        if "state" in accepted:
-            old, new = accepted["state"]
-            self.hooks.release_state_changed(release, old, new, source)
-            if new == "deployed":
-                self.hooks.release_deployed(release, source)
-            elif new == "rolled_back":
-                self.hooks.release_rolled_back(release, source)
-                self._mark_rolled_back_changes(release)
-        if "planned_end" in accepted and release.baseline_planned_end is not None:
-            old_end, new_end = accepted["planned_end"]
-            if old_end is not None and lifecycle.is_rescheduled(release.baseline_planned_end, release.planned_end):
-                self.hooks.release_rescheduled(release, old_end, new_end, source)
-
-    def _relink(self, list_field: str, member: str, old_release: str | None, new_release: str | None) -> None:
-        for release_key, add in ((old_release, False), (new_release, True)):
-            if not release_key:
-                continue
-            self._update_fields("release", release_key, DERIVED, lambda f, add=add: _toggle(f, list_field, member, add))
-
-    def _link_incident(self, key: str, accepted: Mapping[str, tuple[Any, Any]], source: str) -> None:
-        """Keep the incident's release (derived through its change when no system says it)
-        and the release's incident list in step."""
-        fields = self._fields("incident", key)
-        change_key = fields.get("caused_by_change")
-        release_key = fields.get("caused_by_release") or (
-            self._fields("change", change_key).get("release") if change_key else None)
-        if release_key and fields.get("caused_by_release") != release_key:
-            self._update_fields("incident", key, DERIVED, lambda f: {**f, "caused_by_release": release_key})
-        old_release = accepted.get("caused_by_release", (None, None))[0]
-        self._relink("incidents", key, old_release if old_release != release_key else None, release_key)
-        if "caused_by_change" in accepted and change_key:
-            incident = self._models("incident", [key])[0]
-            change_model = self._models("change", [change_key])
-            release = self._models("release", [release_key]) if release_key else []
-            self.hooks.incident_linked(incident, change_model[0] if change_model else None,
-                                       release[0] if release else None, source)
-
-    def _derive_release_state(self, release_key: str) -> None:
-        fields = self._fields("release", release_key)
-        if not fields:
-            return
-        release = Release.model_validate({"key": release_key, **fields})
-        changes = self._models("change", release.change_requests)
-        jira_raw = self._envelope("release", release_key)
-        jira_state = jira_raw.raw.get("jira", {}).get("state") if jira_raw else None
-        released = None if jira_state is None else jira_state == "released"
-        new = lifecycle.derive_state(release, changes, jira_released=released)
-        if new is None or new == release.state:
-            return
-        self.transition(release_key, new.value, DERIVED)
-
-    def transition(self, release_key: str, new: str, source: str) -> bool:
-        """Move a release to ``new`` on relbridge's own account (derived lifecycle,
-        rollback), through the gate. Returns whether the move was accepted."""
-        with self._locked("release", release_key):
-            row = self.store.load_record("release", release_key)
-            if row is None:
-                return False
-            env = Envelope.load(row.data, row.revision)
-            old = env.fields["state"]
-            if old == new:
-                return False
-            veto = self._check_transition(release_key, env.fields, old, new, source)
-            vetoes = [(veto, old, new)] if veto is not None and not self._repeated(release_key, old, new, source) else []
-            if veto is not None and self._policy(veto) == "revert":
-                if source in SYSTEMS:
-                    env.mark_pending(source, ["state"])  # put the system that moved back
-                if vetoes or source in SYSTEMS:
-                    self._save("release", release_key, env, None, {}, source, [], vetoes)
-                    self._follow_ups.add("release", release_key)
-                return False
-            env.fields = self._validated("release", release_key, {"state": new}, env.fields)
-            env.times["state"] = self.clock().isoformat()
-            for system in SYSTEMS:
-                env.mark_pending(system, ["state"])
-            self._save("release", release_key, env, None, {"state": (old, new)}, source, [], vetoes)
-        self._follow_ups.add("release", release_key)
-        self._after_unlock(lambda: self._release_hooks(release_key, {"state": (old, new)}, source, created=False))
-        return True
-
-    def _mark_rolled_back_changes(self, release: Release) -> None:
-        code = self.config.rollback.mark_changes
-        if not code:
-            return
-        for change in self._models("change", release.change_requests):
-            if change.close_code is not None or change.state.value == "canceled":
-                continue
-            if self._update_fields("change", change.key, DERIVED, lambda f: {**f, "close_code": code},
-                                   propagate=True):
-                self._follow_ups.add("change", change.key)
-
-    def _update_fields(self, entity: str, key: str, source: str,
-                       change: Callable[[dict[str, Any]], dict[str, Any]], *, propagate: bool = False) -> bool:
-        with self._locked(entity, key):
-            for attempt in range(STALE_RETRIES):
-                row = self.store.load_record(entity, key)
-                if row is None:
-                    return False
-                env = Envelope.load(row.data, row.revision)
-                new_fields = change(dict(env.fields))
-                diff = {f: (env.fields.get(f), v) for f, v in new_fields.items() if env.fields.get(f) != v}
-                if not diff:
-                    return False
-                env.fields = self._validated(entity, key, new_fields, env.fields)
-                if propagate:
-                    for system in SYSTEMS:
-                        env.mark_pending(system, diff)
-                try:
-                    self._save(entity, key, env, None, diff, source, [], [])
-                    return True
-                except StaleRecord:
-                    if attempt == STALE_RETRIES - 1:
-                        raise
-        return False
-
-    def _fields(self, entity: str, key: str | None) -> dict[str, Any]:
-        data = self.store.get_record(entity, key) if key else None
-        return dict(data["fields"]) if data else {}
-
-    def _envelope(self, entity: str, key: str) -> Envelope | None:
-        row = self.store.load_record(entity, key)
-        return Envelope.load(row.data, row.revision) if row else None
 
     # -- propagation -----------------------------------------------------------------------
 
@@ -955,31 +642,6 @@ class Engine:
         # state moved, a pulled reference) that need propagating too.
         return self._thread_state.follow_ups
 
-    def release_view(self, key: str) -> dict[str, Any] | None:
-        """Everything ``release show`` prints about one release."""
-        data = self.store.get_record("release", key)
-        if data is None:
-            return None
-        refs = self.store.refs("release", key)
-        release = Release.model_validate({
-            "key": key, **data["fields"],
-            "refs": {s: ExternalRef(system=s, id=r.ext_id, key=r.ext_key, url=r.url, version=r.version,
-                                    updated_at=r.updated_at) for s, r in refs.items()},
-        })
-        changes = self._models("change", release.change_requests)
-        incidents = self._models("incident", release.incidents)
-        return {
-            "release": release,
-            "changes": changes,
-            "incidents": incidents,
-            "owners": {f: DERIVED if f in ENGINE_FIELDS["release"] else self.mappings.owner("release", f)
-                       for f in release.sync_fields()},
-            "missing_for_authorization": lifecycle.missing_for_authorization(changes),
-            "authorized": lifecycle.is_authorized(changes),
-            "pending": data.get("pending", {}),
-        }
-
-
 class CreateInProgress(TransientError):
     """Another process is creating this object in that system right now: try again once
     it finished (``retry_after``: when its lease runs out at the latest)."""
@@ -1004,13 +666,6 @@ def _raw(record: SystemRecord, names: Iterable[str], *, only_present: bool = Fal
     if only_present:
         return {n: record.fields[n] for n in names if n in record.fields}
     return {n: record.fields.get(n) for n in names}
-
-
-def _toggle(fields: dict[str, Any], list_field: str, member: str, add: bool) -> dict[str, Any]:
-    members = [m for m in fields.get(list_field, []) if m != member]
-    if add:
-        members.append(member)
-    return {**fields, list_field: sorted(members)}
 
 
 def _validation_message(exc: ValidationError) -> str:

@@ -1,0 +1,136 @@
+"""What the engine keeps per canonical record and what it reports about a pass.
+
+The *envelope* is the stored form of one canonical record: the canonical fields, the last
+raw fields seen in (or written to) each system, when each field last changed, which fields
+still have to be written to which system, a create journal, and where it was deleted. That
+is enough to recognise echoes of our own writes, tell which side changed a field, and resume
+after a crash (see ``bridge.engine``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bridge.store import Store
+
+# --- reports ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SyncReport:
+    """What one sync did, per (entity, system): created, updated, unchanged, conflicts, errors."""
+
+    counts: dict[tuple[str, str], Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, entity: str, system: str, what: str, n: int = 1) -> None:
+        with self.lock:
+            self.counts[(entity, system)][what] += n
+
+    def error(self, entity: str, system: str, message: str) -> None:
+        with self.lock:
+            self.counts[(entity, system)]["errors"] += 1
+            self.errors.append(message)
+
+    def total(self, what: str) -> int:
+        return sum(c[what] for c in self.counts.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "by_entity": {
+                f"{entity}/{system}": dict(counter) for (entity, system), counter in sorted(self.counts.items())
+            },
+            "errors": list(self.errors),
+        }
+
+
+# --- envelope --------------------------------------------------------------------------------
+
+
+@dataclass
+class Envelope:
+    """The stored form of one canonical record (see the module docstring)."""
+
+    fields: dict[str, Any]
+    raw: dict[str, dict[str, Any]] = field(default_factory=dict)
+    times: dict[str, str] = field(default_factory=dict)
+    pending: dict[str, list[str]] = field(default_factory=dict)
+    creating: dict[str, str] = field(default_factory=dict)
+    gone: dict[str, str] = field(default_factory=dict)  # system -> when the object was deleted there
+    revision: int = 0  # store revision it was read at (0: new)
+
+    @classmethod
+    def load(cls, data: Mapping[str, Any], revision: int) -> Envelope:
+        return cls(
+            fields=dict(data["fields"]),
+            raw={k: dict(v) for k, v in data.get("raw", {}).items()},
+            times=dict(data.get("times", {})),
+            pending={k: list(v) for k, v in data.get("pending", {}).items()},
+            creating=dict(data.get("creating", {})),
+            gone=dict(data.get("gone", {})),
+            revision=revision,
+        )
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "fields": self.fields,
+            "raw": self.raw,
+            "times": self.times,
+            "pending": {k: sorted(set(v)) for k, v in self.pending.items() if v},
+            "creating": self.creating,
+            "gone": self.gone,
+        }
+
+    def mark_pending(self, system: str, names: Iterable[str]) -> None:
+        if system in self.gone:
+            return
+        merged = set(self.pending.get(system, ())) | set(names)
+        if merged:
+            self.pending[system] = sorted(merged)
+
+    def field_time(self, name: str) -> datetime | None:
+        value = self.times.get(name)
+        return datetime.fromisoformat(value) if value else None
+
+
+# --- reference resolution --------------------------------------------------------------------
+
+
+class StoreResolver:
+    """Answers the mapping's reference questions for one system from the store.
+
+    A link, once made, only ends by an unlink (``forget``), so answers found are kept:
+    references are looked up on every record read and this saves most of those queries.
+    """
+
+    def __init__(self, store: Store, system: str) -> None:
+        self.store = store
+        self.system = system
+        self._keys: dict[tuple[str, str], str] = {}
+        self._ids: dict[tuple[str, str], str] = {}
+
+    def to_key(self, entity: str, system_id: str) -> str | None:
+        found = self._keys.get((entity, str(system_id)))
+        if found is None:
+            found = self.store.find_key(self.system, entity, str(system_id))
+            if found is not None:
+                self._keys[(entity, str(system_id))] = found
+        return found
+
+    def to_id(self, entity: str, key: str) -> str | None:
+        found = self._ids.get((entity, key))
+        if found is None:
+            ref = self.store.refs(entity, key).get(self.system)
+            if ref is not None:
+                found = self._ids[(entity, key)] = ref.ext_id
+        return found
+
+    def forget(self, entity: str, key: str, system_id: str) -> None:
+        self._keys.pop((entity, str(system_id)), None)
+        self._ids.pop((entity, key), None)
