@@ -101,8 +101,11 @@ def _sqlite_engine(url: URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
+        # A read (mode None) is one statement at a time: each SELECT is atomic on its own,
+        # and skipping BEGIN/COMMIT halves the round trips of the engine's look-ups.
         mode = conn.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode is not None:
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
 

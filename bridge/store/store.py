@@ -79,9 +79,10 @@ class Store(Operations):
         """A connection in a transaction that commits on success, rolls back on error.
 
         For modules that keep their own tables in the store (the inbox). On SQLite a write
-        transaction is ``BEGIN IMMEDIATE``: it waits for the write lock up front.
+        transaction is ``BEGIN IMMEDIATE``: it waits for the write lock up front; a read
+        (``write=False``) runs each statement on its own, with no transaction around them.
         """
-        options = {SQLITE_BEGIN: "IMMEDIATE" if write else "DEFERRED"}
+        options = {SQLITE_BEGIN: "IMMEDIATE" if write else None}
         with self.engine.connect().execution_options(**options) as conn, conn.begin():
             yield conn
 
