@@ -26,6 +26,7 @@ import requests
 from jira import JIRA
 from pydantic import SecretStr
 
+from bridge.adapter import read_environment_once
 from relbridge_jira.errors import translated_errors
 
 log = logging.getLogger(__name__)
@@ -170,18 +171,6 @@ class JiraConnection:
             self.myself()
         assert self._timezone is not None
         return self._timezone
-
-
-def read_environment_once(session: requests.Session, url: str) -> None:
-    """Resolve the proxy and CA-bundle environment variables for ``url`` now and stop
-    requests from scanning the whole environment again on every call (a measurable part of
-    each call's CPU time). Same outcome as requests' per-call lookup, since the session only
-    ever talks to this one host."""
-    settings = session.merge_environment_settings(url, {}, None, None, None)
-    session.proxies.update(settings["proxies"])
-    if session.verify is True and isinstance(settings["verify"], str):
-        session.verify = settings["verify"]
-    session.trust_env = False
 
 
 def _zone(name: Any) -> ZoneInfo:

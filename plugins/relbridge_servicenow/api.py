@@ -33,6 +33,7 @@ from pydantic import SecretStr
 from pysnow.exceptions import PysnowException
 from requests.auth import HTTPBasicAuth
 
+from bridge.adapter import read_environment_once
 from bridge.errors import BadInput, ConfigError, PermanentError, TransientError
 from relbridge_servicenow.errors import map_request_error
 
@@ -226,18 +227,6 @@ class _Session(requests.Session):
         if self.verify is False and verify is None:
             settings["verify"] = False
         return settings
-
-
-def read_environment_once(session: requests.Session, url: str) -> None:
-    """Resolve the proxy and CA-bundle environment variables for ``url`` now and stop
-    requests from scanning the whole environment again on every call (a measurable part of
-    each call's CPU time). Same outcome as requests' per-call lookup, since the session only
-    ever talks to this one host."""
-    settings = session.merge_environment_settings(url, {}, None, None, None)
-    session.proxies.update(settings["proxies"])
-    if session.verify is True and isinstance(settings["verify"], str):
-        session.verify = settings["verify"]
-    session.trust_env = False
 
 
 def _record_path(sys_id: str) -> str:
