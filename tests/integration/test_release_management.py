@@ -157,6 +157,11 @@ def test_kpi_command_reports_what_the_sync_recorded(bridge, tmp_path: Path) -> N
     assert kpis["incidents_by_release"]["Billing 9.0"]["by_priority"] == {"1": 1}
     csv_out = runner.invoke(main, ["kpi", "--format", "csv", "--config", str(config_file)])
     assert csv_out.exit_code == 0 and "incidents_caused_total" in csv_out.output
+    report = tmp_path / "kpi.html"
+    html_out = runner.invoke(main, ["kpi", "--html", str(report), "--config", str(config_file)])
+    assert html_out.exit_code == 0, html_out.output
+    page = report.read_text()
+    assert "<svg" in page and "Billing 9.0" in page and "http://" not in page and "https://" not in page
     bad = runner.invoke(main, ["kpi", "--since", "2026-07-01", "--until", "2026-06-01", "--config", str(config_file)])
     assert bad.exit_code == 2 and "after its end" in bad.output and "Traceback" not in bad.output
 
