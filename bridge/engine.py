@@ -91,6 +91,7 @@ class Engine(ReleaseBookkeeping):
         self._locks = [threading.RLock() for _ in range(256)]
         self._deferred_gates: list[tuple[str, str, str]] | None = None
         self._deferred_derives: set[str] = set()
+        self._deferred_links: dict[str, list[tuple[str, str, bool]]] = {}
         self._listed_everything: set[tuple[str, str]] = set()
         self._names: dict[str, str] | None = None  # release name -> key, built on first use
         self._names_lock = threading.Lock()
@@ -125,6 +126,7 @@ class Engine(ReleaseBookkeeping):
                     marks[(system, entity)] = started
         finally:
             deferred, self._deferred_gates = self._deferred_gates, None
+            self._apply_deferred_links()  # even after a failed read: what was stored stays linked
         for key, new, source in deferred:
             self.transition(key, new, source)
         derives, self._deferred_derives = sorted(self._deferred_derives), set()

@@ -42,6 +42,8 @@ class ReleaseBookkeeping:
     hooks: Hooks
     config: Config
     mappings: Mappings
+    _deferred_gates: list[tuple[str, str, str]] | None
+    _deferred_links: dict[str, list[tuple[str, str, bool]]]
 
     def _gate(self, key: str, old_fields: Mapping[str, Any], new_fields: dict[str, Any],
               source: str, result: Any) -> list[tuple[lifecycle.Veto, str, str]]:
@@ -132,7 +134,22 @@ class ReleaseBookkeeping:
         for release_key, add in ((old_release, False), (new_release, True)):
             if not release_key:
                 continue
+            if self._deferred_gates is not None:
+                # A full pass links many changes to one release: write its list once.
+                with self._deferred_lock:
+                    self._deferred_links.setdefault(release_key, []).append((list_field, member, add))
+                continue
             self._update_fields("release", release_key, DERIVED, lambda f, add=add: _toggle(f, list_field, member, add))
+
+    def _apply_deferred_links(self) -> None:
+        links, self._deferred_links = self._deferred_links, {}
+        for release_key, toggles in sorted(links.items()):
+            def apply(fields: dict[str, Any], toggles: list[tuple[str, str, bool]] = toggles) -> dict[str, Any]:
+                for list_field, member, add in toggles:
+                    fields = _toggle(fields, list_field, member, add)
+                return fields
+
+            self._update_fields("release", release_key, DERIVED, apply)
 
     def _link_incident(self, key: str, accepted: Mapping[str, tuple[Any, Any]], source: str) -> None:
         """Keep the incident's release (derived through its change when no system says it)
