@@ -1,5 +1,5 @@
-"""The state store: canonical records, external refs, history, watermarks, echo
-fingerprints, conflicts, per-record errors, vetoes, leases and the inbox's tables.
+"""The state store: canonical records, external refs, history, watermarks, conflicts,
+per-record errors, vetoes, leases and the inbox's tables.
 
 SQLAlchemy Core over SQLite (default) or PostgreSQL, with the same code and ordered
 migrations. Start with ``Store(url)``; group writes with ``store.transaction()``.

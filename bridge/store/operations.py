@@ -264,32 +264,6 @@ class Operations:
                 index_elements=["system", "entity"],
                 set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at}))
 
-    def remember_written(self, system: str, entity: str, ext_id: str, fingerprint: str) -> None:
-        """Note that we wrote ``fingerprint`` to this object, so its echo can be dropped."""
-        with self.connection() as conn:
-            stmt = upsert(conn, t.written).values(
-                system=system, entity=entity, ext_id=ext_id, fingerprint=fingerprint,
-                written_at=self._now())
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=["system", "entity", "ext_id", "fingerprint"],
-                set_={"written_at": stmt.excluded.written_at}))
-
-    def was_written(self, system: str, entity: str, ext_id: str, fingerprint: str) -> bool:
-        w = t.written
-        with self.connection(write=False) as conn:
-            return conn.execute(select(w.c.fingerprint).where(
-                w.c.system == system, w.c.entity == entity, w.c.ext_id == ext_id,
-                w.c.fingerprint == fingerprint)).first() is not None
-
-    def prune_written(self, older_than: timedelta) -> int:
-        """Forget fingerprints older than ``older_than``; returns how many."""
-        with self.connection() as conn:
-            result = conn.execute(delete(t.written).where(
-                t.written.c.written_at < self._now() - older_than))
-        return result.rowcount
-
-    # -- conflicts, errors, vetoes ---------------------------------------------------------
-
     def add_conflict(
         self, entity: str, key: str, field: str, servicenow_value: Any, jira_value: Any,
         resolution: str, resolved_value: Any, at: datetime | None = None,

@@ -155,18 +155,6 @@ watermarks = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
-# Fingerprints of what we wrote to a system: the echo that comes back is recognised by them.
-written = Table(
-    "written",
-    metadata,
-    Column("system", String(SYSTEM), primary_key=True),
-    Column("entity", String(ENTITY), primary_key=True),
-    Column("ext_id", String(EXT_ID), primary_key=True),
-    Column("fingerprint", String(128), primary_key=True),
-    Column("written_at", UtcDateTime, nullable=False),
-    Index("ix_written_at", "written_at"),
-)
-
 conflicts = Table(
     "conflicts",
     metadata,

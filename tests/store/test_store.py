@@ -37,7 +37,7 @@ def test_migrates_an_empty_database_and_records_the_version(store_url, clock):
         names = set(inspect(bare.engine).get_table_names())
         with bare.engine.connect() as conn:
             rows = conn.execute(select(tables.schema_version)).all()
-    assert {"records", "external_refs", "history", "watermarks", "written", "conflicts",
+    assert {"records", "external_refs", "history", "watermarks", "conflicts",
             "record_errors", "events", "deliveries", "leases", "vetoes"} <= names
     assert [(r.version, r.description, r.applied_at) for r in rows] == [
         (1, "initial schema", clock.now)]
@@ -286,22 +286,6 @@ def test_watermarks_round_trip_as_aware_utc(store):
     value = store.get_watermark("servicenow", "release")
     assert value == datetime(2024, 6, 1, 9, 0, tzinfo=UTC) and value.tzinfo is UTC
     assert store.get_watermark("jira", "release") is None
-
-
-def test_written_fingerprints_recognise_echoes_and_are_pruned(store, clock):
-    store.remember_written("jira", "release", "10000", "fp-old")
-    clock.advance(3600)
-    store.remember_written("jira", "release", "10000", "fp-new")
-    assert store.was_written("jira", "release", "10000", "fp-old")
-    assert store.was_written("jira", "release", "10000", "fp-new")
-    assert not store.was_written("jira", "release", "10001", "fp-new")
-    assert not store.was_written("servicenow", "release", "10000", "fp-new")
-    assert store.prune_written(timedelta(minutes=30)) == 1
-    assert not store.was_written("jira", "release", "10000", "fp-old")
-    assert store.was_written("jira", "release", "10000", "fp-new")
-
-
-# -- conflicts, errors, vetoes, counts ----------------------------------------------------
 
 
 def test_conflicts_errors_and_vetoes_round_trip(store, clock):
