@@ -170,13 +170,12 @@ class ReleaseBookkeeping:
                                        release[0] if release else None, source)
 
     def _derive_release_state(self, release_key: str) -> None:
-        fields = self._fields("release", release_key)
-        if not fields:
+        env = self._envelope("release", release_key)
+        if env is None:
             return
-        release = Release.model_validate({"key": release_key, **fields})
+        release = Release.model_validate({"key": release_key, **env.fields})
         changes = self._models("change", release.change_requests)
-        jira_raw = self._envelope("release", release_key)
-        jira_state = jira_raw.raw.get("jira", {}).get("state") if jira_raw else None
+        jira_state = env.raw.get("jira", {}).get("state")
         released = None if jira_state is None else jira_state == "released"
         new = lifecycle.derive_state(release, changes, jira_released=released)
         if new is None or new == release.state:
