@@ -48,8 +48,8 @@ from bridge.release_bookkeeping import (
     SYSTEMS,
     ReleaseBookkeeping,
 )
-from bridge.store import Store
-from bridge.store.rows import StaleRecord
+from bridge.store import Store, UnitOfWork
+from bridge.store.rows import RefRow, StaleRecord
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +159,9 @@ class Engine(ReleaseBookkeeping):
             return None
         # Read the other side too before writing to it: an edit made there since the last
         # sync becomes a conflict instead of being overwritten.
-        ref = self.store.refs(entity, key).get(OTHER[system])
-        if ref is not None and self._pending_for(entity, key, OTHER[system]):
+        row, refs = self.store.record_and_refs(entity, key)
+        ref = refs.get(OTHER[system])
+        if ref is not None and row is not None and row.data.get("pending", {}).get(OTHER[system]):
             other = self.adapters[OTHER[system]].read(
                 entity, ref.ext_id, self.mappings.for_system(OTHER[system]).fields_to_read(entity)
             )
@@ -182,8 +183,7 @@ class Engine(ReleaseBookkeeping):
         """Records changed since the watermark whose version differs from the one we hold
         (pollers enqueue only these, so an idle poll costs the listing calls and no more)."""
         for record in self._list_changed(system, entity):
-            key = self.store.find_key(system, entity, record.id)
-            ref = self.store.refs(entity, key).get(system) if key else None
+            ref = self.store.find_ref(system, entity, record.id)
             if ref is None or ref.version != record.version:
                 yield record
 
@@ -246,10 +246,10 @@ class Engine(ReleaseBookkeeping):
 
     def _ingest(self, record: SystemRecord, report: SyncReport) -> str | None:
         system, entity = record.system, record.entity
-        key = self.store.find_key(system, entity, record.id)
-        if key is not None:
-            ref = self.store.refs(entity, key).get(system)
-            if ref is not None and ref.version == record.version:
+        ref = self.store.find_ref(system, entity, record.id)
+        if ref is not None:
+            key = ref.key
+            if ref.version == record.version:
                 report.add(entity, system, "unchanged")
                 return key
         else:
@@ -320,7 +320,7 @@ class Engine(ReleaseBookkeeping):
                                 {system: conflict.source_value, OTHER[system]: conflict.canonical_value},
                                 conflict.resolution, winner)
         if accepted:
-            self._after_unlock(lambda: self._after_change(entity, key, accepted, system, created=False))
+            self._after_unlock(lambda: self._after_change(entity, key, accepted, system, new_fields, created=False))
         return key
 
     def _owned_by_other(self, system: str, entity: str) -> set[str]:
@@ -340,7 +340,7 @@ class Engine(ReleaseBookkeeping):
         accepted = {name: (None, value) for name, value in fields.items() if value not in (None, [], "")}
         self._save(entity, key, env, record, accepted, system, [], [])
         report.add(entity, system, "created")
-        self._after_unlock(lambda: self._after_change(entity, key, accepted, system, created=True))
+        self._after_unlock(lambda: self._after_change(entity, key, accepted, system, fields, created=True))
         return key
 
     def _to_canonical(self, mapping: SystemMapping, system: str, entity: str, raw: Mapping[str, Any],
@@ -469,95 +469,106 @@ class Engine(ReleaseBookkeeping):
             keys[entity].add(key)
         return keys
 
-    def _pending_for(self, entity: str, key: str, system: str) -> bool:
-        data = self.store.get_record(entity, key)
-        return bool(data and data.get("pending", {}).get(system))
-
     def propagate(self, entity: str, key: str, report: SyncReport) -> None:
         """Write what changed to each system that lacks it; create where missing."""
-        for system in SYSTEMS:
-            mapping = self.mappings.for_system(system)
-            if entity not in mapping.entities:
-                continue
-            try:
-                with self._locked(entity, key):
-                    self._propagate_to(system, mapping, entity, key, report)
-            except StaleRecord:
-                self._follow_ups.add(entity, key)
-            except UnmappableValue as exc:
-                report.error(entity, system, f"{entity} {key} -> {system}: {exc}")
-                self.store.record_error(system, entity, f"key:{key}", code=exc.code, message=str(exc), key=key)
-                self.hooks.sync_failed(system, entity, key, exc, True)
+        systems = [(system, mapping) for system in SYSTEMS
+                   if entity in (mapping := self.mappings.for_system(system)).entities]
+        with self._locked(entity, key):
+            loaded: tuple[Envelope, dict[str, RefRow]] | None = None
+            for system, mapping in systems:
+                try:
+                    if loaded is None:
+                        row, refs = self.store.record_and_refs(entity, key)
+                        if row is None:
+                            return
+                        loaded = Envelope.load(row.data, row.revision), refs
+                    env, refs = loaded
+                    if system in refs:
+                        self._write_pending(system, mapping, entity, key, env, refs[system], report)
+                    elif system not in env.gone:  # deleted there on purpose: never re-created
+                        self._create_in(system, mapping, entity, key, env, report)
+                        loaded = None  # a create may also have merged what it found: re-read
+                except StaleRecord:
+                    self._follow_ups.add(entity, key)
+                    loaded = None
+                except UnmappableValue as exc:
+                    report.error(entity, system, f"{entity} {key} -> {system}: {exc}")
+                    self.store.record_error(system, entity, f"key:{key}", code=exc.code, message=str(exc), key=key)
+                    self.hooks.sync_failed(system, entity, key, exc, True)
 
-    def _propagate_to(self, system: str, mapping: SystemMapping, entity: str, key: str,
-                      report: SyncReport) -> None:
-        row = self.store.load_record(entity, key)
-        if row is None:
-            return
-        env = Envelope.load(row.data, row.revision)
-        ref = self.store.refs(entity, key).get(system)
-        adapter = self.adapters[system]
-        resolver = self.resolvers[system]
-        if ref is None:
-            if system in env.gone:
-                return  # deleted there on purpose: never re-created
-            with self._create_lease(system, entity, key):
-                # Re-read under the lease: another instance may have just made the create.
-                row = self.store.load_record(entity, key)
-                if row is None or self.store.refs(entity, key).get(system) is not None:
-                    self._follow_ups.add(entity, key)  # its pending writes, if any
-                    return
-                env = Envelope.load(row.data, row.revision)
-                found = None
-                if self._may_exist_unlinked(system, entity, env):
-                    found = adapter.find_by_correlation(entity, self._correlation(entity, key, env, system))
-                if found is not None:
-                    self._link_found(found, key, env, report)
-                    return
-                out = mapping.to_system(entity, env.fields, None, resolver)
-                # Journal the create before making it: if we crash after the system created
-                # the object but before we recorded it, the next attempt looks it up first.
-                env.creating[system] = self.clock().isoformat()
-                env.revision = self.store.put_record(entity, key, env.dump(), expected_revision=env.revision)
-                created = adapter.create(entity, out.payload, key)
-                env.creating.pop(system, None)
-                env.raw[system] = {**out.payload, **_raw(created, mapping.fields_to_read(entity), only_present=True)}
-                env.pending[system] = sorted({p.field for p in out.pending})
-                with self.store.transaction() as tx:
-                    env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
-                    tx.put_ref(entity, key, system, created.id, ext_key=created.key, url=created.url,
-                               version=None, updated_at=created.updated_at)
-            report.add(entity, system, "created")
-            return
+    def _write_pending(self, system: str, mapping: SystemMapping, entity: str, key: str, env: Envelope,
+                       ref: RefRow, report: SyncReport) -> None:
         names = env.pending.get(system)
         if not names:
             return
-        out = mapping.to_system(entity, env.fields, env.raw.get(system, {}), resolver, fields=names)
+        out = mapping.to_system(entity, env.fields, env.raw.get(system, {}), self.resolvers[system], fields=names)
         if out.payload:
-            adapter.write(entity, ref.ext_id, out.payload)
+            self.adapters[system].write(entity, ref.ext_id, out.payload)
             env.raw.setdefault(system, {}).update(out.payload)
             report.add(entity, system, "updated")
         env.pending[system] = sorted({p.field for p in out.pending})
-        self.store.put_record(entity, key, env.dump(), expected_revision=env.revision)
+        env.revision = self.store.put_record(entity, key, env.dump(), expected_revision=env.revision)
 
-    @contextmanager
-    def _create_lease(self, system: str, entity: str, key: str) -> Iterator[None]:
-        """One creator of an object at a time across processes sharing the store (the
-        per-key lock covers one process). Another instance's create still in flight cannot
-        be found by correlation yet, so creating meanwhile would make a duplicate. The
-        lease outlives a create call; if its holder dies, it expires and the create journal
-        takes over (look up by correlation, then create)."""
-        name = f"create:{system}:{entity}:{key}"
+    def _create_in(self, system: str, mapping: SystemMapping, entity: str, key: str, env: Envelope,
+                   report: SyncReport) -> None:
+        """Create the record's object in ``system``, at most once across every process.
+
+        A create lease gives one creator at a time across processes sharing the store (the
+        record lock covers one process): another instance's create still in flight cannot be
+        found by correlation yet, so creating meanwhile would make a duplicate. The create
+        is journalled before it is made: after a crash between the system's create and our
+        commit, the next attempt looks the object up first. Lease and journal are written in
+        one transaction, the result and the lease's release in another.
+        """
+        adapter = self.adapters[system]
+        lease = f"create:{system}:{entity}:{key}"
+        look_up = self._may_exist_unlinked(system, entity, env)
+        out = mapping.to_system(entity, env.fields, None, self.resolvers[system])
+        held = False
+        try:
+            with self.store.transaction() as tx:
+                self._take_create_lease(tx, lease, system, entity, key)
+                # Another instance may have just made it: then the journal write below finds
+                # a newer revision (StaleRecord: re-read, then write its pending fields).
+                if look_up and system in tx.refs(entity, key):
+                    tx.release_lease(lease, self.instance_id)
+                    self._follow_ups.add(entity, key)
+                    return
+                if not look_up:
+                    env.creating[system] = self.clock().isoformat()
+                    env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
+            held = True
+            if look_up:
+                found = adapter.find_by_correlation(entity, self._correlation(entity, key, env, system))
+                if found is not None:
+                    self._link_found(found, key, env, report)
+                    return
+                env.creating[system] = self.clock().isoformat()
+                env.revision = self.store.put_record(entity, key, env.dump(), expected_revision=env.revision)
+            created = adapter.create(entity, out.payload, key)
+            env.creating.pop(system, None)
+            env.raw[system] = {**out.payload, **_raw(created, mapping.fields_to_read(entity), only_present=True)}
+            env.pending[system] = sorted({p.field for p in out.pending})
+            with self.store.transaction() as tx:
+                env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
+                tx.put_ref(entity, key, system, created.id, ext_key=created.key, url=created.url,
+                           version=None, updated_at=created.updated_at)
+                tx.release_lease(lease, self.instance_id)
+            held = False
+            report.add(entity, system, "created")
+        finally:
+            if held:
+                self.store.release_lease(lease, self.instance_id)
+
+    def _take_create_lease(self, tx: UnitOfWork, lease: str, system: str, entity: str, key: str) -> None:
+        """Hold ``lease`` (until the create is recorded, or for twice the system's timeout if
+        this process dies first), or raise ``CreateInProgress``."""
         ttl = 2 * getattr(self.config, system).timeout_seconds + 10
-        if not self.store.acquire_lease(name, self.instance_id, ttl):
-            lease = self.store.lease(name)
-            wait = (lease.expires_at - self.store.clock()).total_seconds() if lease else 1.0
+        if not tx.acquire_lease(lease, self.instance_id, ttl):
+            row = tx.lease(lease)
+            wait = (row.expires_at - self.store.clock()).total_seconds() if row else 1.0
             raise CreateInProgress(f"{entity} {key}: another instance is creating it in {system}",
                                    retry_after=max(1.0, wait))
-        try:
-            yield
-        finally:
-            self.store.release_lease(name, self.instance_id)
 
     def _link_found(self, found: SystemRecord, key: str, env: Envelope, report: SyncReport) -> None:
         """An object created earlier (a crash, or a lost store) exists already: link it

@@ -168,6 +168,10 @@ class Hooks:
         )
 
     # notifications
+    def wants(self, name: str) -> bool:
+        """Whether any plugin implements ``relbridge_<name>`` (saves building its arguments)."""
+        return bool(getattr(self.pm.hook, f"relbridge_{name}").get_hookimpls())
+
     def _notify(self, hook_name: str, **kwargs: Any) -> None:
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             try:

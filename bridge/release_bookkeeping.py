@@ -90,18 +90,20 @@ class ReleaseBookkeeping:
     # -- lifecycle and links -----------------------------------------------------------------
 
     def _after_change(self, entity: str, key: str, accepted: Mapping[str, tuple[Any, Any]],
-                      source: str, *, created: bool) -> None:
-        """Hooks and derived facts after a change was committed."""
+                      source: str, fields: Mapping[str, Any], *, created: bool) -> None:
+        """Hooks and derived facts after a change was committed (``fields``: the record's
+        fields as committed). Hook arguments are only built for hooks a plugin implements."""
         if entity == "release":
             self._release_hooks(key, accepted, source, created)
         elif entity == "change":
             if "release" in accepted:
                 old, new = accepted["release"]
                 self._relink("change_requests", key, old, new)
-                change = self._models("change", [key])[0]
-                release = self._models("release", [new])[0] if new and self.store.get_record("release", new) else None
-                self.hooks.change_linked(change, release, source)
-            release_key = self._fields("change", key).get("release")
+                if self.hooks.wants("change_linked"):
+                    change = self._models("change", [key])[0]
+                    release = next(iter(self._models("release", [new])), None) if new else None
+                    self.hooks.change_linked(change, release, source)
+            release_key = fields.get("release")
             if release_key and self.config.sync.derive_lifecycle:
                 if self._deferred_gates is not None:
                     with self._deferred_lock:
@@ -109,13 +111,14 @@ class ReleaseBookkeeping:
                 else:
                     self._derive_release_state(release_key)
         elif entity == "incident":
-            self._link_incident(key, accepted, source)
+            self._link_incident(key, accepted, source, fields)
 
     def _release_hooks(self, key: str, accepted: Mapping[str, tuple[Any, Any]], source: str, created: bool) -> None:
-        release = self._models("release", [key])[0]
         if created:
-            self.hooks.release_created(release, source)
+            if self.hooks.wants("release_created"):
+                self.hooks.release_created(self._models("release", [key])[0], source)
             return
+        release = self._models("release", [key])[0]
         self.hooks.release_updated(release, dict(accepted), source)
         if "state" in accepted:
             old, new = accepted["state"]
@@ -151,10 +154,10 @@ class ReleaseBookkeeping:
 
             self._update_fields("release", release_key, DERIVED, apply)
 
-    def _link_incident(self, key: str, accepted: Mapping[str, tuple[Any, Any]], source: str) -> None:
+    def _link_incident(self, key: str, accepted: Mapping[str, tuple[Any, Any]], source: str,
+                       fields: Mapping[str, Any]) -> None:
         """Keep the incident's release (derived through its change when no system says it)
         and the release's incident list in step."""
-        fields = self._fields("incident", key)
         change_key = fields.get("caused_by_change")
         release_key = fields.get("caused_by_release") or (
             self._fields("change", change_key).get("release") if change_key else None)
@@ -162,7 +165,7 @@ class ReleaseBookkeeping:
             self._update_fields("incident", key, DERIVED, lambda f: {**f, "caused_by_release": release_key})
         old_release = accepted.get("caused_by_release", (None, None))[0]
         self._relink("incidents", key, old_release if old_release != release_key else None, release_key)
-        if "caused_by_change" in accepted and change_key:
+        if "caused_by_change" in accepted and change_key and self.hooks.wants("incident_linked"):
             incident = self._models("incident", [key])[0]
             change_model = self._models("change", [change_key])
             release = self._models("release", [release_key]) if release_key else []

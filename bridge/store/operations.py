@@ -10,10 +10,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Row, Select, Table, and_, delete, func, select, update
+from sqlalchemy import (
+    Connection,
+    Insert,
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.expression import Executable
 
 from bridge.store import schema as t
 from bridge.store.rows import (
@@ -48,6 +62,81 @@ def _ref(row: Row[Any]) -> RefRow:
     return RefRow(**row._mapping)
 
 
+# The statements run for every record are built once, with bound parameters: building a
+# statement and computing its cache key costs more than running it (SQLAlchemy caches the
+# compiled form of a statement object, keyed by that object).
+_records, _refs, _leases, _errors = t.records, t.external_refs, t.leases, t.record_errors
+_LOAD_RECORD = select(_records).where(
+    _records.c.entity == bindparam("entity"), _records.c.key == bindparam("key"))
+_GET_RECORDS = select(_records.c.key, _records.c.data).where(
+    _records.c.entity == bindparam("entity"), _records.c.key.in_(bindparam("keys", expanding=True)))
+_UPDATE_RECORD = (
+    update(_records)
+    .where(_records.c.entity == bindparam("w_entity"), _records.c.key == bindparam("w_key"),
+           _records.c.revision == bindparam("w_revision"))
+    .values(data=bindparam("new_data"), updated_at=bindparam("new_at"), revision=_records.c.revision + 1)
+    .returning(_records.c.revision)
+)
+_FIND_REF = select(_refs).where(
+    _refs.c.system == bindparam("system"), _refs.c.entity == bindparam("entity"),
+    _refs.c.ext_id == bindparam("ext_id"))
+_REFS_BY_IDS = select(_refs.c.ext_id, _refs.c.key).where(
+    _refs.c.system == bindparam("system"), _refs.c.entity == bindparam("entity"),
+    _refs.c.ext_id.in_(bindparam("ext_ids", expanding=True)))
+_REFS_BY_KEYS = select(_refs).where(
+    _refs.c.entity == bindparam("entity"), _refs.c.key.in_(bindparam("keys", expanding=True)))
+_REF_OWNER = select(_refs.c.key).where(
+    _refs.c.system == bindparam("system"), _refs.c.entity == bindparam("entity"),
+    _refs.c.ext_id == bindparam("ext_id"), _refs.c.key != bindparam("key"))
+_ADD_HISTORY = t.history.insert()
+_CLEAR_ERROR = delete(_errors).where(
+    _errors.c.system == bindparam("system"), _errors.c.entity == bindparam("entity"),
+    _errors.c.ext_id == bindparam("ext_id"))
+_RELEASE_LEASE = delete(_leases).where(
+    _leases.c.name == bindparam("name"), _leases.c.holder == bindparam("holder"))
+_GET_WATERMARK = select(t.watermarks.c.value).where(
+    t.watermarks.c.system == bindparam("system"), t.watermarks.c.entity == bindparam("entity"))
+_REF_COLUMNS = ("ext_id", "ext_key", "url", "version", "updated_at", "fields_fingerprint")
+
+
+class _Upserts:
+    """The per-database ``INSERT … ON CONFLICT`` statements (executed with all columns)."""
+
+    def __init__(self, dialect: Any) -> None:
+        ins = dialect.insert(_records)
+        self.record = ins.on_conflict_do_update(
+            index_elements=["entity", "key"],
+            set_={"data": ins.excluded.data, "updated_at": ins.excluded.updated_at,
+                  "revision": _records.c.revision + 1},
+        ).returning(_records.c.revision)
+        self.new_record = ins.on_conflict_do_nothing(
+            index_elements=["entity", "key"]).returning(_records.c.revision)
+        ins = dialect.insert(_refs)
+        self.ref = ins.on_conflict_do_update(
+            index_elements=["entity", "key", "system"],
+            set_={name: ins.excluded[name] for name in _REF_COLUMNS})
+        ins = dialect.insert(_leases)
+        self.lease = ins.on_conflict_do_update(
+            index_elements=["name"],
+            set_={"holder": ins.excluded.holder, "expires_at": ins.excluded.expires_at},
+            where=(_leases.c.holder == ins.excluded.holder)
+            | (_leases.c.expires_at <= bindparam("w_now", type_=t.UtcDateTime())),
+        ).returning(_leases.c.holder)  # no row when someone else holds it
+
+
+@cache
+def _upserts_for(dialect_name: str) -> _Upserts:
+    return _Upserts(postgresql if dialect_name == "postgresql" else sqlite)
+
+
+def _upserts(conn: Connection) -> _Upserts:
+    return _upserts_for(conn.dialect.name)
+
+
+def _run(conn: Connection, statement: Executable, **params: Any) -> Any:
+    return conn.execute(statement, params)
+
+
 class Operations:
     """Store operations; subclasses say how a call gets its connection."""
 
@@ -64,10 +153,15 @@ class Operations:
     def load_record(self, entity: str, key: str) -> RecordRow | None:
         """The record with its revision (for ``put_record(expected_revision=...)``)."""
         with self.connection(write=False) as conn:
-            row = conn.execute(
-                select(t.records).where(t.records.c.entity == entity, t.records.c.key == key)
-            ).first()
+            row = _run(conn, _LOAD_RECORD, entity=entity, key=key).first()
         return RecordRow(**row._mapping) if row else None
+
+    def record_and_refs(self, entity: str, key: str) -> tuple[RecordRow | None, dict[str, RefRow]]:
+        """The record (as ``load_record``) and its refs by system, in one round trip."""
+        with self.connection(write=False) as conn:
+            row = _run(conn, _LOAD_RECORD, entity=entity, key=key).first()
+            refs = {ref.system: _ref(ref) for ref in _run(conn, _REFS_BY_KEYS, entity=entity, keys=[key])}
+        return (RecordRow(**row._mapping) if row else None), refs
 
     def get_record(self, entity: str, key: str) -> dict[str, Any] | None:
         row = self.load_record(entity, key)
@@ -78,10 +172,7 @@ class Operations:
         found: dict[str, dict[str, Any]] = {}
         with self.connection(write=False) as conn:
             for part in chunks(sorted(set(keys))):
-                query = select(t.records.c.key, t.records.c.data).where(
-                    t.records.c.entity == entity, t.records.c.key.in_(part)
-                )
-                found.update({key: data for key, data in conn.execute(query)})
+                found.update({key: data for key, data in _run(conn, _GET_RECORDS, entity=entity, keys=part)})
         return found
 
     def put_record(
@@ -94,27 +185,13 @@ class Operations:
         """
         now = self._now()
         with self.connection() as conn:
-            if expected_revision is None:
-                stmt = upsert(conn, t.records).values(
-                    entity=entity, key=key, data=data, revision=1, updated_at=now
-                )
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["entity", "key"],
-                    set_={"data": stmt.excluded.data, "updated_at": now,
-                          "revision": t.records.c.revision + 1},
-                )
-            elif expected_revision == 0:
-                stmt = upsert(conn, t.records).values(
-                    entity=entity, key=key, data=data, revision=1, updated_at=now
-                ).on_conflict_do_nothing(index_elements=["entity", "key"])
+            if expected_revision is None or expected_revision == 0:
+                statement = _upserts(conn).record if expected_revision is None else _upserts(conn).new_record
+                revision = _run(conn, statement, entity=entity, key=key, data=data, revision=1,
+                                updated_at=now).scalar()
             else:
-                stmt = (
-                    update(t.records)
-                    .where(t.records.c.entity == entity, t.records.c.key == key,
-                           t.records.c.revision == expected_revision)
-                    .values(data=data, updated_at=now, revision=expected_revision + 1)
-                )
-            revision = conn.execute(stmt.returning(t.records.c.revision)).scalar()
+                revision = _run(conn, _UPDATE_RECORD, w_entity=entity, w_key=key,
+                                w_revision=expected_revision, new_data=data, new_at=now).scalar()
         if revision is None:
             raise StaleRecord(
                 f"{entity} {key} changed since revision {expected_revision} was read"
@@ -148,7 +225,14 @@ class Operations:
     # -- external refs ---------------------------------------------------------------------
 
     def find_key(self, system: str, entity: str, ext_id: str) -> str | None:
-        return self.refs_for_ids(system, entity, [ext_id]).get(ext_id)
+        ref = self.find_ref(system, entity, ext_id)
+        return ref.key if ref else None
+
+    def find_ref(self, system: str, entity: str, ext_id: str) -> RefRow | None:
+        """The link of the object ``ext_id`` in ``system``, if relbridge holds one."""
+        with self.connection(write=False) as conn:
+            row = _run(conn, _FIND_REF, system=system, entity=entity, ext_id=ext_id).first()
+        return _ref(row) if row else None
 
     def find_key_by_ext_key(self, system: str, entity: str, ext_key: str) -> str | None:
         refs = t.external_refs
@@ -159,13 +243,11 @@ class Operations:
 
     def refs_for_ids(self, system: str, entity: str, ext_ids: Iterable[str]) -> dict[str, str]:
         """``{ext_id: canonical key}`` for the linked ones, in a few queries."""
-        refs = t.external_refs
         found: dict[str, str] = {}
         with self.connection(write=False) as conn:
             for part in chunks(sorted(set(ext_ids))):
-                query = select(refs.c.ext_id, refs.c.key).where(
-                    refs.c.system == system, refs.c.entity == entity, refs.c.ext_id.in_(part))
-                found.update({ext_id: key for ext_id, key in conn.execute(query)})
+                rows = _run(conn, _REFS_BY_IDS, system=system, entity=entity, ext_ids=part)
+                found.update({ext_id: key for ext_id, key in rows})
         return found
 
     def refs(self, entity: str, key: str) -> dict[str, RefRow]:
@@ -173,12 +255,10 @@ class Operations:
 
     def refs_for_keys(self, entity: str, keys: Iterable[str]) -> dict[str, dict[str, RefRow]]:
         """``{key: {system: RefRow}}`` for many records in a few queries."""
-        refs = t.external_refs
         found: dict[str, dict[str, RefRow]] = {}
         with self.connection(write=False) as conn:
             for part in chunks(sorted(set(keys))):
-                query = select(refs).where(refs.c.entity == entity, refs.c.key.in_(part))
-                for row in conn.execute(query):
+                for row in _run(conn, _REFS_BY_KEYS, entity=entity, keys=part):
                     found.setdefault(row.key, {})[row.system] = _ref(row)
         return found
 
@@ -192,23 +272,14 @@ class Operations:
         Raises ``RefConflict`` when that object is already linked to another record: two
         canonical records must never claim the same external object.
         """
-        refs = t.external_refs
-        values = dict(entity=entity, key=key, system=system, ext_id=ext_id, ext_key=ext_key,
-                      url=url, version=version, updated_at=updated_at,
-                      fields_fingerprint=fields_fingerprint)
         with self.connection() as conn:
-            owner = conn.execute(select(refs.c.key).where(
-                refs.c.system == system, refs.c.entity == entity, refs.c.ext_id == ext_id,
-                refs.c.key != key)).scalar()
+            owner = _run(conn, _REF_OWNER, system=system, entity=entity, ext_id=ext_id, key=key).scalar()
             if owner is not None:
                 raise RefConflict(
                     f"{system} {entity} {ext_id} is already linked to {owner}, not {key}")
-            stmt = upsert(conn, refs).values(**values)
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=["entity", "key", "system"],
-                set_={name: stmt.excluded[name] for name in values
-                      if name not in ("entity", "key", "system")},
-            ))
+            _run(conn, _upserts(conn).ref, entity=entity, key=key, system=system, ext_id=ext_id,
+                 ext_key=ext_key, url=url, version=version, updated_at=updated_at,
+                 fields_fingerprint=fields_fingerprint)
 
     def drop_ref(self, system: str, entity: str, ext_id: str) -> bool:
         refs = t.external_refs
@@ -236,7 +307,7 @@ class Operations:
         rows = [dict(entity=entity, key=key, field=field, old=old, new=new, source=source, at=now)
                 for field, (old, new) in changes.items()]
         with self.connection() as conn:
-            conn.execute(t.history.insert(), rows)
+            conn.execute(_ADD_HISTORY, rows)
 
     def history(
         self, entity: str | None = None, key: str | None = None, since: datetime | None = None
@@ -251,10 +322,8 @@ class Operations:
     # -- watermarks and echo detection -----------------------------------------------------
 
     def get_watermark(self, system: str, entity: str) -> datetime | None:
-        w = t.watermarks
         with self.connection(write=False) as conn:
-            return conn.execute(select(w.c.value).where(
-                w.c.system == system, w.c.entity == entity)).scalar()
+            return _run(conn, _GET_WATERMARK, system=system, entity=entity).scalar()  # type: ignore[no-any-return]
 
     def set_watermark(self, system: str, entity: str, value: datetime) -> None:
         with self.connection() as conn:
@@ -302,11 +371,9 @@ class Operations:
 
     def clear_error(self, system: str, entity: str, ext_id: str) -> bool:
         """Forget the error of an object that has now synced."""
-        e = t.record_errors
         with self.connection() as conn:
-            result = conn.execute(delete(e).where(
-                e.c.system == system, e.c.entity == entity, e.c.ext_id == ext_id))
-        return result.rowcount > 0
+            result = _run(conn, _CLEAR_ERROR, system=system, entity=entity, ext_id=ext_id)
+        return result.rowcount > 0  # type: ignore[no-any-return]
 
     def errors(self) -> list[ErrorRow]:
         e = t.record_errors
@@ -345,24 +412,16 @@ class Operations:
         Succeeds when the lease is free, expired, or already held by ``holder`` (renewal).
         """
         now = self._now(now)
-        lease = t.leases
         with self.connection() as conn:
-            stmt = upsert(conn, lease).values(
-                name=name, holder=holder, expires_at=now + timedelta(seconds=ttl_seconds))
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=["name"],
-                set_={"holder": stmt.excluded.holder, "expires_at": stmt.excluded.expires_at},
-                where=(lease.c.holder == holder) | (lease.c.expires_at <= now)))
-            current = conn.execute(select(lease.c.holder).where(lease.c.name == name)).scalar()
-        return current == holder
+            taken = _run(conn, _upserts(conn).lease, name=name, holder=holder,
+                         expires_at=now + timedelta(seconds=ttl_seconds), w_now=now).first()
+        return taken is not None
 
     def release_lease(self, name: str, holder: str) -> bool:
         """Give a lease up early (shutdown) so another instance takes over at once."""
-        lease = t.leases
         with self.connection() as conn:
-            result = conn.execute(delete(lease).where(lease.c.name == name,
-                                                      lease.c.holder == holder))
-        return result.rowcount > 0
+            result = _run(conn, _RELEASE_LEASE, name=name, holder=holder)
+        return result.rowcount > 0  # type: ignore[no-any-return]
 
     def lease(self, name: str) -> LeaseRow | None:
         with self.connection(write=False) as conn:

@@ -200,6 +200,19 @@ def test_refs_round_trip_with_aware_datetimes(store):
     assert store.find_key("servicenow", "release", "a" * 32) == "RLSE1"
     assert store.find_key_by_ext_key("jira", "release", "R 1.0") == "RLSE1"
     assert store.find_key("jira", "change", "10000") is None
+    assert store.find_ref("servicenow", "release", "a" * 32) == sn
+    assert store.find_ref("servicenow", "change", "a" * 32) is None
+
+
+def test_record_and_refs_come_back_together(store):
+    assert store.record_and_refs("release", "RLSE1") == (None, {})
+    revision = store.put_record("release", "RLSE1", {"fields": {"name": "R"}})
+    assert store.record_and_refs("release", "RLSE1")[1] == {}
+    store.put_ref("release", "RLSE1", "jira", "10000", "R", version="4")
+    store.put_ref("release", "RLSE2", "jira", "10001", "S")
+    row, refs = store.record_and_refs("release", "RLSE1")
+    assert (row.data, row.revision) == ({"fields": {"name": "R"}}, revision)
+    assert set(refs) == {"jira"} and refs["jira"].ext_id == "10000" and refs["jira"].version == "4"
 
 
 def test_put_ref_updates_in_place_and_refuses_a_second_owner(store):

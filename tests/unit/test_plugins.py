@@ -110,3 +110,14 @@ def test_duplicate_adapter_names_are_an_error() -> None:
 
     with pytest.raises(ConfigError, match="two plugins provide an adapter named 'servicenow'"):
         Hooks(pm).adapters(load_config(None, env={}))
+
+
+def test_wants_tells_which_notifications_a_plugin_listens_to() -> None:
+    class Listens:
+        @hookimpl
+        def relbridge_change_linked(self, change, release, source):
+            pass
+
+    assert not Hooks(make_plugin_manager(entry_point_group=None)).wants("change_linked")
+    hooks = Hooks(make_plugin_manager(entry_point_group=None, extra=[("listens", Listens())]))
+    assert hooks.wants("change_linked") and not hooks.wants("incident_linked")
