@@ -10,10 +10,11 @@
 2. **Receiver throughput.** The real receiver (signature check, size and content checks,
    adapter parsing, durable enqueue) against a bare ASGI endpoint that only does the same
    durable insert, both on uvicorn on the same store type, loaded by the same client
-   threads with signed ServiceNow notices for distinct records. Prints accepted/s for each
-   and their ratio (target: receiver ≥ 0.8 × bare).
+   threads with signed ServiceNow notices for distinct records, in ``--rounds`` alternating
+   rounds. Prints the median accepted/s for each and their ratio (target: receiver ≥ 0.8 ×
+   bare).
 
-    python bench/webhooks.py [--rate 20] [--seconds 15] [--latency-ms 20] [--requests 3000] [--json]
+    python bench/webhooks.py [--rate 20] [--seconds 15] [--latency-ms 20] [--requests 3000] [--rounds 5] [--json]
 """
 
 from __future__ import annotations
@@ -220,27 +221,37 @@ def post_load(url: str, count: int, threads: int) -> float:
 
 
 def measure_receiver(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """Both endpoints served side by side, loaded in alternating rounds (the order flips
+    each round, so drift in the machine's load hits both alike); the median round counts."""
     from bridge.store import Store
 
-    results = {}
-    for name in ("bare", "receiver"):
-        store = Store(f"sqlite:///{folder / f'{name}.db'}")
-        inbox = Inbox(store)
-        if name == "bare":
-            app = bare_app(inbox)
-        else:
-            adapter = ServiceNowAdapter("http://127.0.0.1:9", "admin", SecretStr("admin"))  # parsing only
-            config = WebhooksConfig(servicenow_secret=SecretStr(SN_SECRET), jira_secret=SecretStr(JIRA_SECRET))
-            app = create_app(inbox=inbox, adapters={"servicenow": adapter}, config=config, metrics=Metrics())
-        server = start_in_thread(app)
-        try:
-            post_load(f"{server.url}/webhooks/servicenow", 200, args.threads)  # warm up
-            results[name] = post_load(f"{server.url}/webhooks/servicenow", args.requests, args.threads)
-        finally:
+    servers, stores = {}, []
+    try:
+        for name in ("bare", "receiver"):
+            store = Store(f"sqlite:///{folder / f'{name}.db'}")
+            stores.append(store)
+            inbox = Inbox(store)
+            if name == "bare":
+                app = bare_app(inbox)
+            else:
+                adapter = ServiceNowAdapter("http://127.0.0.1:9", "admin", SecretStr("admin"))  # parsing only
+                config = WebhooksConfig(servicenow_secret=SecretStr(SN_SECRET), jira_secret=SecretStr(JIRA_SECRET))
+                app = create_app(inbox=inbox, adapters={"servicenow": adapter}, config=config, metrics=Metrics())
+            servers[name] = start_in_thread(app)
+            post_load(f"{servers[name].url}/webhooks/servicenow", 200, args.threads)  # warm up
+        rounds: dict[str, list[float]] = {"bare": [], "receiver": []}
+        for number in range(args.rounds):
+            for name in (("bare", "receiver") if number % 2 == 0 else ("receiver", "bare")):
+                rounds[name].append(post_load(f"{servers[name].url}/webhooks/servicenow", args.requests, args.threads))
+    finally:
+        for server in servers.values():
             server.stop()
+        for store in stores:
             store.close()
-    return {"accepted_per_s": round(results["receiver"], 1), "bare_per_s": round(results["bare"], 1),
-            "receiver_ratio": round(results["receiver"] / results["bare"], 3)}
+    receiver, bare = statistics.median(rounds["receiver"]), statistics.median(rounds["bare"])
+    return {"accepted_per_s": round(receiver, 1), "bare_per_s": round(bare, 1),
+            "receiver_ratio": round(receiver / bare, 3),
+            "rounds": {name: [round(value, 1) for value in values] for name, values in rounds.items()}}
 
 
 def free_port() -> int:
@@ -260,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--requests", type=int, default=3000, help="webhooks per receiver run (default 3000)")
     parser.add_argument("--threads", type=int, default=8, help="client threads for the receiver run")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating receiver/bare rounds (median counts)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="relbridge-bench-") as tmp:

@@ -24,12 +24,15 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import (
     Connection,
+    Insert,
     Row,
     and_,
+    bindparam,
     case,
     delete,
     exists,
@@ -39,11 +42,11 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.store import schema
 from bridge.store.connect import advisory_lock
-from bridge.store.operations import upsert
-from bridge.store.schema import as_utc
+from bridge.store.schema import UtcDateTime, as_utc
 
 if TYPE_CHECKING:
     from bridge.config import SyncConfig
@@ -57,6 +60,51 @@ CLAIM_LOCK = "relbridge.inbox.claim"
 PENDING, CLAIMED, DEAD = "pending", "claimed", "dead"
 
 _events = schema.events
+
+
+# The statements of the hot paths (enqueue, claim, complete) are built once, with bound
+# parameters (see bridge.store.operations).
+def _claimable() -> Any:
+    e, other = _events, _events.alias("other")
+    now = bindparam("now", type_=UtcDateTime())
+    in_flight = exists().where(
+        other.c.system == e.c.system, other.c.entity == e.c.entity,
+        other.c.ext_id == e.c.ext_id, other.c.id != e.c.id,
+        other.c.state == CLAIMED, other.c.claim_expires > now)
+    due = or_(and_(e.c.state == PENDING, e.c.not_before <= now),
+              and_(e.c.state == CLAIMED, e.c.claim_expires <= now))
+    return (select(e).where(due, ~in_flight).order_by(e.c.not_before, e.c.id)
+            .limit(bindparam("limit")).with_for_update(skip_locked=True, of=e))
+
+
+_CLAIMABLE = _claimable()
+_TAKE = update(_events).where(_events.c.id == bindparam("w_id")).values(
+    state=CLAIMED, attempts=bindparam("new_attempts"), last_error=bindparam("new_error"),
+    claimed_by=bindparam("worker"), claim_token=bindparam("token"), claim_expires=bindparam("expires"))
+_MINE = and_(_events.c.id == bindparam("w_id"), _events.c.state == CLAIMED,
+             _events.c.claim_token == bindparam("w_token"))
+_COMPLETE = delete(_events).where(_MINE)
+
+
+@cache
+def _enqueue_statements(dialect_name: str) -> tuple[Insert, Insert]:
+    """(delivery id seen first?, coalescing event insert) for one database."""
+    dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
+    d = schema.deliveries
+    first = dialect.insert(d).on_conflict_do_nothing(
+        index_elements=["system", "delivery_id"]).returning(d.c.delivery_id)
+    ins = dialect.insert(_events)
+    coalesce = ins.on_conflict_do_update(
+        index_elements=["system", "entity", "ext_id"],
+        # A literal, not a parameter: PostgreSQL matches the partial index by it.
+        index_where=text(f"state = '{PENDING}'"),
+        set_={
+            "deleted": _events.c.deleted | ins.excluded.deleted,
+            # A new change does not cut short a backoff the system asked for.
+            "not_before": case((_events.c.attempts > 0, _events.c.not_before),
+                               else_=ins.excluded.not_before),
+        })
+    return first, coalesce
 
 
 @dataclass(frozen=True)
@@ -131,29 +179,15 @@ class Inbox:
         context = within.connection() if within is not None else self.store.begin()
         with context as conn:
             now = self._now()
-            if delivery_id is not None and not self._first_delivery(conn, system, delivery_id, now):
+            first, coalesce = _enqueue_statements(conn.dialect.name)
+            if delivery_id is not None and conn.execute(first, {
+                    "system": system, "delivery_id": delivery_id, "seen_at": now}).first() is None:
                 return False
-            stmt = upsert(conn, _events).values(
-                system=system, entity=entity, ext_id=ext_id, source=source, deleted=deleted,
-                state=PENDING, attempts=0, received_at=now, not_before=now)
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=["system", "entity", "ext_id"],
-                # A literal, not a parameter: PostgreSQL matches the partial index by it.
-                index_where=text(f"state = '{PENDING}'"),
-                set_={
-                    "deleted": _events.c.deleted | stmt.excluded.deleted,
-                    # A new change does not cut short a backoff the system asked for.
-                    "not_before": case((_events.c.attempts > 0, _events.c.not_before),
-                                       else_=stmt.excluded.not_before),
-                }))
+            conn.execute(coalesce, {
+                "system": system, "entity": entity, "ext_id": ext_id, "source": source,
+                "deleted": deleted, "state": PENDING, "attempts": 0, "received_at": now,
+                "not_before": now})
         return True
-
-    @staticmethod
-    def _first_delivery(conn: Connection, system: str, delivery_id: str, now: datetime) -> bool:
-        d = schema.deliveries
-        stmt = upsert(conn, d).values(system=system, delivery_id=delivery_id, seen_at=now)
-        stmt = stmt.on_conflict_do_nothing(index_elements=["system", "delivery_id"])
-        return conn.execute(stmt.returning(d.c.delivery_id)).first() is not None
 
     def prune_deliveries(self) -> int:
         """Forget delivery ids older than the retention; returns how many."""
@@ -172,20 +206,11 @@ class Inbox:
         """
         if limit < 1:
             return []
-        e, other = _events, _events.alias("other")
         with self.store.begin() as conn:
             advisory_lock(conn, CLAIM_LOCK)
             now = self._now()
-            in_flight = exists().where(
-                other.c.system == e.c.system, other.c.entity == e.c.entity,
-                other.c.ext_id == e.c.ext_id, other.c.id != e.c.id,
-                other.c.state == CLAIMED, other.c.claim_expires > now)
-            due = or_(and_(e.c.state == PENDING, e.c.not_before <= now),
-                      and_(e.c.state == CLAIMED, e.c.claim_expires <= now))
-            rows = conn.execute(
-                select(e).where(due, ~in_flight).order_by(e.c.not_before, e.c.id)
-                # Read a few extra: rows of an object already picked in this batch are skipped.
-                .limit(limit * 2).with_for_update(skip_locked=True, of=e)).all()
+            # Read a few extra: rows of an object already picked in this batch are skipped.
+            rows = conn.execute(_CLAIMABLE, {"now": now, "limit": limit * 2}).all()
             claimed: list[Event] = []
             objects: set[tuple[str, str, str]] = set()
             for row in rows:
@@ -211,9 +236,9 @@ class Inbox:
                     claimed_by=None, claim_token=None, claim_expires=None))
                 return None
         token = uuid.uuid4().hex
-        conn.execute(update(_events).where(_events.c.id == row.id).values(
-            state=CLAIMED, attempts=attempts, last_error=last_error, claimed_by=worker,
-            claim_token=token, claim_expires=now + timedelta(seconds=lease_seconds)))
+        conn.execute(_TAKE, {"w_id": row.id, "new_attempts": attempts, "new_error": last_error,
+                             "worker": worker, "token": token,
+                             "expires": now + timedelta(seconds=lease_seconds)})
         return Event(id=row.id, system=row.system, entity=row.entity, ext_id=row.ext_id,
                      source=row.source, attempts=attempts, received_at=row.received_at,
                      deleted=row.deleted, last_error=last_error, claim_token=token)
@@ -221,7 +246,7 @@ class Inbox:
     def complete(self, event: Event) -> bool:
         """Done: remove the event. False if the claim had expired and been handed out again."""
         with self.store.begin() as conn:
-            return conn.execute(delete(_events).where(_mine(event))).rowcount > 0
+            return conn.execute(_COMPLETE, {"w_id": event.id, "w_token": event.claim_token}).rowcount > 0
 
     def renew(self, event: Event, lease_seconds: float = 60) -> bool:
         """Extend a claim for slow work; False if it had already expired and been taken."""
