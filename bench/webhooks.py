@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import http.client
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -117,8 +118,10 @@ def measure_latency(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         sent: dict[str, float] = {}
         session = requests.Session()
         session.auth = AUTH
+        cpu_used = None
         try:
             wait_until_settled(f"http://127.0.0.1:{port}")
+            cpu_before = process_cpu_seconds(daemon.pid)
             total = int(args.rate * args.seconds)
             start = time.monotonic()
             for i in range(total):
@@ -132,6 +135,9 @@ def measure_latency(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             with listener.arrived:
                 while len(set(sent) & set(listener.landed)) < len(sent) and time.monotonic() < deadline:
                     listener.arrived.wait(0.5)
+            cpu_after = process_cpu_seconds(daemon.pid)
+            if cpu_before is not None and cpu_after is not None:
+                cpu_used = cpu_after - cpu_before
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(20)
@@ -143,7 +149,18 @@ def measure_latency(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
         "p99_ms": round(percentile(latencies, 99), 1) if latencies else None,
         "max_ms": round(max(latencies), 1) if latencies else None,
+        # The daemon's CPU (receiver, worker, pollers) over the edit stream, per edit.
+        "daemon_cpu_ms_per_event": round(cpu_used * 1000 / len(sent), 1) if cpu_used is not None and sent else None,
     }
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a process so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_until_settled(base: str, timeout: float = 180) -> None:
@@ -283,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"latency  {figures['landed']}/{figures['events']} edits landed at {args.rate:g}/s with "
           f"{args.latency_ms} ms API latency: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "
-          f"max {figures['max_ms']} ms")
+          f"max {figures['max_ms']} ms; daemon CPU {figures['daemon_cpu_ms_per_event']} ms per edit")
     print(f"receiver {figures['accepted_per_s']} accepted/s vs bare endpoint {figures['bare_per_s']}/s "
           f"= {figures['receiver_ratio']}x")
     return 0

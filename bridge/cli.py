@@ -247,9 +247,13 @@ def print_report(report: Any) -> None:
 @main.command("sync")
 @config_option
 @click.option("--once", is_flag=True, required=True, help="One full pass, then exit (the daemon is `relbridge run`).")
+@click.option("--reconcile", is_flag=True,
+              help="Also find objects deleted in either system that no change listing shows "
+                   "(lists every object once; the daemon does this every "
+                   "[sync] reconcile_interval_seconds).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @handle_errors
-def sync_command(config_path: Path | None, once: bool, as_json: bool) -> None:
+def sync_command(config_path: Path | None, once: bool, reconcile: bool, as_json: bool) -> None:
     """Sync both systems once: read every change since the last sync, then write it across.
 
     Exit code 1 when some records could not be synced (they are listed; the rest landed).
@@ -257,11 +261,14 @@ def sync_command(config_path: Path | None, once: bool, as_json: bool) -> None:
     \b
     Example:
       relbridge sync --once --config config.toml
+      relbridge sync --once --reconcile --config config.toml
     """
     rt = runtime(config_path)
     progress = None if as_json else Progress()
     try:
         report = rt.engine.sync_once(progress=progress)
+        if reconcile:
+            rt.engine.reconcile(report)
     finally:
         if progress:
             progress.close()

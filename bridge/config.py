@@ -73,6 +73,8 @@ class SyncConfig(Section):
     retry_base_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=300, gt=0)
     claim_lease_seconds: float = Field(default=30, ge=1)  # a dead worker's events return after this
+    # How often each poller lists every object to find deletions no webhook reported; 0 = never.
+    reconcile_interval_seconds: float = Field(default=3600, ge=0)
 
 
 class WebhooksConfig(Section):

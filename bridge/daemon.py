@@ -30,7 +30,7 @@ from sqlalchemy import text
 
 from bridge import hookimpl
 from bridge.daemon_log import LogFormat, configure_logging
-from bridge.daemon_poll import Poller
+from bridge.daemon_poll import Poller, Sweeper
 from bridge.daemon_work import ClaimKeeper, Doorbell, InFlight, Worker
 from bridge.engine import ENTITY_ORDER, SYSTEMS
 from bridge.errors import ConfigError
@@ -253,9 +253,14 @@ class Daemon:
             for system in SYSTEMS:
                 poller = Poller(engine, self.inbox, self.metrics, system, entity, holder=self.instance_id,
                                 interval=self.config.sync.interval_seconds, stopping=self.stopping,
-                                on_enqueued=self.doorbell.ring, policy=self.retry_policy)
+                                on_enqueued=self.doorbell.ring, policy=self.retry_policy,
+                                reconcile_interval=self.config.sync.reconcile_interval_seconds)
                 self.pollers.append(poller)
                 self._threads["pollers"].append(self._spawn(f"poll-{system}-{entity}", poller.run))
+        sweeper = Sweeper(engine, self.inbox, self.metrics, holder=self.instance_id,
+                          interval=self.config.sync.interval_seconds, min_age=self.claim_lease_seconds,
+                          stopping=self.stopping, on_enqueued=self.doorbell.ring, policy=self.retry_policy)
+        self._threads["pollers"].append(self._spawn("sweep-unfinished", sweeper.run))
 
     def _make_receiver(self) -> Receiver:
         from bridge.webhooks import create_app

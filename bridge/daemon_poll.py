@@ -7,6 +7,11 @@ time; when its holder dies, the lease expires and another instance takes it over
 
 Dedupe: a sighting is (id, version seen, version held), see ``Poller.delivery_id``.
 
+Deletions: a change listing never shows a deleted object, so every
+``[sync] reconcile_interval_seconds`` (first one interval after the lease was taken) a
+poller lists its stream in full and enqueues every linked object it no longer sees; the
+worker's re-read confirms the deletion (or finds the object moved out of the listing).
+
 Watermark rule: a poll enqueues what it found and moves the watermark to the poll's start
 in **one transaction**. If listing fails half-way or the process dies before the commit,
 neither the events nor the new watermark exist, and the next poll lists the same window
@@ -19,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 from bridge.adapter import SystemRecord
 from bridge.engine import Engine
@@ -32,54 +38,110 @@ log = logging.getLogger(__name__)
 MIN_LEASE_SECONDS = 1.0
 
 
+SWEEP_LEASE = "sweep:unfinished"
+
+
 def lease_name(system: str, entity: str) -> str:
     return f"poll:{system}:{entity}"
 
 
-class Poller:
-    """Polls one stream every ``interval`` seconds while this instance holds its lease."""
+class LeasedLoop:
+    """Runs ``work`` every ``interval`` seconds while this instance holds lease ``lease``
+    (one instance at a time; the lease expires when its holder dies)."""
 
-    def __init__(self, engine: Engine, inbox: Inbox, metrics: Metrics, system: str, entity: str, *,
-                 holder: str, interval: float, stopping: threading.Event,
-                 on_enqueued: Callable[[], None] = lambda: None, policy: RetryPolicy | None = None) -> None:
-        self.engine = engine
-        self.store: Store = engine.store
-        self.inbox = inbox
-        self.metrics = metrics
-        self.system = system
-        self.entity = entity
+    def __init__(self, store: Store, lease: str, *, holder: str, interval: float,
+                 stopping: threading.Event, policy: RetryPolicy | None = None) -> None:
+        self.store = store
+        self.lease = lease
         self.holder = holder
         self.interval = interval
         self.lease_ttl = max(3 * interval, MIN_LEASE_SECONDS)
         self.stopping = stopping
-        self.on_enqueued = on_enqueued
         self.policy = policy or RetryPolicy(attempts=1)
-        self.lease = lease_name(system, entity)
         self.holding = False
 
     def run(self) -> None:
-        """Thread body: poll, sleep, repeat until stopping; then give the lease up."""
+        """Thread body: work, sleep, repeat until stopping; then give the lease up."""
         while not self.stopping.is_set():
             began = time.monotonic()
             try:
                 self.cycle()
             except Exception as exc:  # a system or the store is down: try again next interval
-                log.warning("poll %s %s failed: %s", self.system, self.entity, exc,
-                            exc_info=log.isEnabledFor(logging.DEBUG))
+                log.warning("%s failed: %s", self.lease, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             self.stopping.wait(max(0.0, self.interval - (time.monotonic() - began)))
         self.give_up_lease()
 
     def cycle(self) -> int | None:
-        """Renew or take the lease, then poll. None when another instance holds the lease."""
+        """Renew or take the lease, then work. None when another instance holds the lease."""
         held = self.store.acquire_lease(self.lease, self.holder, self.lease_ttl)
         if held != self.holding:
             log.info("%s lease %s", "took" if held else "lost", self.lease)
             self.holding = held
+            self.lease_changed()
         if not held:
             return None
-        # A transient failure is retried briefly; the watermark stays put until a poll
-        # completes, so a poll that keeps failing only delays, never skips, changes.
-        return self.policy.call(self.poll, stopping=self.stopping)
+        # A transient failure is retried briefly; what the work has not finished stays for
+        # the next cycle.
+        return self.policy.call(self.work, stopping=self.stopping)
+
+    def work(self) -> int:
+        raise NotImplementedError
+
+    def lease_changed(self) -> None:
+        """Called when this instance takes or loses the lease."""
+
+    def give_up_lease(self) -> None:
+        """At shutdown: let another instance take the work over at once."""
+        if not self.holding:
+            return
+        try:
+            self.store.release_lease(self.lease, self.holder)
+        except Exception as exc:  # it expires on its own
+            log.warning("could not release lease %s: %s", self.lease, exc)
+        self.holding = False
+
+
+class Poller(LeasedLoop):
+    """Polls one stream every ``interval`` seconds while this instance holds its lease."""
+
+    def __init__(self, engine: Engine, inbox: Inbox, metrics: Metrics, system: str, entity: str, *,
+                 holder: str, interval: float, stopping: threading.Event,
+                 on_enqueued: Callable[[], None] = lambda: None, policy: RetryPolicy | None = None,
+                 reconcile_interval: float = 0) -> None:
+        super().__init__(engine.store, lease_name(system, entity), holder=holder, interval=interval,
+                         stopping=stopping, policy=policy)
+        self.engine = engine
+        self.inbox = inbox
+        self.metrics = metrics
+        self.system = system
+        self.entity = entity
+        self.on_enqueued = on_enqueued
+        self.reconcile_interval = reconcile_interval
+        self.next_reconcile: float | None = None  # monotonic time; set when the lease is taken
+
+    def lease_changed(self) -> None:
+        self.next_reconcile = time.monotonic() + self.reconcile_interval if self.holding else None
+
+    def work(self) -> int:
+        """Poll (the watermark stays put until a poll completes, so a poll that keeps failing
+        only delays, never skips, changes); reconcile when due."""
+        accepted = self.poll()
+        if self.reconcile_interval and self.next_reconcile is not None and time.monotonic() >= self.next_reconcile:
+            self.reconcile()
+            self.next_reconcile = time.monotonic() + self.reconcile_interval
+        return accepted
+
+    def reconcile(self) -> int:
+        """Enqueue every linked object a full listing no longer shows. Returns how many."""
+        vanished = self.engine.vanished(self.system, self.entity)
+        if vanished:
+            with self.store.transaction() as tx:
+                for ext_id in vanished:
+                    self.inbox.enqueue(self.system, self.entity, ext_id, source="poll", within=tx)
+            self.metrics.events_received.labels(self.system, self.entity, "poll").inc(len(vanished))
+            log.info("reconcile %s %s: %d linked objects no longer listed", self.system, self.entity, len(vanished))
+            self.on_enqueued()
+        return len(vanished)
 
     def poll(self) -> int:
         """List what changed, enqueue it and advance the watermark together. Returns how
@@ -112,12 +174,52 @@ class Poller:
         held = ref.version if ref is not None else None
         return f"poll:{record.id}:{record.version}:{held}"
 
-    def give_up_lease(self) -> None:
-        """At shutdown: let another instance take the stream over at once."""
-        if not self.holding:
-            return
-        try:
-            self.store.release_lease(self.lease, self.holder)
-        except Exception as exc:  # it expires on its own
-            log.warning("could not release lease %s: %s", self.lease, exc)
-        self.holding = False
+
+
+class Sweeper(LeasedLoop):
+    """Re-queues records left with unfinished writes.
+
+    An event's work can leave another record half-done: a related record whose create failed
+    while it was being settled as a follow-up (the retried event does not redo it), or a
+    crash between two steps. Such a record keeps its pending writes or create journal in the
+    store; every interval, each one not touched for ``min_age`` seconds (work in flight
+    is younger) gets an event for the object to read first: the one in a system it has
+    pending writes for (a concurrent edit there becomes a conflict, not an overwrite),
+    else any object it is linked to. The worker then finishes its writes and creates.
+    """
+
+    def __init__(self, engine: Engine, inbox: Inbox, metrics: Metrics, *, holder: str, interval: float,
+                 min_age: float, stopping: threading.Event, on_enqueued: Callable[[], None] = lambda: None,
+                 policy: RetryPolicy | None = None) -> None:
+        super().__init__(engine.store, SWEEP_LEASE, holder=holder, interval=interval, stopping=stopping,
+                         policy=policy)
+        self.engine = engine
+        self.inbox = inbox
+        self.metrics = metrics
+        self.min_age = min_age
+        self.on_enqueued = on_enqueued
+
+    def work(self) -> int:
+        cutoff = self.engine.clock() - timedelta(seconds=self.min_age)
+        found = []
+        for entity, key, updated_at in self.store.unfinished_records():
+            if updated_at > cutoff:
+                continue
+            target = self._object_to_read(entity, key)
+            if target is not None:
+                found.append((target[0], entity, target[1]))
+        if found:
+            with self.store.transaction() as tx:
+                for system, entity, ext_id in found:
+                    self.inbox.enqueue(system, entity, ext_id, source="retry", within=tx)
+            log.info("sweep: %d records with unfinished writes queued again", len(found))
+            self.on_enqueued()
+        return len(found)
+
+    def _object_to_read(self, entity: str, key: str) -> tuple[str, str] | None:
+        row, refs = self.store.record_and_refs(entity, key)
+        if row is None or not refs:
+            return None
+        pending = [system for system, names in (row.data.get("pending") or {}).items() if names]
+        system = next((s for s in pending if s in refs), next(iter(sorted(refs))))
+        return system, refs[system].ext_id

@@ -179,6 +179,29 @@ class Engine(ReleaseBookkeeping):
         self._follow_ups.pop_all()
         raise TransientError(f"{entity} {key}: related records kept changing while being written; retrying")
 
+    def reconcile(self, report: SyncReport) -> None:
+        """Find objects deleted in either system that no change listing can report (a missed
+        webhook, a polling-only setup): each vanished object is read to confirm it is gone,
+        then unlinked like any deletion. Costs a full listing per system and entity."""
+        for entity in ENTITY_ORDER:
+            for system in SYSTEMS:
+                fields = self.mappings.for_system(system).fields_to_read(entity)
+                for ext_id in self.vanished(system, entity):
+                    if self.adapters[system].read(entity, ext_id, fields) is None:
+                        self.unlink(system, entity, ext_id, report)
+
+    def vanished(self, system: str, entity: str) -> list[str]:
+        """Linked objects that a full listing of ``system`` no longer shows: deleted, or
+        moved out of what relbridge lists (a read tells which)."""
+        mapping = self.mappings.for_system(system)
+        if entity not in mapping.entities:
+            return []
+        linked = self.store.linked_ids(system, entity)
+        if linked:
+            for record in self.adapters[system].list_changed(entity, None, mapping.fields_to_read(entity)):
+                linked.discard(record.id)
+        return sorted(linked)
+
     def changed_records(self, system: str, entity: str) -> Iterator[SystemRecord]:
         """Records changed since the watermark whose version differs from the one we hold
         (pollers enqueue only these, so an idle poll costs the listing calls and no more)."""
@@ -462,9 +485,9 @@ class Engine(ReleaseBookkeeping):
     def _pending_keys(self, touched: dict[str, set[str]]) -> dict[str, set[str]]:
         """Touched keys plus any record left with pending writes (a crash, a failed write)."""
         keys = {entity: set(found) for entity, found in touched.items()}
-        for entity in ENTITY_ORDER:
-            unfinished = {key for key, data in self.store.records(entity) if data.get("pending") or data.get("creating")}
-            keys[entity] |= unfinished
+        for entity, key, _ in self.store.unfinished_records():
+            if entity in keys:
+                keys[entity].add(key)
         for entity, key in self._follow_ups.pop_all():
             keys[entity].add(key)
         return keys

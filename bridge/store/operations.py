@@ -19,11 +19,14 @@ from sqlalchemy import (
     Row,
     Select,
     Table,
+    Text,
     and_,
     bindparam,
     delete,
     func,
+    or_,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -96,6 +99,13 @@ _RELEASE_LEASE = delete(_leases).where(
     _leases.c.name == bindparam("name"), _leases.c.holder == bindparam("holder"))
 _GET_WATERMARK = select(t.watermarks.c.value).where(
     t.watermarks.c.system == bindparam("system"), t.watermarks.c.entity == bindparam("entity"))
+# Records with pending writes or a create journal, found without parsing every record: the
+# engine's envelope is stored as JSON with sorted keys and no spaces (``schema.dump_json``),
+# so an empty journal begins the text (``{"creating":{}``) and an empty pending map appears
+# as ``"pending":{}``. Matching rows are confirmed after parsing.
+_data_text = type_coerce(_records.c.data, Text)
+_MAYBE_UNFINISHED = select(_records.c.entity, _records.c.key, _records.c.data, _records.c.updated_at).where(
+    or_(~_data_text.like('{"creating":{}%'), ~_data_text.like('%"pending":{}%')))
 _REF_COLUMNS = ("ext_id", "ext_key", "url", "version", "updated_at", "fields_fingerprint")
 
 
@@ -198,6 +208,14 @@ class Operations:
             )
         return revision
 
+    def unfinished_records(self) -> list[tuple[str, str, datetime]]:
+        """(entity, key, updated_at) of every record left with pending writes or a create
+        journal (``data["pending"]`` / ``data["creating"]`` not empty)."""
+        with self.connection(write=False) as conn:
+            rows = conn.execute(_MAYBE_UNFINISHED).all()
+        return [(row.entity, row.key, row.updated_at) for row in rows
+                if isinstance(row.data, dict) and (row.data.get("pending") or row.data.get("creating"))]
+
     def delete_record(self, entity: str, key: str) -> bool:
         """Remove a record and its external refs; its history stays."""
         with self.connection() as conn:
@@ -249,6 +267,12 @@ class Operations:
                 rows = _run(conn, _REFS_BY_IDS, system=system, entity=entity, ext_ids=part)
                 found.update({ext_id: key for ext_id, key in rows})
         return found
+
+    def linked_ids(self, system: str, entity: str) -> set[str]:
+        """Ids of every ``system`` object of ``entity`` linked to a record."""
+        with self.connection(write=False) as conn:
+            return set(conn.execute(select(_refs.c.ext_id).where(
+                _refs.c.system == system, _refs.c.entity == entity)).scalars())
 
     def refs(self, entity: str, key: str) -> dict[str, RefRow]:
         return self.refs_for_keys(entity, [key]).get(key, {})

@@ -330,3 +330,72 @@ def test_readiness_reports_store_and_systems(bridge, daemons) -> None:
     # The failure is cached briefly, not asked again at once.
     log = requests_log(bridge.sims.jira_url)["requests"]
     assert len([r for r in log if r["path"].endswith("/myself") and r["status"] == 401]) == 1
+
+
+def test_poller_reconciles_deletions_the_listing_cannot_show(bridge) -> None:
+    import threading
+
+    rt = bridge.runtime(**daemon_sections())
+    inbox = Inbox.from_config(rt.store, rt.config.sync)
+    change = bridge.sn.create("change_request", short_description="Deleted while nobody listened", state="-5")
+    assert not bridge.sync().errors
+    poller = Poller(rt.engine, inbox, Metrics(), "servicenow", "change", holder="me", interval=0.5,
+                    stopping=threading.Event(), reconcile_interval=0.2)
+    bridge.sn.delete("change_request", change["sys_id"])
+    assert poller.cycle() == 0 and inbox.depth() == 0  # takes the lease; reconciles one interval later
+    time.sleep(0.3)
+    assert poller.cycle() == 0
+    assert inbox.depth() == 1
+    event = inbox.claim("worker")[0]
+    assert (event.system, event.entity, event.ext_id) == ("servicenow", "change", change["sys_id"])
+    assert rt.engine.process(event.system, event.entity, event.ext_id) is None  # the re-read confirms
+    assert rt.store.find_ref("servicenow", "change", change["sys_id"]) is None
+    inbox.complete(event)
+    time.sleep(0.3)
+    assert poller.cycle() == 0 and inbox.depth() == 0  # nothing linked is missing any more
+
+
+def test_sweeper_requeues_records_left_with_unfinished_writes(bridge) -> None:
+    """A record whose writes were left half-done (a follow-up that failed, a crash between
+    steps) has no event of its own: the sweeper gives it one, and the worker finishes it."""
+    import threading
+
+    from bridge.daemon_poll import Sweeper
+    from bridge.envelope import Envelope
+
+    first = bridge.sn.create("change_request", short_description="Edited, never written", state="-5")
+    second = bridge.sn.create("change_request", short_description="Never created", state="-5")
+    assert not bridge.sync().errors
+    rt = bridge.runtime(**daemon_sections())
+    inbox = Inbox.from_config(rt.store, rt.config.sync)
+    sweeper = Sweeper(rt.engine, inbox, Metrics(), holder="me", interval=0.5, min_age=0,
+                      stopping=threading.Event())
+    assert sweeper.cycle() == 0  # nothing unfinished
+
+    # Strand both: an accepted edit still pending for Jira; a create journalled but not made.
+    row = rt.store.load_record("change", first["number"])
+    env = Envelope.load(row.data, row.revision)
+    env.fields["summary"] = "Edited, now written"
+    env.mark_pending("jira", ["summary"])
+    rt.store.put_record("change", first["number"], env.dump())
+    jira_id = rt.store.refs("change", second["number"])["jira"].ext_id
+    bridge.jira.session.delete(f"{bridge.jira.api}/issue/{jira_id}").raise_for_status()
+    rt.store.drop_ref("jira", "change", jira_id)
+    row = rt.store.load_record("change", second["number"])
+    env = Envelope.load(row.data, row.revision)
+    env.raw.pop("jira", None)
+    env.creating["jira"] = "2026-01-01T00:00:00+00:00"
+    rt.store.put_record("change", second["number"], env.dump())
+
+    assert sweeper.cycle() == 2
+    events = {(e.system, e.ext_id): e for e in inbox.claim("worker", limit=5)}
+    # The edit's event reads Jira first (a concurrent edit there would be a conflict); the
+    # unmade create's reads the ServiceNow change.
+    jira_first = rt.store.refs("change", first["number"])["jira"].ext_id
+    assert set(events) == {("jira", jira_first), ("servicenow", second["sys_id"])}
+    for event in events.values():
+        rt.engine.process(event.system, event.entity, event.ext_id)
+        inbox.complete(event)
+    summaries = sorted(i["fields"]["summary"] for i in bridge.jira.search('project = OPS AND issuetype = "Change"'))
+    assert summaries == ["Edited, now written", "Never created"]
+    assert sweeper.cycle() == 0 and rt.store.unfinished_records() == []
