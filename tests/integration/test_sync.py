@@ -150,6 +150,12 @@ def test_sync_once_command_prints_a_summary_and_exit_codes(bridge, tmp_path: Pat
     [error] = summary["errors"]
     assert "incident" in error and "priority" in error
 
+    changes = bridge.sn.list("change_request")
+    bridge.sn.delete("change_request", changes[0]["sys_id"])
+    result = CliRunner().invoke(main, ["sync", "--once", "--reconcile", "--json", "--config", str(config)])
+    summary = json.loads(result.stdout)
+    assert summary["by_entity"]["change/servicenow"]["deleted"] == 1
+
 
 def test_every_api_call_is_reported_to_the_runtime(bridge) -> None:
     seed_servicenow(bridge)
