@@ -26,7 +26,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -146,28 +146,18 @@ class Engine(ReleaseBookkeeping):
 
     def process(self, system: str, entity: str, ext_id: str, *, deleted: bool = False,
                 report: SyncReport | None = None) -> str | None:
-        """Daemon worker path: re-read one object, ingest it, propagate. Returns its key."""
+        """Daemon worker path: re-read one object, ingest it, propagate. Returns its key.
+
+        For an object already linked, the record lock is held from the read to the last
+        write: another worker's read of the same record cannot fall between this one's
+        writes and then be taken for a newer edit (a stale read wins no merge).
+        """
         report = report or SyncReport()
-        adapter = self.adapters[system]
-        mapping = self.mappings.for_system(system)
-        record = None if deleted else adapter.read(entity, ext_id, mapping.fields_to_read(entity))
-        if record is None:
-            self.unlink(system, entity, ext_id, report)
-            return None
-        key = self.ingest(record, report)
+        known = self.store.find_ref(system, entity, ext_id)
+        with self._locked(entity, known.key) if known else nullcontext():
+            key = self._settle(system, entity, ext_id, deleted, report)
         if key is None:
             return None
-        # Read the other side too before writing to it: an edit made there since the last
-        # sync becomes a conflict instead of being overwritten.
-        row, refs = self.store.record_and_refs(entity, key)
-        ref = refs.get(OTHER[system])
-        if ref is not None and row is not None and row.data.get("pending", {}).get(OTHER[system]):
-            other = self.adapters[OTHER[system]].read(
-                entity, ref.ext_id, self.mappings.for_system(OTHER[system]).fields_to_read(entity)
-            )
-            if other is not None:
-                self.ingest(other, report)
-        self.propagate(entity, key, report)
         # Records this step touched besides its own (a release whose derived state moved, a
         # write that met a concurrent one): settle them now, or have the event retried.
         for _ in range(STALE_RETRIES):
@@ -201,6 +191,28 @@ class Engine(ReleaseBookkeeping):
             for record in self.adapters[system].list_changed(entity, None, mapping.fields_to_read(entity)):
                 linked.discard(record.id)
         return sorted(linked)
+
+    def _settle(self, system: str, entity: str, ext_id: str, deleted: bool, report: SyncReport) -> str | None:
+        mapping = self.mappings.for_system(system)
+        record = None if deleted else self.adapters[system].read(entity, ext_id, mapping.fields_to_read(entity))
+        if record is None:
+            self.unlink(system, entity, ext_id, report)
+            return None
+        key = self.ingest(record, report)
+        if key is None:
+            return None
+        # Read the other side too before writing to it: an edit made there since the last
+        # sync becomes a conflict instead of being overwritten.
+        row, refs = self.store.record_and_refs(entity, key)
+        ref = refs.get(OTHER[system])
+        if ref is not None and row is not None and row.data.get("pending", {}).get(OTHER[system]):
+            other = self.adapters[OTHER[system]].read(
+                entity, ref.ext_id, self.mappings.for_system(OTHER[system]).fields_to_read(entity)
+            )
+            if other is not None:
+                self.ingest(other, report)
+        self.propagate(entity, key, report)
+        return key
 
     def changed_records(self, system: str, entity: str) -> Iterator[SystemRecord]:
         """Records changed since the watermark whose version differs from the one we hold
