@@ -81,9 +81,13 @@ _CLAIMABLE = _claimable()
 _TAKE = update(_events).where(_events.c.id == bindparam("w_id")).values(
     state=CLAIMED, attempts=bindparam("new_attempts"), last_error=bindparam("new_error"),
     claimed_by=bindparam("worker"), claim_token=bindparam("token"), claim_expires=bindparam("expires"))
+# The row of an event as long as the claim that handed it out still holds it (parameters:
+# ``_mine(event)``).
 _MINE = and_(_events.c.id == bindparam("w_id"), _events.c.state == CLAIMED,
              _events.c.claim_token == bindparam("w_token"))
+_SELECT_MINE = select(_events).where(_MINE)
 _COMPLETE = delete(_events).where(_MINE)
+_RENEW = update(_events).where(_MINE).values(claim_expires=bindparam("expires"))
 
 
 @cache
@@ -246,19 +250,19 @@ class Inbox:
     def complete(self, event: Event) -> bool:
         """Done: remove the event. False if the claim had expired and been handed out again."""
         with self.store.begin() as conn:
-            return conn.execute(_COMPLETE, {"w_id": event.id, "w_token": event.claim_token}).rowcount > 0
+            return conn.execute(_COMPLETE, _mine(event)).rowcount > 0
 
     def renew(self, event: Event, lease_seconds: float = 60) -> bool:
         """Extend a claim for slow work; False if it had already expired and been taken."""
         with self.store.begin() as conn:
-            return conn.execute(update(_events).where(_mine(event)).values(
-                claim_expires=self._now() + timedelta(seconds=lease_seconds))).rowcount > 0
+            return conn.execute(_RENEW, {**_mine(event),
+                                         "expires": self._now() + timedelta(seconds=lease_seconds)}).rowcount > 0
 
     def retry(self, event: Event, error: str, *, retry_after: float | None = None) -> RetryOutcome:
         """Failed, try again later: ``"retry"``, ``"dead"`` (attempts used up) or ``"lost"``
         (the claim had expired and been handed out again: nothing changed)."""
         with self.store.begin() as conn:
-            row = conn.execute(select(_events).where(_mine(event))).first()
+            row = conn.execute(_SELECT_MINE, _mine(event)).first()
             if row is None:
                 return "lost"
             now = self._now()
@@ -291,8 +295,7 @@ class Inbox:
     def dead_letter(self, event: Event, reason: str) -> bool:
         """Give up on a claimed event now (a permanent error); False if no longer ours."""
         with self.store.begin() as conn:
-            row = conn.execute(select(_events.c.id, _events.c.attempts)
-                               .where(_mine(event))).first()
+            row = conn.execute(_SELECT_MINE, _mine(event)).first()
             if row is None:
                 return False
             self._bury(conn, row.id, row.attempts + 1, reason, self._now())
@@ -355,7 +358,6 @@ class Inbox:
         return None if oldest is None else max(0.0, (self._now() - oldest).total_seconds())
 
 
-def _mine(event: Event) -> Any:
-    """The row of ``event`` as long as the claim that handed it out still holds it."""
-    return and_(_events.c.id == event.id, _events.c.state == CLAIMED,
-                _events.c.claim_token == event.claim_token)
+def _mine(event: Event) -> dict[str, Any]:
+    """The parameters of ``_MINE`` for ``event``."""
+    return {"w_id": event.id, "w_token": event.claim_token}
