@@ -29,7 +29,7 @@ from datetime import timedelta
 from bridge.adapter import SystemRecord
 from bridge.engine import Engine
 from bridge.metrics import Metrics
-from bridge.queue import Inbox
+from bridge.queue import Inbox, Source
 from bridge.retry import RetryPolicy
 from bridge.store import Store
 
@@ -47,11 +47,17 @@ def lease_name(system: str, entity: str) -> str:
 
 class LeasedLoop:
     """Runs ``work`` every ``interval`` seconds while this instance holds lease ``lease``
-    (one instance at a time; the lease expires when its holder dies)."""
+    (one instance at a time; the lease expires when its holder dies); the work feeds the
+    inbox."""
 
-    def __init__(self, store: Store, lease: str, *, holder: str, interval: float,
-                 stopping: threading.Event, policy: RetryPolicy | None = None) -> None:
-        self.store = store
+    def __init__(self, engine: Engine, inbox: Inbox, metrics: Metrics, lease: str, *, holder: str,
+                 interval: float, stopping: threading.Event, on_enqueued: Callable[[], None],
+                 policy: RetryPolicy | None) -> None:
+        self.engine = engine
+        self.store: Store = engine.store
+        self.inbox = inbox
+        self.metrics = metrics
+        self.on_enqueued = on_enqueued
         self.lease = lease
         self.holder = holder
         self.interval = interval
@@ -90,6 +96,13 @@ class LeasedLoop:
     def lease_changed(self) -> None:
         """Called when this instance takes or loses the lease."""
 
+    def enqueue_all(self, objects: list[tuple[str, str, str]], source: Source) -> None:
+        """Queue (system, entity, id) objects in one transaction, then wake the workers."""
+        with self.store.transaction() as tx:
+            for system, entity, ext_id in objects:
+                self.inbox.enqueue(system, entity, ext_id, source=source, within=tx)
+        self.on_enqueued()
+
     def give_up_lease(self) -> None:
         """At shutdown: let another instance take the work over at once."""
         if not self.holding:
@@ -108,14 +121,10 @@ class Poller(LeasedLoop):
                  holder: str, interval: float, stopping: threading.Event,
                  on_enqueued: Callable[[], None] = lambda: None, policy: RetryPolicy | None = None,
                  reconcile_interval: float = 0) -> None:
-        super().__init__(engine.store, lease_name(system, entity), holder=holder, interval=interval,
-                         stopping=stopping, policy=policy)
-        self.engine = engine
-        self.inbox = inbox
-        self.metrics = metrics
+        super().__init__(engine, inbox, metrics, lease_name(system, entity), holder=holder, interval=interval,
+                         stopping=stopping, on_enqueued=on_enqueued, policy=policy)
         self.system = system
         self.entity = entity
-        self.on_enqueued = on_enqueued
         self.reconcile_interval = reconcile_interval
         self.next_reconcile: float | None = None  # monotonic time; set when the lease is taken
 
@@ -135,12 +144,9 @@ class Poller(LeasedLoop):
         """Enqueue every linked object a full listing no longer shows. Returns how many."""
         vanished = self.engine.vanished(self.system, self.entity)
         if vanished:
-            with self.store.transaction() as tx:
-                for ext_id in vanished:
-                    self.inbox.enqueue(self.system, self.entity, ext_id, source="poll", within=tx)
+            self.enqueue_all([(self.system, self.entity, ext_id) for ext_id in vanished], "poll")
             self.metrics.events_received.labels(self.system, self.entity, "poll").inc(len(vanished))
             log.info("reconcile %s %s: %d linked objects no longer listed", self.system, self.entity, len(vanished))
-            self.on_enqueued()
         return len(vanished)
 
     def poll(self) -> int:
@@ -191,13 +197,9 @@ class Sweeper(LeasedLoop):
     def __init__(self, engine: Engine, inbox: Inbox, metrics: Metrics, *, holder: str, interval: float,
                  min_age: float, stopping: threading.Event, on_enqueued: Callable[[], None] = lambda: None,
                  policy: RetryPolicy | None = None) -> None:
-        super().__init__(engine.store, SWEEP_LEASE, holder=holder, interval=interval, stopping=stopping,
-                         policy=policy)
-        self.engine = engine
-        self.inbox = inbox
-        self.metrics = metrics
+        super().__init__(engine, inbox, metrics, SWEEP_LEASE, holder=holder, interval=interval,
+                         stopping=stopping, on_enqueued=on_enqueued, policy=policy)
         self.min_age = min_age
-        self.on_enqueued = on_enqueued
 
     def work(self) -> int:
         cutoff = self.engine.clock() - timedelta(seconds=self.min_age)
@@ -209,11 +211,8 @@ class Sweeper(LeasedLoop):
             if target is not None:
                 found.append((target[0], entity, target[1]))
         if found:
-            with self.store.transaction() as tx:
-                for system, entity, ext_id in found:
-                    self.inbox.enqueue(system, entity, ext_id, source="retry", within=tx)
+            self.enqueue_all(found, "retry")
             log.info("sweep: %d records with unfinished writes queued again", len(found))
-            self.on_enqueued()
         return len(found)
 
     def _object_to_read(self, entity: str, key: str) -> tuple[str, str] | None:
