@@ -56,6 +56,18 @@ def jira_version(bridge, name: str) -> dict:
     return next(v for v in bridge.jira.versions() if v["name"] == name)
 
 
+def authorize_deploy_roll_back(key: str) -> list[tuple[str, ...]]:
+    """What the recorder sees when a release is authorized by its change, released in Jira
+    and then unreleased: each move once, with old, new and source (sync and daemon alike)."""
+    return [
+        ("state_changed", key, "planned", "authorized", "relbridge"),
+        ("state_changed", key, "authorized", "deployed", "jira"),
+        ("deployed", key, "jira"),
+        ("state_changed", key, "deployed", "rolled_back", "jira"),
+        ("rolled_back", key, "jira"),
+    ]
+
+
 def test_plugin_sees_each_state_change_once_with_old_new_and_source(bridge, recorder: str) -> None:
     import importlib
 
@@ -76,13 +88,7 @@ def test_plugin_sees_each_state_change_once_with_old_new_and_source(bridge, reco
 
     seen = importlib.import_module(recorder).SEEN
     key = release["number"]
-    assert seen == [
-        ("state_changed", key, "planned", "authorized", "relbridge"),
-        ("state_changed", key, "authorized", "deployed", "jira"),
-        ("deployed", key, "jira"),
-        ("state_changed", key, "deployed", "rolled_back", "jira"),
-        ("rolled_back", key, "jira"),
-    ]
+    assert seen == authorize_deploy_roll_back(key)
     # The rollback reached ServiceNow, and the release's change was marked unsuccessful.
     assert bridge.sn.get("rm_release", release["sys_id"])["state"] == "4"
     assert bridge.sn.get("change_request", change["sys_id"])["close_code"] == "unsuccessful"
@@ -194,13 +200,7 @@ def test_plugin_sees_the_same_sequence_in_the_daemon(bridge, recorder: str) -> N
         daemon.stop()
 
     seen = importlib.import_module(recorder).SEEN
-    assert seen == [
-        ("state_changed", key, "planned", "authorized", "relbridge"),
-        ("state_changed", key, "authorized", "deployed", "jira"),
-        ("deployed", key, "jira"),
-        ("state_changed", key, "deployed", "rolled_back", "jira"),
-        ("rolled_back", key, "jira"),
-    ]
+    assert seen == authorize_deploy_roll_back(key)
 
 
 def test_no_record_lock_is_held_while_another_record_is_locked(bridge, monkeypatch: pytest.MonkeyPatch) -> None:
