@@ -42,10 +42,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.store import schema
 from bridge.store.connect import advisory_lock
+from bridge.store.operations import upsert
 from bridge.store.schema import UtcDateTime, as_utc
 
 if TYPE_CHECKING:
@@ -93,11 +93,10 @@ _RENEW = update(_events).where(_MINE).values(claim_expires=bindparam("expires"))
 @cache
 def _enqueue_statements(dialect_name: str) -> tuple[Insert, Insert]:
     """(delivery id seen first?, coalescing event insert) for one database."""
-    dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
     d = schema.deliveries
-    first = dialect.insert(d).on_conflict_do_nothing(
+    first = upsert(dialect_name, d).on_conflict_do_nothing(
         index_elements=["system", "delivery_id"]).returning(d.c.delivery_id)
-    ins = dialect.insert(_events)
+    ins = upsert(dialect_name, _events)
     coalesce = ins.on_conflict_do_update(
         index_elements=["system", "entity", "ext_id"],
         # A literal, not a parameter: PostgreSQL matches the partial index by it.

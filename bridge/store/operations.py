@@ -50,9 +50,9 @@ from bridge.store.schema import as_utc
 CHUNK = 500
 
 
-def upsert(conn: Connection, table: Table) -> Insert:
-    """``INSERT`` with ``ON CONFLICT`` support for the connection's database."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+def upsert(dialect_name: str, table: Table) -> Insert:
+    """``INSERT`` with ``ON CONFLICT`` support for the database named ``dialect_name``."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
     return dialect.insert(table)  # type: ignore[no-any-return]
 
 
@@ -112,8 +112,8 @@ _REF_COLUMNS = ("ext_id", "ext_key", "url", "version", "updated_at", "fields_fin
 class _Upserts:
     """The per-database ``INSERT … ON CONFLICT`` statements (executed with all columns)."""
 
-    def __init__(self, dialect: Any) -> None:
-        ins = dialect.insert(_records)
+    def __init__(self, dialect_name: str) -> None:
+        ins = upsert(dialect_name, _records)
         self.record = ins.on_conflict_do_update(
             index_elements=["entity", "key"],
             set_={"data": ins.excluded.data, "updated_at": ins.excluded.updated_at,
@@ -121,22 +121,33 @@ class _Upserts:
         ).returning(_records.c.revision)
         self.new_record = ins.on_conflict_do_nothing(
             index_elements=["entity", "key"]).returning(_records.c.revision)
-        ins = dialect.insert(_refs)
+        ins = upsert(dialect_name, _refs)
         self.ref = ins.on_conflict_do_update(
             index_elements=["entity", "key", "system"],
             set_={name: ins.excluded[name] for name in _REF_COLUMNS})
-        ins = dialect.insert(_leases)
+        ins = upsert(dialect_name, _leases)
         self.lease = ins.on_conflict_do_update(
             index_elements=["name"],
             set_={"holder": ins.excluded.holder, "expires_at": ins.excluded.expires_at},
             where=(_leases.c.holder == ins.excluded.holder)
             | (_leases.c.expires_at <= bindparam("w_now", type_=t.UtcDateTime())),
         ).returning(_leases.c.holder)  # no row when someone else holds it
+        ins = upsert(dialect_name, t.watermarks)
+        self.watermark = ins.on_conflict_do_update(
+            index_elements=["system", "entity"],
+            set_={"value": ins.excluded.value, "updated_at": ins.excluded.updated_at})
+        e = t.record_errors
+        ins = upsert(dialect_name, e)
+        self.error = ins.on_conflict_do_update(
+            index_elements=["system", "entity", "ext_id"],
+            set_={"code": ins.excluded.code, "message": ins.excluded.message,
+                  "at": ins.excluded.at, "count": e.c.count + 1,
+                  "key": func.coalesce(ins.excluded.key, e.c.key)})
 
 
 @cache
 def _upserts_for(dialect_name: str) -> _Upserts:
-    return _Upserts(postgresql if dialect_name == "postgresql" else sqlite)
+    return _Upserts(dialect_name)
 
 
 def _upserts(conn: Connection) -> _Upserts:
@@ -351,11 +362,8 @@ class Operations:
 
     def set_watermark(self, system: str, entity: str, value: datetime) -> None:
         with self.connection() as conn:
-            stmt = upsert(conn, t.watermarks).values(
-                system=system, entity=entity, value=value, updated_at=self._now())
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=["system", "entity"],
-                set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at}))
+            _run(conn, _upserts(conn).watermark, system=system, entity=entity, value=value,
+                 updated_at=self._now())
 
     def add_conflict(
         self, entity: str, key: str, field: str, servicenow_value: Any, jira_value: Any,
@@ -381,17 +389,10 @@ class Operations:
         key: str | None = None, at: datetime | None = None,
     ) -> None:
         """Remember that syncing this object failed (once per object; repeats count up)."""
-        e = t.record_errors
         now = self._now(at)
         with self.connection() as conn:
-            stmt = upsert(conn, e).values(system=system, entity=entity, ext_id=ext_id, key=key,
-                                          code=code, message=message, first_at=now, at=now,
-                                          count=1)
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=["system", "entity", "ext_id"],
-                set_={"code": stmt.excluded.code, "message": stmt.excluded.message,
-                      "at": stmt.excluded.at, "count": e.c.count + 1,
-                      "key": func.coalesce(stmt.excluded.key, e.c.key)}))
+            _run(conn, _upserts(conn).error, system=system, entity=entity, ext_id=ext_id, key=key,
+                 code=code, message=message, first_at=now, at=now, count=1)
 
     def clear_error(self, system: str, entity: str, ext_id: str) -> bool:
         """Forget the error of an object that has now synced."""
