@@ -62,6 +62,8 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
 @pytest.mark.parametrize("text, env, expected", [
     ('[jira]\nprojetcs = ["A"]\n', {}, "jira.projetcs — unknown key (did you mean 'projects'?)"),
     ('[sync]\ninterval_seconds = -1\n', {}, "sync.interval_seconds — Input should be greater than 0"),
+    ('', {"RELBRIDGE_SYNC__RECONCILE_INTERVAL_SECONDS": "-5"},
+     "sync.reconcile_interval_seconds — Input should be greater than or equal to 0"),
     ('[jira]\ntimezone = "Mars/Olympus"\n', {}, "jira.timezone — unknown time zone 'Mars/Olympus'"),
     ('[webhooks]\nbind = "8090"\n', {}, "webhooks.bind — '8090' is not host:port"),
     ('[nonsense]\nx = 1\n', {}, "nonsense — unknown key"),
