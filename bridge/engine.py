@@ -34,12 +34,13 @@ from pydantic import ValidationError
 
 from bridge import lifecycle
 from bridge.adapter import Adapter, SystemRecord
+from bridge.adoption import FieldClock, Pair, adopt, clock, seen_of
 from bridge.config import Config
 from bridge.envelope import Envelope, StoreResolver, SyncReport
 from bridge.errors import PermanentError, RelbridgeError, TransientError
 from bridge.mapping import Mappings, SystemMapping, UnmappableValue
-from bridge.merge import merge
-from bridge.model import KEY_PATTERN, Release, model_for
+from bridge.merge import MergeResult, merge
+from bridge.model import KEY_PATTERN, Release, json_value, model_for
 from bridge.plugins import Hooks
 from bridge.release_bookkeeping import (
     DERIVED,
@@ -304,11 +305,14 @@ class Engine(ReleaseBookkeeping):
         if env is None:
             return self._create_canonical(record, key, raw_new, mapped, report)
 
+        if raw_old is None and env.creating.get(system):
+            return self._finish_create(record, key, env, raw_new, report)
         if raw_old is None:
-            # Newly linked object (e.g. found by correlation): fields that differ are
-            # settled by last-writer-wins on their update times.
-            changed = {f: v for f, v in mapped.items() if v != env.fields.get(f)}
-            pending = set(changed)
+            # Never synced with this object (a fresh or lost store, a pair linked by hand):
+            # adopt it field by field, writing only what the systems prove (DESIGN §10).
+            changed = dict(mapped)
+            result = self._adopt(record, env, raw_new, mapped)
+            env.seen.clear()
         else:
             before = self._to_canonical(mapping, system, entity, raw_old, canonical, strict=False)
             # A column absent from the raw we hold was never seen (a create keeps only what
@@ -316,22 +320,22 @@ class Engine(ReleaseBookkeeping):
             # value is a baseline, not an edit.
             unseen = {spec.field for spec in mapping.fields(entity) if spec.source not in raw_old}
             changed = {f: v for f, v in mapped.items() if v != before.get(f) and f not in unseen}
-            pending = set(env.pending.get(system, ()))
-        result = merge(
-            source=system,
-            changed=changed,
-            canonical=env.fields,
-            pending_for_source=pending,
-            owners={f: self.mappings.owner(entity, f) for f in changed},
-            policy=self.config.sync.conflict_policy,
-            source_time=record.updated_at,
-            field_times={f: t for f in changed if (t := env.field_time(f))},
-        )
+            result = merge(
+                source=system,
+                changed=changed,
+                canonical=env.fields,
+                pending_for_source=set(env.pending.get(system, ())),
+                owners={f: self.mappings.owner(entity, f) for f in changed},
+                policy=self.config.sync.conflict_policy,
+                source_time=record.updated_at,
+                field_times={f: t for f in changed if (t := env.field_time(f))},
+            )
         new_fields = dict(env.fields)
         for name, (_, value) in result.accepted.items():
             new_fields[name] = value
         vetoes = []
-        if entity == "release" and "state" in result.accepted:
+        # Adoption learns where a release already is; the gate judges moves people make.
+        if entity == "release" and "state" in result.accepted and raw_old is not None:
             vetoes = self._gate(key, env.fields, new_fields, system, result)
         accepted = {f: (env.fields.get(f), new_fields.get(f)) for f in result.accepted
                     if env.fields.get(f) != new_fields.get(f)}
@@ -358,6 +362,47 @@ class Engine(ReleaseBookkeeping):
             self._after_unlock(lambda: self._after_change(entity, key, accepted, system, new_fields, created=False))
         return key
 
+    def _adopt(self, record: SystemRecord, env: Envelope, raw_new: dict[str, Any],
+               mapped: dict[str, Any]) -> MergeResult:
+        system, entity = record.system, record.entity
+        other = OTHER[system]
+        this_map, other_map = self.mappings.for_system(system), self.mappings.for_system(other)
+        this_seen = seen_of(record, this_map)
+
+        def writes_as(mapping: SystemMapping, name: str, value: Any, raw: Mapping[str, Any]) -> bool:
+            out = mapping.to_system(entity, {name: value}, raw, self.resolvers[mapping.system], fields=[name])
+            return not out.payload and not out.pending
+
+        def clocks(name: str) -> tuple[FieldClock, FieldClock]:
+            return (clock(this_seen, name, record.updated_at),
+                    clock(env.seen.get(other), name, env.field_time(name)))
+
+        pair = Pair(entity, this_map, other_map, raw_new, env.raw.get(other), writes_as)
+        result = adopt(pair, mapped, env.fields, clocks)
+        for conflict in result.conflicts:
+            log.warning("%s %s: %s differs between the systems (%s: %r, %s: %r) and neither side can be "
+                        "shown to have changed it last: left as it is on both, recorded as a conflict",
+                        entity, env.fields.get("name") or record.key, conflict.field, system,
+                        conflict.source_value, other, conflict.canonical_value)
+        return result
+
+    def _finish_create(self, record: SystemRecord, key: str, env: Envelope, raw_new: dict[str, Any],
+                       report: SyncReport) -> str:
+        """Our own create, cut short (a crash, a lost reply, a failed transition) and found
+        again: the object is finished from the canonical record, never merged back as if a
+        person had edited it (what relbridge half-wrote never wins against a person's value)."""
+        system, entity = record.system, record.entity
+        env.creating.pop(system, None)
+        env.seen.clear()
+        env.raw[system] = raw_new
+        writable = {spec.field for spec in self.mappings.for_system(system).fields(entity)
+                    if spec.direction != "inbound"}
+        env.mark_pending(system, writable)
+        self._save(entity, key, env, record, {}, system, [], [])
+        self._follow_ups.add(entity, key)
+        report.add(entity, system, "unchanged")
+        return key
+
     def _owned_by_other(self, system: str, entity: str) -> set[str]:
         """Fields the other system owns: the mapping ignores this system's edits of them, so
         they are always re-checked against it (and restored if it changed them; writing
@@ -370,6 +415,7 @@ class Engine(ReleaseBookkeeping):
         system, entity = record.system, record.entity
         fields = self._validated(entity, key, mapped, None)
         env = Envelope(fields=fields, raw={system: raw})
+        env.seen[system] = seen_of(record, self.mappings.for_system(system))
         env.times = {name: record.updated_at.isoformat() for name in mapped}
         env.mark_pending(OTHER[system], mapped)
         accepted = {name: (None, value) for name, value in fields.items() if value not in (None, [], "")}
@@ -394,7 +440,8 @@ class Engine(ReleaseBookkeeping):
             for ref in result.unresolved:
                 self._pull(system, specs[ref.field].ref, ref.system_id)
             result = mapping.to_canonical(entity, raw, canonical, resolver)
-        values = dict(result.values)
+        # One text form per value (as the store keeps it): equal instants compare equal.
+        values = {name: json_value(value) for name, value in result.values.items()}
         for ref in result.unresolved:
             values.pop(ref.field, None)  # keep the canonical value until the target is known
         return values
@@ -576,12 +623,13 @@ class Engine(ReleaseBookkeeping):
             if look_up:
                 found = adapter.find_by_correlation(entity, self._correlation(entity, key, env, system))
                 if found is not None:
-                    self._link_found(found, key, env, report)
+                    self._link_found(found, key, report)
                     return
                 env.creating[system] = self.clock().isoformat()
                 env.revision = self.store.put_record(entity, key, env.dump(), expected_revision=env.revision)
             created = adapter.create(entity, out.payload, key)
             env.creating.pop(system, None)
+            env.seen.clear()
             env.raw[system] = {**out.payload, **_raw(created, mapping.fields_to_read(entity), only_present=True)}
             env.pending[system] = sorted({p.field for p in out.pending})
             with self.store.transaction() as tx:
@@ -605,14 +653,9 @@ class Engine(ReleaseBookkeeping):
             raise CreateInProgress(f"{entity} {key}: another instance is creating it in {system}",
                                    retry_after=max(1.0, wait))
 
-    def _link_found(self, found: SystemRecord, key: str, env: Envelope, report: SyncReport) -> None:
-        """An object created earlier (a crash, or a lost store) exists already: link it
-        and merge it like any read, so nothing is created twice."""
-        with self.store.transaction() as tx:
-            env.creating.pop(found.system, None)
-            env.revision = tx.put_record(found.entity, key, env.dump(), expected_revision=env.revision)
-            tx.put_ref(found.entity, key, found.system, found.id, ext_key=found.key, url=found.url,
-                       version=None, updated_at=found.updated_at)
+    def _link_found(self, found: SystemRecord, key: str, report: SyncReport) -> None:
+        """An object exists already (our create cut short, a lost store, a pair made by
+        hand): link it, finishing our own create or adopting it, so nothing is made twice."""
         self._ingest_locked(found, key, report)
         self._follow_ups.add(found.entity, key)
 

@@ -91,7 +91,8 @@ class Issues:
     def read(self, entity: str, issue_id: str, fields: Iterable[str] = ()) -> SystemRecord | None:
         wanted = self._remember(entity, fields)
         try:
-            raw = self._conn.get(f"issue/{issue_id}", {"fields": request_fields(entity, wanted)})
+            raw = self._conn.get(f"issue/{issue_id}", {"fields": request_fields(entity, wanted),
+                                                       "expand": "changelog"})
         except PermanentError as exc:
             if exc.status == 404:
                 return None

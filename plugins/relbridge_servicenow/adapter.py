@@ -44,7 +44,7 @@ DEFAULT_OBJECTS: Mapping[str, str] = {
     "incident": "incident",
 }
 #: Columns every read includes: identity, version and the correlation tag.
-SYS_FIELDS = ("sys_id", "number", "sys_updated_on", "sys_mod_count", "correlation_id")
+SYS_FIELDS = ("sys_id", "number", "sys_created_on", "sys_updated_on", "sys_mod_count", "correlation_id")
 #: Shown next to ``correlation_id`` in ServiceNow, so people see who tagged the record.
 CORRELATION_DISPLAY = "relbridge"
 LINKED_ENTITIES = frozenset({"change", "incident"})  # the ones with a ``release`` pseudo-field
@@ -265,6 +265,11 @@ class ServiceNowAdapter:
             raise PermanentError(
                 f"ServiceNow {table} {sys_id or '?'}: sys_updated_on missing or not a UTC datetime"
             ) from None
+        created_at = _optional_datetime(row.get("sys_created_on"))
+        # Never updated since its creation: every column still holds its creation value (the
+        # `release` pseudo-field excepted: links are rows of their own, made at any time).
+        field_times = ({name: created_at for name in row if name not in SYS_FIELDS and name != "release"}
+                       if created_at is not None and str(row.get("sys_mod_count")) == "0" else {})
         return SystemRecord(
             system=SYSTEM,
             entity=entity,
@@ -275,7 +280,16 @@ class ServiceNowAdapter:
             fields=row,
             url=self._api.record_url(table, sys_id),
             correlation=row.get("correlation_id") or None,
+            created_at=created_at,
+            field_times=field_times,
         )
+
+
+def _optional_datetime(value: Any) -> datetime | None:
+    try:
+        return parse_datetime(str(value)) if value else None
+    except ValueError:
+        return None
 
 
 def _identity(row: Mapping[str, Any]) -> tuple[str, str]:
