@@ -42,6 +42,7 @@ from bridge.mapping import Mappings, SystemMapping, UnmappableValue
 from bridge.merge import MergeResult, merge
 from bridge.model import KEY_PATTERN, Release, json_value, model_for
 from bridge.plugins import Hooks
+from bridge.queue import queued_events
 from bridge.release_bookkeeping import (
     DERIVED,
     ENGINE_FIELDS,
@@ -93,7 +94,8 @@ class Engine(ReleaseBookkeeping):
         self._deferred_gates: list[tuple[str, str, str]] | None = None
         self._deferred_derives: set[str] = set()
         self._deferred_links: dict[str, list[tuple[str, str, bool]]] = {}
-        self._listed_everything: set[tuple[str, str]] = set()
+        # Streams (system, entity) whose every object this sync_once pass has read and linked.
+        self._ingested: set[tuple[str, str]] = set()
         self._names: dict[str, str] | None = None  # release name -> key, built on first use
         self._names_lock = threading.Lock()
         self._deferred_lock = threading.Lock()
@@ -114,10 +116,15 @@ class Engine(ReleaseBookkeeping):
         touched: dict[str, set[str]] = {entity: set() for entity in ENTITY_ORDER}
         marks: dict[tuple[str, str], datetime] = {}
         self._deferred_gates = []
+        # A watermark proves every older object was linked only when no event listed by a
+        # daemon's poller still waits in the inbox (it may be an object never linked yet).
+        marks_complete = queued_events(self.store) == 0
+        self._ingested = set()
         try:
             for entity in ENTITY_ORDER:
                 for system in SYSTEMS:
                     started = self.clock()
+                    complete = marks_complete or self.store.get_watermark(system, entity) is None
                     records = list(self._list_changed(system, entity))
                     keys = self._run_parallel(
                         system, records, lambda rec, r=report: self.ingest(rec, r), progress,
@@ -125,6 +132,8 @@ class Engine(ReleaseBookkeeping):
                     )
                     touched[entity].update(k for k in keys if k)
                     marks[(system, entity)] = started
+                    if complete:
+                        self._ingested.add((system, entity))
         finally:
             deferred, self._deferred_gates = self._deferred_gates, None
             self._apply_deferred_links()  # even after a failed read: what was stored stays linked
@@ -143,6 +152,7 @@ class Engine(ReleaseBookkeeping):
         # before this point re-reads the same window next time (nothing lost).
         for (system, entity), value in marks.items():
             self.store.set_watermark(system, entity, value)
+        self._ingested = set()
         return report
 
     def process(self, system: str, entity: str, ext_id: str, *, deleted: bool = False,
@@ -232,17 +242,14 @@ class Engine(ReleaseBookkeeping):
         if entity not in mapping.entities:
             return
         yield from self.adapters[system].list_changed(entity, since, mapping.fields_to_read(entity))
-        if since is None:
-            self._listed_everything.add((system, entity))
 
     def _may_exist_unlinked(self, system: str, entity: str, env: Envelope) -> bool:
         """Whether an object for this record might exist in ``system`` without a link here:
-        a create that may have reached the system before a crash, or a system never read
-        in full (a fresh or lost store). Otherwise every object tagged with a correlation
-        was read and linked already, and the look-up call can be saved."""
-        if env.creating.get(system):
-            return True
-        return (system, entity) not in self._listed_everything and self.store.get_watermark(system, entity) is None
+        a create that may have reached the system before a crash, or anything the store
+        cannot prove it has read: a fresh or lost store, a restored backup, another
+        installation, a daemon whose listed objects still wait in its inbox. Only a
+        ``sync --once`` pass that has read and linked the whole stream can save the call."""
+        return bool(env.creating.get(system)) or (system, entity) not in self._ingested
 
     def _run_parallel(self, label: str, items: list[Any], work: Callable[[Any], Any],
                       progress: Callable[[str, int], None] | None, phase: str) -> list[Any]:
