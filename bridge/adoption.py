@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.adapter import SystemRecord
@@ -78,15 +78,24 @@ def clock(seen: Mapping[str, Any] | None, field: str, fallback: datetime | None)
     return FieldClock(None, datetime.fromisoformat(seen["updated"]))
 
 
+#: Two systems' clocks are only compared beyond this margin: ServiceNow keeps whole seconds,
+#: and two servers' clocks drift apart.
+CLOCK_MARGIN = timedelta(seconds=2)
+
+
 def last_writer(this: FieldClock, other: FieldClock) -> str | None:
     """"this" or "other" when the clocks prove who set the field last, else None."""
     if this.by_relbridge != other.by_relbridge:
         return "other" if this.by_relbridge else "this"
-    if this.earliest is not None and other.latest is not None and this.earliest > other.latest:
+    if _after(this.earliest, other.latest):
         return "this"
-    if other.earliest is not None and this.latest is not None and other.earliest > this.latest:
+    if _after(other.earliest, this.latest):
         return "other"
     return None
+
+
+def _after(earliest: datetime | None, latest: datetime | None) -> bool:
+    return earliest is not None and latest is not None and earliest > latest + CLOCK_MARGIN
 
 
 @dataclass

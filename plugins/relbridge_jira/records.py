@@ -198,8 +198,9 @@ def issue_fields_body(entity: str, payload: Mapping[str, Any]) -> dict[str, Any]
 
 def request_fields(entity: str, wanted: Iterable[str]) -> str:
     """The ``fields=`` list for a search/read: the Jira fields behind the wanted names,
-    plus ``updated`` (record version) and ``labels`` (correlation)."""
-    names = {"updated", "labels"}
+    plus ``updated`` (record version), ``created`` (when fields untouched since were set)
+    and ``labels`` (correlation)."""
+    names = {"created", "updated", "labels"}
     for name in wanted:
         if name == "release":
             names.add(RELEASE_FIELD[entity])
