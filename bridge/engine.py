@@ -336,6 +336,7 @@ class Engine(ReleaseBookkeeping):
                 policy=self.config.sync.conflict_policy,
                 source_time=record.updated_at,
                 field_times={f: t for f in changed if (t := env.field_time(f))},
+                source_field_times=self._field_times(record, changed),
             )
         new_fields = dict(env.fields)
         for name, (_, value) in result.accepted.items():
@@ -350,8 +351,9 @@ class Engine(ReleaseBookkeeping):
 
         env.fields = new_fields
         env.raw[system] = raw_new
+        times = self._field_times(record, accepted)
         for name in accepted:
-            env.times[name] = record.updated_at.isoformat()
+            env.times[name] = times.get(name, record.updated_at).isoformat()
         # The source now holds the accepted values; restored fields go back to it; the
         # other system gets whatever changed.
         env.pending[system] = sorted((set(env.pending.get(system, ())) - set(accepted) - set(changed))
@@ -410,6 +412,16 @@ class Engine(ReleaseBookkeeping):
         report.add(entity, system, "unchanged")
         return key
 
+    def _field_times(self, record: SystemRecord, names: Iterable[str]) -> dict[str, datetime]:
+        """When the system last set each canonical field, where it records it (Jira's
+        changelog): last-writer-wins then means the last writer of that field."""
+        if not record.field_times:
+            return {}
+        wanted = set(names)
+        return {spec.field: record.field_times[spec.source]
+                for spec in self.mappings.for_system(record.system).fields(record.entity)
+                if spec.field in wanted and spec.source in record.field_times}
+
     def _owned_by_other(self, system: str, entity: str) -> set[str]:
         """Fields the other system owns: the mapping ignores this system's edits of them, so
         they are always re-checked against it (and restored if it changed them; writing
@@ -423,7 +435,8 @@ class Engine(ReleaseBookkeeping):
         fields = self._validated(entity, key, mapped, None)
         env = Envelope(fields=fields, raw={system: raw})
         env.seen[system] = seen_of(record, self.mappings.for_system(system))
-        env.times = {name: record.updated_at.isoformat() for name in mapped}
+        times = self._field_times(record, mapped)
+        env.times = {name: times.get(name, record.updated_at).isoformat() for name in mapped}
         env.mark_pending(OTHER[system], mapped)
         accepted = {name: (None, value) for name, value in fields.items() if value not in (None, [], "")}
         self._save(entity, key, env, record, accepted, system, [], [])
