@@ -134,13 +134,16 @@ class ServiceNowAdapter:
         return self._record(entity, table, row)
 
     def find_by_correlation(self, entity: str, correlation: str) -> SystemRecord | None:
-        """The record whose ``correlation_id`` is ``correlation``: all columns and links.
+        """The record whose ``correlation_id`` is ``correlation``, or the record born here
+        whose number it is (a canonical key is the key of the record where it was born, and
+        that record carries no tag): all columns and links.
 
         Two or more should never exist (creates look here first); if they do, the oldest
         is the one relbridge made first and is used, with a warning.
         """
         table = self._table(entity)
-        query = f"correlation_id={query_value(correlation)}^ORDERBYsys_created_on^ORDERBYsys_id"
+        value = query_value(correlation)
+        query = f"correlation_id={value}^ORnumber={value}^ORDERBYsys_created_on^ORDERBYsys_id"
         rows = self._api.list(table, query=query, fields=(), limit=2)
         if not rows:
             return None

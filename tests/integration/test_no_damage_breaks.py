@@ -51,8 +51,6 @@ def other_store(tmp_path: Path) -> str:
 # --- an interrupted create overwrites the source --------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="interrupted create: the half-made Jira issue is merged back as an edit "
-                                       "(CHG0030001 closed -> new in both systems)")
 def test_interrupted_create_resumes_as_a_create_and_never_overwrites_the_source(bridge_factory) -> None:
     bridge = bridge_factory(seed="demo")
     oracle = Oracle(bridge.sn, bridge.jira)
@@ -72,8 +70,6 @@ def test_interrupted_create_resumes_as_a_create_and_never_overwrites_the_source(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="kill -9 after a create: the change found by correlation is merged with no "
-                                       "release, and the Jira-born change loses its fix version")
 def test_kill_9_after_a_create_keeps_the_fix_version_of_jira_born_changes(bridge_factory, store_url: str,
                                                                           tmp_path: Path) -> None:
     bridge = bridge_factory(seed="empty")
@@ -112,8 +108,6 @@ def test_kill_9_after_a_create_keeps_the_fix_version_of_jira_born_changes(bridge
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="a create journal left by a crash is never cleared once the object is linked "
-                                       "by a listing: the sweeper re-queues the record every interval, forever")
 def test_a_create_journal_left_by_a_crash_is_not_requeued_forever(bridge, caplog) -> None:
     change = bridge.sn.create("change_request", short_description="Crash after create", state="-5",
                               approval="not requested", type="normal", risk="3")
@@ -150,8 +144,8 @@ def test_a_create_journal_left_by_a_crash_is_not_requeued_forever(bridge, caplog
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="fresh store under the daemon: workers skip the correlation look-up after "
-                                       "the poller listed everything, creating duplicates and dead letters")
+@pytest.mark.xfail(strict=True, reason="fresh store under the daemon: a Jira version read before its ServiceNow "
+                                       "release (matched by name) gets a second ServiceNow release")
 def test_a_fresh_store_under_the_daemon_duplicates_nothing(bridge_factory, store_url: str, tmp_path: Path) -> None:
     bridge = bridge_factory(seed="demo")
     first = bridge.store_url
@@ -181,8 +175,6 @@ def test_a_fresh_store_under_the_daemon_duplicates_nothing(bridge_factory, store
 # --- equal instants in two formats ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="equal timestamps in two formats ('...Z' vs '...+00:00') are recorded as "
-                                       "conflicts")
 def test_equal_instants_in_two_formats_are_not_conflicts(bridge_factory, tmp_path: Path) -> None:
     bridge = bridge_factory(seed="demo")
     first = bridge.store_url
@@ -229,8 +221,6 @@ def test_last_writer_wins_uses_the_last_writer_of_that_field(bridge) -> None:
 # --- adoption: a second store over already-synced systems ------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="adoption by a fresh store writes: Jira versions released -> unreleased, "
-                                       "ServiceNow opened_at replaced; the first store then writes again")
 def test_a_fresh_store_writes_nothing_and_the_first_store_then_writes_nothing(bridge_factory,
                                                                               tmp_path: Path) -> None:
     bridge = bridge_factory(seed="demo")

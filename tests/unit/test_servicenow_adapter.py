@@ -228,7 +228,8 @@ def test_find_by_correlation(adapter, mocked) -> None:
 
     assert record is not None and record.correlation == "OPS-V10000"
     sent = params(mocked.calls[0])
-    assert sent["sysparm_query"] == "correlation_id=OPS-V10000^ORDERBYsys_created_on^ORDERBYsys_id"
+    assert sent["sysparm_query"] == ("correlation_id=OPS-V10000^ORnumber=OPS-V10000"
+                                     "^ORDERBYsys_created_on^ORDERBYsys_id")
     assert sent["sysparm_limit"] == "2"
     assert sent["sysparm_fields"] == ""
 
