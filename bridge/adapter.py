@@ -14,16 +14,22 @@ reference field:
 * a Jira version carries ``state`` (``unreleased`` | ``released`` | ``archived``), built
   from its ``released``/``archived`` flags.
 
+Optional: ``find_by_key(entity, key, fields) -> SystemRecord | None`` finds an object by
+the name people use for it (a ServiceNow number, a Jira issue key or version name), for
+``relbridge mappings preview --number``; an adapter without it cannot preview live records.
+
 Errors: adapters raise ``bridge.errors.TransientError`` for 429/5xx/connection problems
 (with ``retry_after`` when the server said so) and ``PermanentError`` for other 4xx.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 import requests
 
@@ -119,3 +125,26 @@ def read_environment_once(session: requests.Session, url: str) -> None:
     if session.verify is True and isinstance(settings["verify"], str):
         session.verify = settings["verify"]
     session.trust_env = False
+
+
+def cannot_connect(exc: requests.RequestException, section: str) -> str:
+    """``cannot connect to HOST:PORT (reason) — check [section] url``: one line that says
+    which address failed and which setting to look at, the same for every adapter."""
+    request = getattr(exc, "request", None)
+    parts = urlsplit(str(getattr(request, "url", None) or ""))
+    address = f" to {parts.hostname}" if parts.hostname else ""
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    if address and port:
+        address += f":{port}"
+    return f"cannot connect{address} ({_connection_reason(exc)}) — check [{section}] url"
+
+
+def _connection_reason(exc: BaseException) -> str:
+    """"Connection refused", "Name or service not known", … rather than urllib3's wrapper text."""
+    text = str(exc)
+    found = re.findall(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    if found:
+        return found[-1].strip()
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    return text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__

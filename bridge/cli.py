@@ -1,7 +1,10 @@
 """The ``relbridge`` command line.
 
 Exit codes: 0 ok, 2 bad input (config, mapping, arguments — one-line reason, no
-traceback), 1 failure. Every command takes ``--config PATH`` (or ``RELBRIDGE_CONFIG``).
+traceback), 1 failure. Every command takes ``--config PATH`` (or ``RELBRIDGE_CONFIG``, or
+finds ``./relbridge.toml``) and refuses to start without one; only ``demo`` and ``sim`` run
+on built-in settings. ``sync`` and ``run`` check plugins, store, systems and the mappings
+against live metadata before their first write (``bridge.preflight``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any, TypeVar
 import click
 
 from bridge import __version__
-from bridge.config import Config, load_config
+from bridge.config import Config, load_config, locate_config
 from bridge.errors import BadInput, RelbridgeError
 from bridge.runtime import Runtime
 
@@ -59,18 +62,25 @@ def config_option(func: F) -> F:
         "config_path",
         type=click.Path(dir_okay=False, path_type=Path),
         envvar="RELBRIDGE_CONFIG",
-        help="Config file (TOML). Default: built-in settings for `relbridge sim`; env RELBRIDGE_CONFIG.",
+        help="Config file (TOML). Default: env RELBRIDGE_CONFIG, else ./relbridge.toml.",
     )(func)
 
 
 def load(config_path: Path | None) -> Config:
-    return load_config(config_path)
+    return load_config(locate_config(config_path))
 
 
-def runtime(config_path: Path | None) -> Runtime:
+def runtime(config_path: Path | None, *, writes: bool = False) -> Runtime:
+    """The runtime for a command; ``writes``: the command leads to writes in the systems,
+    so a plugin that failed to load (perhaps the gate) stops it instead of a warning."""
     config = load(config_path)
     logging.basicConfig(level=config.log.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return Runtime(config)
+    rt = Runtime(config)
+    if writes:
+        from bridge.preflight import refuse_broken_plugins
+
+        refuse_broken_plugins(rt.plugin_manager)
+    return rt
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -149,32 +159,79 @@ def mappings_check(config_path: Path | None, offline: bool) -> None:
     "--record",
     "record_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="JSON file: a system record (its fields), or a canonical record (with \"canonical\": true).",
+    help="JSON file: one system record (its fields), or a canonical record (with \"canonical\": true).",
 )
+@click.option("--number", help="Read this record from the live system instead: a ServiceNow number "
+                               "(CHG0030001), a Jira issue key (OPS-12) or version name.")
 @handle_errors
-def mappings_preview(config_path: Path | None, system: str, entity: str, record_file: Path) -> None:
+def mappings_preview(config_path: Path | None, system: str, entity: str, record_file: Path | None,
+                     number: str | None) -> None:
     """Show what a mapping does to one record.
 
-    A system record (as the API returns it) prints as the canonical record; a canonical
-    record (a JSON object with "canonical": true) prints as the system payload.
+    A system record (as the API returns it, a {"result": ...} envelope with one record
+    is fine) prints as the canonical record; a canonical record (a JSON object with
+    "canonical": true) prints as the system payload. --number reads the record from the
+    live system through the adapter (read only).
 
     \b
     Example:
       relbridge mappings preview --system servicenow --entity change --record chg.json
+      relbridge mappings preview --system servicenow --entity change --number CHG0030001
+      relbridge mappings preview --system jira --entity release --number "Release 1.1"
     """
     from bridge.mapping import preview
 
+    if (record_file is None) == (number is None):
+        raise BadInput("give one of --record FILE or --number NUMBER")
     rt = runtime(config_path)
     try:
-        record = json.loads(record_file.read_text(encoding="utf-8"))
+        mapping = rt.mappings.for_system(system)
+        if number is not None:
+            record, found = live_record(rt, system, entity, number, mapping.fields_to_read(entity))
+        else:
+            assert record_file is not None
+            record, found = one_record(record_file), {}
+        direction = "to_system" if record.pop("canonical", False) else "to_canonical"
+        result = {**found, **preview(mapping, entity, record, direction)}
+    finally:
+        rt.close()
+    click.echo(json.dumps(result, indent=2, default=str))
+
+
+def one_record(record_file: Path) -> dict[str, Any]:
+    """The one record in a JSON file: a bare object, or the one record of a ``{"result":
+    ...}`` envelope (ServiceNow) or a list; any other count is refused with a hint."""
+    try:
+        data = json.loads(record_file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise BadInput(f"{record_file}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    if not isinstance(record, dict):
-        raise BadInput(f"{record_file}: expected a JSON object")
-    direction = "to_system" if record.pop("canonical", False) else "to_canonical"
-    result = preview(rt.mappings.for_system(system), entity, record, direction)
-    click.echo(json.dumps(result, indent=2, default=str))
+    except OSError as exc:
+        raise BadInput(f"{record_file}: cannot read ({exc.strerror})") from None
+    if isinstance(data, dict) and set(data) == {"result"}:
+        data = data["result"]
+    if isinstance(data, list):
+        if len(data) != 1:
+            raise BadInput(
+                f"{record_file}: holds {len(data)} records; preview takes exactly one — keep one "
+                "record in the file, or preview a live one with --number NUMBER"
+            )
+        data = data[0]
+    if not isinstance(data, dict):
+        raise BadInput(f"{record_file}: expected one record, a JSON object of its fields")
+    return data
+
+
+def live_record(rt: Runtime, system: str, entity: str, number: str,
+                fields: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The live record's fields, read through the adapter, and where it came from."""
+    adapter = rt.adapters.get(system)
+    find = getattr(adapter, "find_by_key", None)
+    if find is None:
+        raise BadInput(f"the {system} adapter cannot look records up by number; use --record FILE")
+    found = find(entity, number, fields)
+    if found is None:
+        raise BadInput(f"{system} has no {entity} {number!r}")
+    return dict(found.fields), {"id": found.id, "number": found.key, "url": found.url}
 
 
 # --- simulators ------------------------------------------------------------------------------
@@ -257,15 +314,21 @@ def sync_command(config_path: Path | None, once: bool, reconcile: bool, as_json:
     """Sync both systems once: read every change since the last sync, then write it across.
 
     Exit code 1 when some records could not be synced (they are listed; the rest landed).
+    Before the first write it checks plugins, store, both systems and the mappings against
+    the systems' live fields (remembered while the mapping file stays the same); any
+    problem stops it with one line and nothing written.
 
     \b
     Example:
       relbridge sync --once --config config.toml
       relbridge sync --once --reconcile --config config.toml
     """
-    rt = runtime(config_path)
+    from bridge.preflight import check_before_writing
+
+    rt = runtime(config_path, writes=True)
     progress = None if as_json else Progress()
     try:
+        check_before_writing(rt)
         report = rt.engine.sync_once(progress=progress)
         if reconcile:
             rt.engine.reconcile(report)
@@ -361,6 +424,8 @@ def kpi_command(config_path: Path | None, since: Any, until: Any, fmt: str, html
 
     from bridge.kpi import kpis_from_store, render, render_html
 
+    if html_file and not html_file.parent.is_dir():
+        raise BadInput(f"--html {html_file}: folder {str(html_file.parent)!r} does not exist (create it first)")
     rt = runtime(config_path)
     try:
         kpis = kpis_from_store(rt.store, since=since.date() if since else None,
@@ -369,7 +434,10 @@ def kpi_command(config_path: Path | None, since: Any, until: Any, fmt: str, html
         rt.close()
     click.echo(render(kpis, fmt))
     if html_file:
-        html_file.write_text(render_html(kpis), encoding="utf-8")
+        try:
+            html_file.write_text(render_html(kpis), encoding="utf-8")
+        except OSError as exc:
+            raise BadInput(f"--html {html_file}: cannot write ({exc.strerror})") from None
         click.echo(f"wrote {html_file}", err=True)
 
 
@@ -410,15 +478,25 @@ def run_command(config_path: Path | None, log_format: str | None, instance_id: s
 
     The receiver listens on [webhooks] bind and serves /webhooks/jira,
     /webhooks/servicenow, /healthz, /readyz, /metrics and /openapi.json. Several
-    instances can share one PostgreSQL store.
+    instances can share one PostgreSQL store. Like `sync`, it refuses to start (nothing
+    written) when a plugin failed to load, the store or a system does not answer, or the
+    mappings name a field the live systems lack.
 
     \b
     Example:
       relbridge run --config /etc/relbridge/config.toml --log-format json
     """
     from bridge.daemon import run
+    from bridge.daemon_log import configure_logging
+    from bridge.preflight import check_before_writing
 
     rt = Runtime(load(config_path))
+    configure_logging(rt.config, log_format or rt.config.log.format)  # type: ignore[arg-type]
+    try:
+        check_before_writing(rt)
+    except BaseException:
+        rt.close()
+        raise
     sys.exit(run(rt, log_format=log_format, instance_id=instance_id))  # type: ignore[arg-type]
 
 
@@ -460,7 +538,7 @@ def dlq_retry(config_path: Path | None, event_id: int) -> None:
     """
     from bridge.dlq import retry_dead_letter
 
-    rt = runtime(config_path)
+    rt = runtime(config_path, writes=True)
     try:
         retry_dead_letter(rt, event_id)
     finally:

@@ -3,7 +3,12 @@
 Every section forbids unknown keys so a typo is an error rather than a silently ignored
 setting. Secrets are ``SecretStr`` and never printed. Relative paths (mapping files, a
 SQLite store) resolve against the folder of the config file, so a config works from any
-working directory.
+working directory. An error about a key set from the environment names the variable,
+since that is where the admin has to fix it.
+
+Commands find the file with ``locate_config``: ``--config``, else ``RELBRIDGE_CONFIG``,
+else ``./relbridge.toml``; with none of them they refuse to start rather than run on the
+simulator defaults against whatever answers on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from bridge.errors import ConfigError
 
 ENV_PREFIX = "RELBRIDGE_"
+CONFIG_VARIABLE = "RELBRIDGE_CONFIG"
+#: Looked for in the working directory when neither --config nor RELBRIDGE_CONFIG is given.
+DEFAULT_CONFIG_NAME = "relbridge.toml"
 
 
 class Section(BaseModel):
@@ -132,6 +140,22 @@ class Config(Section):
     source: str = Field(default="<defaults>", exclude=True)  # where it was loaded from, for messages
 
 
+def locate_config(path: str | os.PathLike[str] | None, cwd: Path | None = None) -> Path:
+    """The config file a command uses: ``path`` (from ``--config`` or ``RELBRIDGE_CONFIG``),
+    else ``./relbridge.toml``. Raises ``ConfigError`` saying where it looked and what to do."""
+    if path is not None and str(path) != "":
+        return Path(path)
+    folder = cwd if cwd is not None else Path.cwd()
+    candidate = folder / DEFAULT_CONFIG_NAME
+    if candidate.is_file():
+        return candidate
+    raise ConfigError(
+        f"no configuration found: no --config, no {CONFIG_VARIABLE} and no ./{DEFAULT_CONFIG_NAME} "
+        f"in {folder} — copy config.example.toml to ./{DEFAULT_CONFIG_NAME} and edit it, "
+        "or pass --config PATH"
+    )
+
+
 def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Load ``path`` (or defaults when None), apply environment overrides, validate.
 
@@ -152,16 +176,19 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: invalid TOML — {exc}") from None
         base = file.resolve().parent
-    _apply_env(data, env, source)
+    from_env = _apply_env(data, env)
     try:
         config = Config.model_validate({**data, "source": source})
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(source, exc, Config)) from None
+        raise ConfigError(format_validation_error(source, exc, Config, from_env)) from None
     return _resolve_paths(config, base)
 
 
-def _apply_env(data: dict[str, Any], env: Mapping[str, str], source: str) -> None:
-    for name, raw in env.items():
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """Merge the ``RELBRIDGE_<SECTION>__<KEY>`` variables into ``data``; returns which
+    variable set each (section, key) and each section only the environment created."""
+    origins: dict[tuple[str, ...], str] = {}
+    for name, raw in sorted(env.items()):
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
@@ -170,11 +197,15 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str], source: str) -> Non
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError as exc:
-                raise ConfigError(f"{source}: {name} — not valid JSON ({exc.msg})") from None
+                raise ConfigError(f"environment variable {name}: not valid JSON ({exc.msg})") from None
+        if section not in data:
+            origins[(section,)] = name
         target = data.setdefault(section, {})
         if not isinstance(target, dict):
-            raise ConfigError(f"{source}: {section} — must be a table")
+            raise ConfigError(f"environment variable {name}: {section} is not a table in the file")
         target[key] = value
+        origins[(section, key)] = name
+    return origins
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:
@@ -189,11 +220,20 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     return config
 
 
-def format_validation_error(source: str, exc: ValidationError, model: type[BaseModel] | None = None) -> str:
-    """``file: dotted.key — message`` lines, with a suggestion for a mistyped key."""
+def format_validation_error(
+    source: str,
+    exc: ValidationError,
+    model: type[BaseModel] | None = None,
+    from_env: Mapping[tuple[str, ...], str] | None = None,
+) -> str:
+    """``file: dotted.key — message`` lines, with a suggestion for a mistyped key; a key
+    that came from the environment is ``environment variable NAME: dotted.key — message``."""
     lines = []
+    from_env = from_env or {}
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
+        variable = from_env.get(tuple(loc[:2])) or from_env.get(tuple(loc[:1]))
+        where = f"environment variable {variable}" if variable else source
         dotted = ".".join(loc) or "(top level)"
         message = error["msg"]
         if error["type"] == "extra_forbidden":
@@ -203,7 +243,7 @@ def format_validation_error(source: str, exc: ValidationError, model: type[BaseM
                 message += f" (did you mean {hint!r}?)"
         elif message.startswith("Value error, "):
             message = message[len("Value error, "):]
-        lines.append(f"{source}: {dotted} — {message}")
+        lines.append(f"{where}: {dotted} — {message}")
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib.resources
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -64,6 +64,8 @@ class Mappings:
     servicenow: SystemMapping
     jira: SystemMapping
     owners: Mapping[tuple[str, str], str]
+    #: system -> the mapping file's text as loaded (what the start-up check fingerprints)
+    sources: Mapping[str, str] = field(default_factory=dict)
 
     def for_system(self, system: str) -> SystemMapping:
         if system == System.SERVICENOW:
@@ -99,8 +101,10 @@ def load_mappings(
         ) from None
     problems: list[str] = []
     specs: dict[str, FileSpec] = {}
+    sources: dict[str, str] = {}
     for system, path in ((System.SERVICENOW.value, servicenow), (System.JIRA.value, jira)):
         label, text = _read(system, path)
+        sources[system] = text
         data, errors = read_toml(text, label)
         problems += errors
         if data is not None:
@@ -115,7 +119,7 @@ def load_mappings(
     built = {
         name: SystemMapping(spec, owners, timezone, transforms) for name, spec in specs.items()
     }
-    return Mappings(servicenow=built["servicenow"], jira=built["jira"], owners=owners)
+    return Mappings(servicenow=built["servicenow"], jira=built["jira"], owners=owners, sources=sources)
 
 
 def _read(system: str, path: Path | None) -> tuple[str, str]:

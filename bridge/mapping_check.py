@@ -9,6 +9,7 @@ field nothing fills); ``check_against`` compares them with what a live system de
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from bridge.adapter import FieldInfo, Metadata
 from bridge.mapping_spec import EntitySpec, FieldSpec, FileSpec, enum_of, suggest
@@ -83,21 +84,39 @@ def _dead_field(spec: FileSpec, field: FieldSpec, owner: str) -> list[str]:
 
 
 def check_against(spec: FileSpec, metadata: Metadata) -> list[str]:
-    lines: list[str] = []
+    """Every live problem: what the system lacks, then what the mapping leaves out."""
+    live = live_check(spec, metadata)
+    return live.missing + live.unmapped
+
+
+@dataclass(frozen=True)
+class LiveCheck:
+    """``missing``: an object, field or choice the mapping names that the system does not
+    have (``sync`` and ``run`` refuse to start on these); ``unmapped``: choices the system
+    has that the mapping does not cover (records holding them are skipped: a warning)."""
+
+    missing: list[str]
+    unmapped: list[str]
+
+
+def live_check(spec: FileSpec, metadata: Metadata) -> LiveCheck:
+    missing: list[str] = []
+    unmapped: list[str] = []
     for entity in spec.entities.values():
         columns = metadata.objects.get(entity.object)
         if columns is None:
-            lines.append(
+            missing.append(
                 f"{spec.label}: {entity.entity}.object — {spec.system} has no object "
                 f"{entity.object!r}{suggest(entity.object, metadata.objects)}"
             )
             continue
         for field in entity.fields.values():
-            lines += _check_field(spec, entity, field, columns)
-    return lines
+            missing += _missing(spec, entity, field, columns)
+            unmapped += _unmapped(spec, entity, field, columns)
+    return LiveCheck(missing, unmapped)
 
 
-def _check_field(
+def _missing(
     spec: FileSpec, entity: EntitySpec, field: FieldSpec, columns: Mapping[str, FieldInfo]
 ) -> list[str]:
     info = columns.get(field.source)
@@ -110,19 +129,24 @@ def _check_field(
         ]
     if field.values is None or not info.choices:
         return []
-    lines = []
-    keys = [as_text(rule.system_value) for rule in field.values]
-    for rule, key in zip(field.values, keys, strict=True):
-        if key not in info.choices:
-            lines.append(
-                f"{spec.label}: {field.dotted}.values — {entity.object}.{field.source} has no choice "
-                f"{rule.key!r}{suggest(key, info.choices)}"
-            )
-    if field.direction != "outbound":
-        lines += [
-            f"{spec.label}: {field.dotted}.values — choice {choice!r} of {entity.object}.{field.source} "
-            "is not mapped; records holding it will be skipped"
-            for choice in info.choices
-            if choice not in keys
-        ]
-    return lines
+    return [
+        f"{spec.label}: {field.dotted}.values — {entity.object}.{field.source} has no choice "
+        f"{rule.key!r}{suggest(as_text(rule.system_value), info.choices)}"
+        for rule in field.values
+        if as_text(rule.system_value) not in info.choices
+    ]
+
+
+def _unmapped(
+    spec: FileSpec, entity: EntitySpec, field: FieldSpec, columns: Mapping[str, FieldInfo]
+) -> list[str]:
+    info = columns.get(field.source)
+    if info is None or field.values is None or not info.choices or field.direction == "outbound":
+        return []
+    keys = {as_text(rule.system_value) for rule in field.values}
+    return [
+        f"{spec.label}: {field.dotted}.values — choice {choice!r} of {entity.object}.{field.source} "
+        "is not mapped; records holding it will be skipped"
+        for choice in info.choices
+        if choice not in keys
+    ]

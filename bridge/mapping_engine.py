@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, Protocol
 
 from bridge.adapter import Metadata
 from bridge.errors import MappingError, PermanentError
-from bridge.mapping_check import check_against, check_offline
+from bridge.mapping_check import LiveCheck, check_against, check_offline, live_check
 from bridge.mapping_spec import MISSING, EntitySpec, FieldSpec, FileSpec, Transform, ValueRule
 from bridge.mapping_types import Codec, as_datetime, as_text, codec_for, is_empty, unwrap
 
@@ -153,6 +153,9 @@ class SystemMapping:
 
     def check_against(self, metadata: Metadata) -> list[str]:
         return check_against(self.spec, metadata)
+
+    def live_check(self, metadata: Metadata) -> LiveCheck:
+        return live_check(self.spec, metadata)
 
     # -- inbound ---------------------------------------------------------------------------
 

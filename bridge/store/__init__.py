@@ -17,7 +17,7 @@ from bridge.store.rows import (
     StaleRecord,
     VetoRow,
 )
-from bridge.store.store import Store, UnitOfWork, utc_now
+from bridge.store.store import Store, StoreUnavailable, UnitOfWork, utc_now
 
 __all__ = [
     "MIGRATIONS",
@@ -32,6 +32,7 @@ __all__ = [
     "SchemaVersionError",
     "StaleRecord",
     "Store",
+    "StoreUnavailable",
     "UnitOfWork",
     "VetoRow",
     "utc_now",

@@ -41,12 +41,22 @@ class Migration:
 
 
 def _initial_schema(conn: Connection) -> None:
-    tables = [t for t in schema.metadata.sorted_tables if t is not schema.schema_version]
+    later = {schema.schema_version.name, *(t.name for t in ADDED_BY_LATER_STEPS)}
+    tables = [t for t in schema.metadata.sorted_tables if t.name not in later]
     schema.metadata.create_all(conn, tables=tables)
 
 
+def _mapping_check_cache(conn: Connection) -> None:
+    schema.mapping_checks.create(conn)
+
+
+#: Tables that a later step creates: step 1 leaves them out so that a fresh database
+#: replays history exactly.
+ADDED_BY_LATER_STEPS = (schema.mapping_checks,)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
+    Migration(2, "mapping check cache (sync/run start-up check)", _mapping_check_cache),
 )
 
 

@@ -251,3 +251,13 @@ vetoes = Table(
     Index("ix_vetoes_release", "release_key", "at"),
     sqlite_autoincrement=True,
 )
+
+# Added by migration step 2. One row per system: the fingerprint (mapping file, system url,
+# relbridge version) whose live check passed, so a restart need not read metadata again.
+mapping_checks = Table(
+    "mapping_checks",
+    metadata,
+    Column("system", String(SYSTEM), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("checked_at", UtcDateTime, nullable=False),
+)

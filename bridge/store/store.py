@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, SyncFailure
 from bridge.store import migrations
 from bridge.store.connect import SQLITE_BEGIN, create_store_engine, parse_store_url, safe_url
 from bridge.store.operations import Operations
@@ -18,6 +18,13 @@ from bridge.store.operations import Operations
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class StoreUnavailable(SyncFailure):
+    """The database did not answer (down, refused, timed out, credentials refused): a
+    failure of the environment (exit 1), not of the input, so scripts and supervisors retry."""
+
+    code = "store_unavailable"
 
 
 class UnitOfWork(Operations):
@@ -59,7 +66,10 @@ class Store(Operations):
             migrations.refuse_newer(version, self.steps, self.url)
             if migrate:
                 self.migrate()
-        except DBAPIError as exc:  # unreachable, bad credentials, no permission, …
+        except OperationalError as exc:  # unreachable, refused, bad credentials, …
+            self.engine.dispose()
+            raise StoreUnavailable(f"cannot open the store at {self.url}: {_reason(exc)}") from None
+        except DBAPIError as exc:  # not a database, no permission on the schema, …
             self.engine.dispose()
             raise ConfigError(f"cannot open the store at {self.url}: {_reason(exc)}") from None
         except BaseException:

@@ -94,6 +94,13 @@ class JiraAdapter:
             return self._versions.read(id, fields)
         return self._issues.read(entity, id, fields)
 
+    def find_by_key(self, entity: str, key: str, fields: Iterable[str] = ()) -> SystemRecord | None:
+        """What a person calls it: a release by its version name (one versions call per
+        project until found), an issue by its key, ``OPS-12`` (one GET); None when absent."""
+        if self._entity(entity) == "release":
+            return self._versions.find(key)
+        return self._issues.read(entity, key, fields)
+
     def find_by_correlation(self, entity: str, correlation: str) -> SystemRecord | None:
         """Release: the version with that *name*; issue: the one labelled ``relbridge-<KEY>``."""
         if self._entity(entity) == "release":

@@ -80,7 +80,7 @@ class JiraConnection:
         return self._cloud
 
     def _build(self) -> JIRA:
-        with translated_errors("connect"):
+        with translated_errors("GET serverInfo"):
             client = JIRA(
                 server=self.url,
                 options={"verify": self._verify_tls},

@@ -15,6 +15,7 @@ from typing import Any
 import requests
 from jira.exceptions import JIRAError
 
+from bridge.adapter import cannot_connect
 from bridge.errors import PermanentError, TransientError, parse_retry_after
 
 AUTH_HINT = "check [jira] user/token"
@@ -30,7 +31,14 @@ def translated_errors(action: str) -> Iterator[None]:
         yield
     except JIRAError as exc:
         raise from_jira_error(exc, action) from exc
-    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+    except requests.ConnectionError as exc:
+        if isinstance(exc, requests.exceptions.SSLError):
+            raise PermanentError(f"jira: {action}: TLS verification failed ({exc}); check the "
+                                 "certificate or [jira] verify_tls") from exc
+        if isinstance(exc, requests.Timeout):  # ConnectTimeout
+            raise TransientError(f"jira: {action}: timed out connecting — check [jira] url") from exc
+        raise TransientError(f"jira: {action}: {cannot_connect(exc, 'jira')}") from exc
+    except (requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
         raise TransientError(f"jira: {action}: {type(exc).__name__}: {exc}") from exc
     except requests.RequestException as exc:  # invalid URL, too many redirects, …
         raise PermanentError(f"jira: {action}: {type(exc).__name__}: {exc}") from exc

@@ -133,6 +133,17 @@ class ServiceNowAdapter:
         self._add_links(entity, [row], want_release)
         return self._record(entity, table, row)
 
+    def find_by_key(self, entity: str, key: str, fields: Iterable[str] = ()) -> SystemRecord | None:
+        """The record a person knows by its number (``CHG0030001``): one GET (plus one link
+        query for a change's or incident's ``release``); None when there is none."""
+        table = self._table(entity)
+        columns, want_release = self._columns(entity, fields)
+        rows = self._api.list(table, query=f"number={query_value(key)}", fields=columns, limit=1)
+        if not rows:
+            return None
+        self._add_links(entity, rows, want_release)
+        return self._record(entity, table, rows[0])
+
     def find_by_correlation(self, entity: str, correlation: str) -> SystemRecord | None:
         """The record whose ``correlation_id`` is ``correlation``, or the record born here
         whose number it is (a canonical key is the key of the record where it was born, and

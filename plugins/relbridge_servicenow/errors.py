@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from bridge.adapter import cannot_connect
 from bridge.errors import PermanentError, TransientError, parse_retry_after
 
 #: Statuses worth retrying: rate limiting, and the server or a proxy in front of it failing.
@@ -35,7 +36,7 @@ def map_request_error(exc: requests.RequestException, *, secret: str = "") -> Ex
     if isinstance(exc, requests.Timeout):
         return TransientError(f"{where}: timed out")
     if isinstance(exc, requests.ConnectionError):
-        return TransientError(f"{where}: cannot connect ({_redact(_root_cause(exc), secret)})")
+        return TransientError(f"{where}: {_redact(cannot_connect(exc, 'servicenow'), secret)}")
     return PermanentError(f"{where}: {_redact(str(exc), secret)}")
 
 
@@ -67,12 +68,6 @@ def error_text(response: requests.Response) -> str:
 def _where(method: str | None, url: str | None) -> str:
     path = urlsplit(url).path if url else "?"
     return f"ServiceNow {method or '?'} {path}"
-
-
-def _root_cause(exc: requests.RequestException) -> str:
-    """urllib3's reason (e.g. "Connection refused") rather than its long wrapper text."""
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return str(reason or exc or exc.__class__.__name__)
 
 
 def _redact(text: str, secret: str) -> str:

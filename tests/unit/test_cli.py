@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,10 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.toml"
 
 
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """The real process: exit codes and stderr exactly as a user or a script sees them."""
+def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real process: exit codes and stderr exactly as a user or a script sees them.
+    ``env`` is added to a copy of this process's environment, minus RELBRIDGE_CONFIG."""
+    full = {k: v for k, v in os.environ.items() if k != "RELBRIDGE_CONFIG"}
+    full.update(env or {})
     return subprocess.run([sys.executable, "-m", "bridge", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+                          cwd=cwd, timeout=120, env=full)
 
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -95,17 +100,18 @@ def test_bad_arguments_exit_2() -> None:
 def test_preview_shows_the_canonical_record_and_the_payload(tmp_path: Path) -> None:
     record = tmp_path / "chg.json"
     record.write_text('{"short_description": "Patch", "state": "-2", "approval": "approved", "type": "normal", "risk": "3"}')
-    result = run("mappings", "preview", "--system", "servicenow", "--entity", "change", "--record", str(record))
+    config = ("--config", str(EXAMPLE))
+    result = run("mappings", "preview", "--system", "servicenow", "--entity", "change", "--record", str(record), *config)
     assert result.returncode == 0, result.stderr
     assert '"state": "scheduled"' in result.stdout and '"approval": "approved"' in result.stdout
     canonical = tmp_path / "canonical.json"
     canonical.write_text('{"canonical": true, "summary": "Patch", "state": "implement"}')
-    result = run("mappings", "preview", "--system", "jira", "--entity", "change", "--record", str(canonical))
+    result = run("mappings", "preview", "--system", "jira", "--entity", "change", "--record", str(canonical), *config)
     assert result.returncode == 0, result.stderr
     assert '"status": "Implement"' in result.stdout
     broken = tmp_path / "broken.json"
     broken.write_text("{nope")
-    result = run("mappings", "preview", "--system", "jira", "--entity", "change", "--record", str(broken))
+    result = run("mappings", "preview", "--system", "jira", "--entity", "change", "--record", str(broken), *config)
     assert result.returncode == 2 and "not valid JSON" in result.stderr
 
 
@@ -138,3 +144,137 @@ def test_wheel_ships_plugins_and_default_mappings(tmp_path: Path) -> None:
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "[relbridge]" in text and "gate = relbridge_gate" in text
+
+
+# -- fail closed at start, and the messages a new admin meets -------------------------------
+
+#: Arguments each command needs besides --config, so that only the missing config can fail.
+ARGUMENTS: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("release", "show"): ("RLSE0001001",),
+    ("dlq", "retry"): ("1",),
+    ("dlq", "drop"): ("1",),
+    ("sync",): ("--once",),
+    ("mappings", "preview"): ("--system", "servicenow", "--entity", "change", "--number", "CHG0030001"),
+}
+NEEDS_NO_CONFIG = {("demo",), ("sim",)}
+
+
+@pytest.mark.parametrize("path", [p for p in all_commands(main) if p not in NEEDS_NO_CONFIG], ids=" ".join)
+def test_without_a_config_every_command_but_demo_and_sim_exits_2(
+    path: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, [*path, *ARGUMENTS.get(path, ())], env={"RELBRIDGE_CONFIG": None})
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert "no configuration found: no --config, no RELBRIDGE_CONFIG and no ./relbridge.toml" in lines[0]
+    assert str(tmp_path) in lines[0] and "copy config.example.toml" in lines[0]
+    assert list(tmp_path.iterdir()) == []  # no ./relbridge.db or anything else was created
+
+
+def test_relbridge_toml_in_the_working_folder_and_relbridge_config_are_found(tmp_path: Path) -> None:
+    (tmp_path / "relbridge.toml").write_text('[jira]\nprojects = ["WEB"]\n')
+    assert run("mappings", "check", "--offline", cwd=tmp_path).returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert run("mappings", "check", "--offline", cwd=elsewhere).returncode == 2
+    found = run("mappings", "check", "--offline", cwd=elsewhere,
+                env={"RELBRIDGE_CONFIG": str(tmp_path / "relbridge.toml")})
+    assert found.returncode == 0, found.stderr
+
+
+def test_the_example_config_copied_to_another_folder_works(tmp_path: Path) -> None:
+    shutil.copy(EXAMPLE, tmp_path / "relbridge.toml")
+    result = run("mappings", "check", "--offline", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "mappings ok" in result.stdout
+
+
+def test_a_bad_key_from_the_environment_names_the_variable_not_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[sync]\nworkers = 2\n")
+    result = run("status", "--config", str(config), env={"RELBRIDGE_SYNC__WORKERS": "0"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: environment variable RELBRIDGE_SYNC__WORKERS: sync.workers — "
+        "Input should be greater than or equal to 1")
+    assert str(config) not in result.stderr
+
+
+def test_an_unreachable_store_is_a_failure_not_bad_input(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[store]\nurl = "postgresql://relbridge@127.0.0.1:1/relbridge?connect_timeout=2"\n')
+    result = run("status", "--config", str(config))
+    assert result.returncode == 1, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: cannot open the store at postgresql://relbridge@127.0.0.1:1/relbridge")
+
+
+def test_kpi_html_into_a_missing_folder_is_one_line_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{tmp_path}/s.db"\n')
+    target = tmp_path / "no-such-folder" / "kpi.html"
+    result = run("kpi", "--html", str(target), "--config", str(config))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: --html {target}: folder '{target.parent}' does not exist (create it first)")
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("body, expected", [
+    ('{"result": [{"short_description": "Patch", "state": "-2"}]}', 0),
+    ('{"result": {"short_description": "Patch", "state": "-2"}}', 0),
+    ('[{"short_description": "Patch", "state": "-2"}]', 0),
+    ('{"result": [{"state": "-2"}, {"state": "-1"}]}', "holds 2 records; preview takes exactly one"),
+    ('{"result": []}', "holds 0 records; preview takes exactly one"),
+    ('"just text"', "expected one record"),
+])
+def test_preview_takes_exactly_one_record(tmp_path: Path, body: str, expected: int | str) -> None:
+    record = tmp_path / "chg.json"
+    record.write_text(body)
+    result = run("mappings", "preview", "--system", "servicenow", "--entity", "change",
+                 "--record", str(record), "--config", str(EXAMPLE))
+    if expected == 0:
+        assert result.returncode == 0, result.stderr
+        assert '"state": "scheduled"' in result.stdout and '"summary": "Patch"' in result.stdout
+        return
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert str(expected) in line
+    if "records" in line:
+        assert "--number" in line
+
+
+def test_preview_needs_a_record_or_a_number() -> None:
+    neither = run("mappings", "preview", "--system", "jira", "--entity", "change", "--config", str(EXAMPLE))
+    assert neither.returncode == 2 and "give one of --record FILE or --number NUMBER" in neither.stderr
+
+
+BROKEN_PLUGIN = "raise RuntimeError('boom at import')\n"
+
+
+@pytest.mark.parametrize("command, expected", [
+    (("sync", "--once"), 2),
+    (("dlq", "retry", "1"), 2),
+    (("status",), 0),
+    (("plugins",), 0),
+])
+def test_a_plugin_that_fails_to_load_stops_every_command_that_writes(
+    tmp_path: Path, command: tuple[str, ...], expected: int
+) -> None:
+    (tmp_path / "acme_gate.py").write_text(BROKEN_PLUGIN)
+    config = tmp_path / "config.toml"
+    # Systems that do not answer: a refusal must come before any attempt to reach them.
+    config.write_text(f'[plugins]\nmodules = ["acme_gate"]\n[store]\nurl = "sqlite:///{tmp_path}/s.db"\n'
+                      '[servicenow]\nurl = "http://127.0.0.1:1"\n[jira]\nurl = "http://127.0.0.1:1"\n')
+    result = run(*command, "--config", str(config), env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == expected, result.stderr
+    if expected == 2:
+        error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert error == [
+            "error: plugin failed to load ('acme_gate': RuntimeError: boom at import); relbridge "
+            "does not write without it — fix or install it, or name it in [plugins] disabled if it "
+            "is meant to be off"]
+    elif command == ("plugins",):
+        assert "acme_gate  FAILED TO LOAD: RuntimeError: boom at import" in result.stdout

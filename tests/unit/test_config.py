@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import load_config
+from bridge.config import load_config, locate_config
 from bridge.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
@@ -62,13 +62,10 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
 @pytest.mark.parametrize("text, env, expected", [
     ('[jira]\nprojetcs = ["A"]\n', {}, "jira.projetcs — unknown key (did you mean 'projects'?)"),
     ('[sync]\ninterval_seconds = -1\n', {}, "sync.interval_seconds — Input should be greater than 0"),
-    ('', {"RELBRIDGE_SYNC__RECONCILE_INTERVAL_SECONDS": "-5"},
-     "sync.reconcile_interval_seconds — Input should be greater than or equal to 0"),
     ('[jira]\ntimezone = "Mars/Olympus"\n', {}, "jira.timezone — unknown time zone 'Mars/Olympus'"),
     ('[webhooks]\nbind = "8090"\n', {}, "webhooks.bind — '8090' is not host:port"),
     ('[nonsense]\nx = 1\n', {}, "nonsense — unknown key"),
     ('[jira\n', {}, "invalid TOML"),
-    ('', {"RELBRIDGE_JIRA__PROJECTS": "[oops"}, "RELBRIDGE_JIRA__PROJECTS — not valid JSON"),
 ])
 def test_errors_name_the_file_and_the_dotted_key(tmp_path: Path, text: str, env: dict, expected: str) -> None:
     path = write(tmp_path, text)
@@ -81,3 +78,50 @@ def test_errors_name_the_file_and_the_dotted_key(tmp_path: Path, text: str, env:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "nope.toml", env={})
+
+
+@pytest.mark.parametrize("text, env, expected", [
+    ('[sync]\nworkers = 2\n', {"RELBRIDGE_SYNC__RECONCILE_INTERVAL_SECONDS": "-5"},
+     "environment variable RELBRIDGE_SYNC__RECONCILE_INTERVAL_SECONDS: sync.reconcile_interval_seconds"
+     " — Input should be greater than or equal to 0"),
+    ('[sync]\nworkers = 2\n', {"RELBRIDGE_SYNC__INTERVALL_SECONDS": "5"},
+     "environment variable RELBRIDGE_SYNC__INTERVALL_SECONDS: sync.intervall_seconds — unknown key "
+     "(did you mean 'interval_seconds'?)"),
+    ('', {"RELBRIDGE_NONSENSE__X": "1"}, "environment variable RELBRIDGE_NONSENSE__X: nonsense — unknown key"),
+    ('', {"RELBRIDGE_JIRA__PROJECTS": "[]"},
+     "environment variable RELBRIDGE_JIRA__PROJECTS: jira.projects — List should have at least 1 item"),
+    ('', {"RELBRIDGE_JIRA__PROJECTS": "[oops"}, "environment variable RELBRIDGE_JIRA__PROJECTS: not valid JSON"),
+])
+def test_an_error_about_a_key_from_the_environment_names_the_variable(
+    tmp_path: Path, text: str, env: dict, expected: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env=env)
+    assert str(caught.value).startswith(expected)
+    assert str(path) not in str(caught.value)
+
+
+def test_a_bad_key_in_the_file_still_names_the_file_when_the_environment_sets_others(tmp_path: Path) -> None:
+    path = write(tmp_path, "[sync]\nworkers = 0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={"RELBRIDGE_SYNC__PAGE_SIZE": "10"})
+    assert str(caught.value) == f"{path}: sync.workers — Input should be greater than or equal to 1"
+
+
+def test_locate_config_prefers_the_given_path_then_relbridge_toml(tmp_path: Path) -> None:
+    given = tmp_path / "given.toml"
+    assert locate_config(given, cwd=tmp_path) == given
+    with pytest.raises(ConfigError) as caught:
+        locate_config(None, cwd=tmp_path)
+    assert str(caught.value).startswith(
+        f"no configuration found: no --config, no RELBRIDGE_CONFIG and no ./relbridge.toml in {tmp_path}")
+    (tmp_path / "relbridge.toml").write_text("")
+    assert locate_config(None, cwd=tmp_path) == tmp_path / "relbridge.toml"
+
+
+def test_the_example_leaves_mappings_to_the_packaged_defaults(tmp_path: Path) -> None:
+    """Copied anywhere, the example must not point at mapping files that are not there."""
+    copy = write(tmp_path, EXAMPLE.read_text())
+    config = load_config(copy, env={})
+    assert config.mappings.servicenow is None and config.mappings.jira is None

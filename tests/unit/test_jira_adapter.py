@@ -736,3 +736,35 @@ def test_environment_is_read_once_when_the_client_is_built(rsps: responses.Reque
     assert session.trust_env is False
     assert session.proxies["https"] == "http://proxy.example.test:3128"
     assert session.verify == "/etc/ssl/acme-ca.pem"
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: connecting is refused at once."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_connection_refused_reads_like_servicenow_and_names_the_setting() -> None:
+    port = closed_port()
+    adapter = JiraAdapter(f"http://127.0.0.1:{port}", "bot", SecretStr("s3cret"), ["OPS"])
+    with pytest.raises(TransientError) as info:
+        adapter.check_auth()
+    assert str(info.value) == (
+        f"jira: GET serverInfo: cannot connect to 127.0.0.1:{port} (Connection refused) — check [jira] url")
+
+
+def test_find_by_key_reads_an_issue_by_key_and_a_version_by_name(rsps: responses.RequestsMock) -> None:
+    adapter = make_adapter()
+    server_info(rsps)
+    rsps.get(f"{API}/issue/OPS-7", json={"id": "10007", "key": "OPS-7", "fields": {
+        "summary": "Patch", "updated": "2026-01-01T00:00:00.000+0000", "issuetype": {"name": "Change"}}})
+    found = adapter.find_by_key("change", "OPS-7", ["summary"])
+    assert found is not None and (found.id, found.key, found.fields["summary"]) == ("10007", "OPS-7", "Patch")
+    rsps.get(f"{API}/project/OPS/versions", json=[{"id": "300", "name": "Release 1.1", "projectId": 1}])
+    version = adapter.find_by_key("release", "Release 1.1")
+    assert version is not None and version.id == "300"
+    rsps.get(f"{API}/issue/OPS-404", status=404, json={"errorMessages": ["Issue does not exist"]})
+    assert adapter.find_by_key("change", "OPS-404") is None

@@ -609,3 +609,29 @@ def test_environment_is_read_once_at_construction(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("NO_PROXY", "acme.service-now.com")
     bypassed = ServiceNowAdapter(BASE, "bot", SecretStr("pw"), verify_tls=False)._api._client.session
     assert "https" not in bypassed.proxies and bypassed.verify is False
+
+
+def test_connection_refused_names_the_address_and_the_setting() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    adapter = ServiceNowAdapter(f"http://127.0.0.1:{port}", "u", SecretStr(PASSWORD))
+    with pytest.raises(TransientError) as info:
+        adapter.check_auth()
+    assert str(info.value) == (
+        f"ServiceNow GET /api/now/table/rm_release: cannot connect to 127.0.0.1:{port} "
+        "(Connection refused) — check [servicenow] url")
+
+
+def test_find_by_key_looks_the_number_up(adapter, mocked) -> None:
+    mocked.get(f"{API}/change_request", json={"result": [{
+        "sys_id": "c1", "number": "CHG0030001", "sys_updated_on": "2026-01-01 00:00:00",
+        "sys_mod_count": "1", "short_description": "Patch"}]})
+    found = adapter.find_by_key("change", "CHG0030001", ["short_description"])
+    assert found is not None and (found.id, found.key) == ("c1", "CHG0030001")
+    query = parse_qs(urlsplit(mocked.calls[0].request.url).query)
+    assert query["sysparm_query"] == ["number=CHG0030001"] and query["sysparm_limit"] == ["1"]
+    mocked.get(f"{API}/change_request", json={"result": []})
+    assert adapter.find_by_key("change", "CHG0039999") is None
