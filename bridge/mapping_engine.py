@@ -186,6 +186,13 @@ class SystemMapping:
             result.values[spec.field] = value
         return result
 
+    def read_value(self, entity: str, field: str, raw: Any, resolver: RefResolver) -> Any:
+        """The canonical value that the system value ``raw`` of ``field`` stands for, whoever
+        owns the field (a set-valued map gives the first of its list). For judging a write
+        in canonical terms (the safety brake); raises ``UnmappableValue`` like a read."""
+        spec = self._entity(entity).fields[field]
+        return self._inbound_value(spec, unwrap(raw), None, resolver, InboundResult())
+
     def _inbound_value(
         self,
         spec: FieldSpec,

@@ -40,13 +40,25 @@ class Migration:
     apply: Callable[[Connection], None]
 
 
+# Tables that later steps create: step 1 leaves them out, so a fresh database replays the
+# same history as one migrated step by step.
+_CREATED_LATER = frozenset({schema.held_writes.name})
+
+
 def _initial_schema(conn: Connection) -> None:
-    tables = [t for t in schema.metadata.sorted_tables if t is not schema.schema_version]
+    tables = [t for t in schema.metadata.sorted_tables
+              if t is not schema.schema_version and t.name not in _CREATED_LATER]
     schema.metadata.create_all(conn, tables=tables)
+
+
+def _held_writes_table(conn: Connection) -> None:
+    """The safety brake's held destructive writes (``bridge.safety``)."""
+    schema.held_writes.create(conn, checkfirst=True)
 
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
+    Migration(2, "held_writes: destructive writes held by the safety brake", _held_writes_table),
 )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from bridge.errors import ConfigError
 from bridge.store import migrations
 from bridge.store.connect import SQLITE_BEGIN, create_store_engine, parse_store_url, safe_url
+from bridge.store.held import HeldWriteOperations
 from bridge.store.operations import Operations
 
 
@@ -20,7 +21,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class UnitOfWork(Operations):
+class UnitOfWork(Operations, HeldWriteOperations):
     """Operations inside one transaction: everything commits together or not at all."""
 
     def __init__(self, conn: Connection, clock: Callable[[], datetime]) -> None:
@@ -31,7 +32,7 @@ class UnitOfWork(Operations):
         return nullcontext(self._conn)
 
 
-class Store(Operations):
+class Store(Operations, HeldWriteOperations):
     """The state store. ``Store("sqlite:///relbridge.db")`` or ``Store("postgresql://…")``.
 
     Opening checks that the database is reachable, refuses a schema newer than this code,
