@@ -186,12 +186,14 @@ class SystemMapping:
             result.values[spec.field] = value
         return result
 
-    def read_value(self, entity: str, field: str, raw: Any, resolver: RefResolver) -> Any:
+    def read_value(self, entity: str, field: str, raw: Any, resolver: RefResolver, current: Any = None) -> Any:
         """The canonical value that the system value ``raw`` of ``field`` stands for, whoever
-        owns the field (a set-valued map gives the first of its list). For judging a write
-        in canonical terms (the safety brake); raises ``UnmappableValue`` like a read."""
+        owns the field (a set-valued map gives ``current`` when its list holds it, else the
+        first of the list). For telling a write in canonical terms (the safety brake, the
+        dry run's plan); raises ``UnmappableValue`` like a read."""
         spec = self._entity(entity).fields[field]
-        return self._inbound_value(spec, unwrap(raw), None, resolver, InboundResult())
+        known = None if current is None else {field: current}
+        return self._inbound_value(spec, unwrap(raw), known, resolver, InboundResult())
 
     def _inbound_value(
         self,
