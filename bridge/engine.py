@@ -50,6 +50,7 @@ from bridge.release_bookkeeping import (
     SYSTEMS,
     ReleaseBookkeeping,
 )
+from bridge.safety import SafetyBrake
 from bridge.store import Store, UnitOfWork
 from bridge.store.rows import RefRow, StaleRecord
 
@@ -90,6 +91,7 @@ class Engine(ReleaseBookkeeping):
         # Names this engine as a lease holder (create leases) among processes sharing the store.
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.resolvers = {system: StoreResolver(store, system) for system in SYSTEMS}
+        self.brake = SafetyBrake(config.safety, store, clock)  # bounds destructive writes
         self._locks = [threading.RLock() for _ in range(256)]
         self._deferred_gates: list[tuple[str, str, str]] | None = None
         self._deferred_derives: set[str] = set()
@@ -120,6 +122,7 @@ class Engine(ReleaseBookkeeping):
         # daemon's poller still waits in the inbox (it may be an object never linked yet).
         marks_complete = queued_events(self.store) == 0
         self._ingested = set()
+        self.brake.start_pass()
         try:
             for entity in ENTITY_ORDER:
                 for system in SYSTEMS:
@@ -540,6 +543,7 @@ class Engine(ReleaseBookkeeping):
                 name: change for name, change in accepted.items()
                 if name not in ENGINE_FIELDS.get(entity, ()) or name in ("change_requests", "incidents")
             }, source, now)
+            self.brake.supersede(tx, entity, key, accepted, source)
             for conflict in conflicts:
                 values = {source: conflict.source_value, OTHER[source]: conflict.canonical_value}
                 winner = conflict.source_value if conflict.source_won else conflict.canonical_value
@@ -604,12 +608,17 @@ class Engine(ReleaseBookkeeping):
         if not names:
             return
         out = mapping.to_system(entity, env.fields, env.raw.get(system, {}), self.resolvers[system], fields=names)
+        held = self.brake.screen(mapping, entity, key, env, ref, out, self.resolvers[system])
         if out.payload:
             self.adapters[system].write(entity, ref.ext_id, out.payload)
             env.raw.setdefault(system, {}).update(out.payload)
             report.add(entity, system, "updated")
-        env.pending[system] = sorted({p.field for p in out.pending})
-        env.revision = self.store.put_record(entity, key, env.dump(), expected_revision=env.revision)
+        env.pending[system] = sorted({p.field for p in out.pending})  # held writes leave the pending list
+        with self.store.transaction() as tx:
+            env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
+            self.brake.settle(tx, entity, key, system, names, held)
+        if held:
+            report.add(entity, system, "held", len(held))
 
     def _create_in(self, system: str, mapping: SystemMapping, entity: str, key: str, env: Envelope,
                    report: SyncReport) -> None:
@@ -707,13 +716,19 @@ class Engine(ReleaseBookkeeping):
         report.add(entity, system, "deleted")
         if self.config.sync.propagate_deletes:
             other = self.store.refs(entity, key).get(OTHER[system])
-            if other is not None:
-                self.adapters[OTHER[system]].delete(entity, other.ext_id)
-                self.resolvers[OTHER[system]].forget(entity, key, other.ext_id)
-                with self.store.transaction() as tx:
-                    tx.drop_ref(OTHER[system], entity, other.ext_id)
-                    tx.add_history(entity, key, f"_ref.{OTHER[system]}", other.ext_id, None, DERIVED, self.clock())
-                    tx.delete_record(entity, key)
+            if other is not None and self.brake.admit_delete(entity, key, OTHER[system], other, report):
+                self.apply_delete(OTHER[system], entity, key, other.ext_id)
+
+    def apply_delete(self, system: str, entity: str, key: str, ext_id: str) -> None:
+        """Delete the record's object in ``system`` (it is gone from the other one already),
+        then the record itself."""
+        self.adapters[system].delete(entity, ext_id)
+        self.resolvers[system].forget(entity, key, ext_id)
+        with self.store.transaction() as tx:
+            tx.drop_ref(system, entity, ext_id)
+            tx.add_history(entity, key, f"_ref.{system}", ext_id, None, DERIVED, self.clock())
+            tx.delete_record(entity, key)
+            tx.drop_held(entity, key)
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -38,6 +38,14 @@ class SyncReport:
             self.counts[(entity, system)]["errors"] += 1
             self.errors.append(message)
 
+    def merge(self, other: SyncReport) -> None:
+        """Add what ``other`` counted (work done around a pass, e.g. held writes applied)."""
+        for (entity, system), counter in other.counts.items():
+            for what, n in counter.items():
+                self.add(entity, system, what, n)
+        with self.lock:
+            self.errors.extend(other.errors)
+
     def total(self, what: str) -> int:
         return sum(c[what] for c in self.counts.values())
 
