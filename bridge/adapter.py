@@ -90,7 +90,11 @@ class Adapter(Protocol):
         """Records changed at or after ``since`` (all when None), oldest first, all pages."""
 
     def read(self, entity: str, id: str, fields: Iterable[str]) -> SystemRecord | None:
-        """The current state of one object; None when it no longer exists."""
+        """The current state of one object; None only when the system says it does not
+        exist (404): the engine takes that, and nothing else, as a deletion. An object that
+        exists but is not of ``entity`` (another Jira issue type or project) raises
+        ``bridge.errors.NotThisEntity``. A malformed ``id`` raises ``BadInput`` before any
+        request (ids come from webhook bodies)."""
 
     def find_by_correlation(self, entity: str, correlation: str) -> SystemRecord | None:
         """The object tagged with this canonical key, if one exists (idempotent creates)."""

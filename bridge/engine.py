@@ -37,7 +37,7 @@ from bridge.adapter import Adapter, SystemRecord
 from bridge.adoption import FieldClock, Pair, adopt, clock, seen_of
 from bridge.config import Config
 from bridge.envelope import Envelope, StoreResolver, SyncReport
-from bridge.errors import PermanentError, RelbridgeError, TransientError
+from bridge.errors import NotThisEntity, PermanentError, RelbridgeError, TransientError
 from bridge.mapping import Mappings, SystemMapping, UnmappableValue
 from bridge.merge import MergeResult, merge
 from bridge.model import KEY_PATTERN, Release, json_value, model_for
@@ -207,11 +207,23 @@ class Engine(ReleaseBookkeeping):
         return sorted(linked)
 
     def _settle(self, system: str, entity: str, ext_id: str, deleted: bool, report: SyncReport) -> str | None:
+        # A notice, a deletion notice too, is only a hint: the object is read, and only the
+        # system's own "not found" (read gives None) makes it a deletion.
         mapping = self.mappings.for_system(system)
-        record = None if deleted else self.adapters[system].read(entity, ext_id, mapping.fields_to_read(entity))
+        try:
+            record = self.adapters[system].read(entity, ext_id, mapping.fields_to_read(entity))
+        except NotThisEntity as exc:
+            if self.store.find_key(system, entity, ext_id) is not None:
+                raise  # a linked object changed type or project: held for a person to decide
+            log.warning("ignored a notice for %s %s %s: %s", system, entity, ext_id, exc)
+            report.add(entity, system, "ignored")
+            return None
         if record is None:
             self.unlink(system, entity, ext_id, report)
             return None
+        if deleted:
+            log.info("%s %s %s was reported deleted but still exists: synced as an update",
+                     system, entity, ext_id)
         key = self.ingest(record, report)
         if key is None:
             return None

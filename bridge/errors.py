@@ -70,6 +70,15 @@ class PermanentError(SyncFailure):
         self.status = status
 
 
+class NotThisEntity(PermanentError):
+    """An adapter's ``read`` found the object, but it is not of the entity asked for (a
+    Jira issue of another type or project). Not a deletion: the object exists, so nothing
+    may be unlinked or deleted because of it. Raised rather than answered with None, which
+    means only "the system says 404"."""
+
+    code = "not_this_entity"
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
 

@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from bridge.adapter import Metadata, SystemRecord, WebhookHint
 from bridge.errors import BadInput, ConfigError
 from relbridge_jira.connection import JiraConnection
+from relbridge_jira.ids import numeric_id
 from relbridge_jira.issues import Issues
 from relbridge_jira.metadata import build_metadata
 from relbridge_jira.records import SYSTEM
@@ -89,10 +90,12 @@ class JiraAdapter:
         return self._issues.list_changed(entity, since, fields)
 
     def read(self, entity: str, id: str, fields: Iterable[str] = ()) -> SystemRecord | None:
-        """One GET; None when the object no longer exists (404)."""
+        """One GET; None when the object no longer exists (404). An issue of another type
+        or project than ``entity``'s raises ``NotThisEntity``: it exists, so it is no
+        deletion, and it is not the object asked for (ids come from webhook hints)."""
         if self._entity(entity) == "release":
-            return self._versions.read(id, fields)
-        return self._issues.read(entity, id, fields)
+            return self._versions.read(self._id(entity, id), fields)
+        return self._issues.read(entity, self._id(entity, id), fields)
 
     def find_by_key(self, entity: str, key: str, fields: Iterable[str] = ()) -> SystemRecord | None:
         """What a person calls it: a release by its version name (one versions call per
@@ -118,15 +121,15 @@ class JiraAdapter:
         """Only the given fields. A version comes back as the PUT answered it; an issue
         write returns None (Jira answers 204, and a read-back would cost a call)."""
         if self._entity(entity) == "release":
-            return self._versions.write(id, payload)
-        self._issues.write(entity, id, payload)
+            return self._versions.write(self._id(entity, id), payload)
+        self._issues.write(entity, self._id(entity, id), payload)
         return None
 
     def delete(self, entity: str, id: str) -> None:
         if self._entity(entity) == "release":
-            self._versions.delete(id)
+            self._versions.delete(self._id(entity, id))
         else:
-            self._issues.delete(id)
+            self._issues.delete(self._id(entity, id))
 
     def parse_webhook(self, headers: Mapping[str, str], body: Any) -> list[WebhookHint]:
         """No I/O: the body only says which object to re-read."""
@@ -157,6 +160,11 @@ class JiraAdapter:
         if entity not in self.entities:
             raise BadInput(f"the jira adapter has no entity {entity!r} (known: {', '.join(self.entities)})")
         return entity
+
+    @staticmethod
+    def _id(entity: str, id: str) -> str:
+        """``id`` when it has the shape of a Jira id: checked before it is put in a URL."""
+        return numeric_id(id, f"jira {entity} id")
 
     def _count(self, method: str, status: int) -> None:
         with self._calls_lock:

@@ -4,7 +4,8 @@ Call costs (per operation, "search" = one call per page of ``page_size`` issues)
 
 * list_changed: the JQL search only (fields limited to the mapped ones); the first search
   with a ``since`` also reads ``GET myself`` once, for the time zone JQL dates are in.
-* read: one ``GET issue/{id}?fields=…``.
+* read: one ``GET issue/{id}?fields=…`` (with ``issuetype``: an issue of another type or
+  project than the entity's raises ``NotThisEntity``, see ``read``).
 * find_by_correlation: one search call (``labels = "relbridge-<KEY>"``).
 * create: ``POST issue`` (project, type, fields, correlation label, release and, for an
   incident, its ``caused_by`` link through ``update.issuelinks``, all in one go) + the status
@@ -31,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.adapter import SystemRecord
-from bridge.errors import BadInput, PermanentError
+from bridge.errors import BadInput, NotThisEntity, PermanentError
 from relbridge_jira.connection import JiraConnection
 from relbridge_jira.records import (
     CORRELATION_PREFIX,
@@ -93,14 +94,20 @@ class Issues:
             yield issue_record(raw, entity, self._conn.url)
 
     def read(self, entity: str, issue_id: str, fields: Iterable[str] = ()) -> SystemRecord | None:
+        """The issue, if it is one of ``entity``'s; None on a 404.
+
+        An id is all a webhook hint gives, and hints can name the wrong type (a bogus
+        ``issue_updated`` naming type Incident with a Change's id), so the issue's real
+        type and project are checked here, where every read passes."""
         wanted = self._remember(entity, fields)
+        names = ",".join(sorted({*request_fields(entity, wanted).split(","), "issuetype"}))
         try:
-            raw = self._conn.get(f"issue/{issue_id}", {"fields": request_fields(entity, wanted),
-                                                       "expand": "changelog"})
+            raw = self._conn.get(f"issue/{issue_id}", {"fields": names, "expand": "changelog"})
         except PermanentError as exc:
             if exc.status == 404:
                 return None
             raise
+        self._check_entity(entity, issue_id, raw)
         return issue_record(raw, entity, self._conn.url)
 
     def find(self, entity: str, correlation: str) -> SystemRecord | None:
@@ -250,6 +257,20 @@ class Issues:
             return self._wanted.get(entity, DEFAULT_FIELDS)
         self._wanted[entity] = wanted
         return wanted
+
+    def _check_entity(self, entity: str, issue_id: str, raw: Mapping[str, Any]) -> None:
+        """Raise ``NotThisEntity`` unless ``raw`` is an issue of ``entity``'s type in one of
+        the configured projects."""
+        issuetype = (raw.get("fields") or {}).get("issuetype")
+        type_name = issuetype.get("name") if isinstance(issuetype, Mapping) else None
+        key = raw.get("key")
+        project = key.rpartition("-")[0] if isinstance(key, str) else None
+        if type_name != self._types[entity]:
+            raise NotThisEntity(f"jira issue {key or issue_id} is of type {type_name!r}, "
+                                f"not {self._types[entity]!r}: it is no {entity}")
+        if project not in self._projects:
+            raise NotThisEntity(f"jira issue {key or issue_id} is in project {project!r}, not in "
+                                f"[jira] projects {self._projects}: it is no {entity} relbridge syncs")
 
     @staticmethod
     def _check_payload(entity: str, payload: Mapping[str, Any]) -> None:

@@ -9,6 +9,9 @@ A body is only a hint: the worker re-reads the object, so all we need is which o
   others (released, moved, merged, …) are re-read like any update.
 * ``issuelink_*``: only ``Problem/Incident`` links matter (the incident's ``caused_by``);
   the link reads "source causes destination", so the destination is the incident.
+
+Every id and key in the body is checked against Jira's shapes (``ids``) before a hint is
+made: a malformed one is ``BadInput`` (a 400), so it never reaches a URL.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 from bridge.adapter import WebhookHint
 from bridge.errors import BadInput
+from relbridge_jira.ids import issue_key, numeric_id, project_of
 from relbridge_jira.records import LINK_TYPE, SYSTEM
 
 DELIVERY_HEADER = "x-atlassian-webhook-identifier"
@@ -59,7 +63,7 @@ def _issue_hints(headers: Mapping[str, str], body: Mapping[str, Any], event: str
         raise BadInput("jira webhook: 'issue.fields.issuetype.name' is missing")
     entity = issue_entities.get(type_name)
     key = issue.get("key")
-    project = key.rpartition("-")[0] if isinstance(key, str) else None
+    project = project_of(issue_key(key, "jira webhook: 'issue.key'")) if key is not None else None
     if entity is None or (project and project not in projects):
         return []
     return [_hint(headers, body, event, entity, issue_id, deleted=event == "jira:issue_deleted")]
@@ -104,4 +108,4 @@ def _id(obj: Mapping[str, Any], name: str, where: str) -> str:
     value = obj.get(name)
     if isinstance(value, bool) or not isinstance(value, str | int) or str(value) == "":
         raise BadInput(f"jira webhook: '{where}.{name}' is missing or not an id")
-    return str(value)
+    return numeric_id(value, f"jira webhook: '{where}.{name}'")

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from bridge.adapter import Metadata, SystemRecord, WebhookHint
 from bridge.errors import BadInput, PermanentError
-from relbridge_servicenow.api import SYSTEM, OnCall, TableApi
+from relbridge_servicenow.api import SYSTEM, OnCall, TableApi, checked_sys_id
 from relbridge_servicenow.links import ReleaseLinks
 from relbridge_servicenow.metadata import read_metadata
 from relbridge_servicenow.values import (
@@ -124,8 +124,10 @@ class ServiceNowAdapter:
             anchor = last
 
     def read(self, entity: str, id: str, fields: Iterable[str]) -> SystemRecord | None:
-        """One GET (plus one link query for a change's or incident's ``release``)."""
+        """One GET (plus one link query for a change's or incident's ``release``). The
+        table is the entity: a sys_id of another table is simply not found (None)."""
         table = self._table(entity)
+        checked_sys_id(id, f"ServiceNow {entity} id")
         columns, want_release = self._columns(entity, fields)
         row = self._api.get(table, id, fields=columns)
         if row is None:
@@ -191,6 +193,7 @@ class ServiceNowAdapter:
         rows, which leave the change's own version unchanged).
         """
         table = self._table(entity)
+        checked_sys_id(id, f"ServiceNow {entity} id")  # before the link query uses it, too
         body, release = self._split_links(entity, payload)
         row = self._api.patch(table, id, body) if body else None
         link_given = entity == "change" and "release" in payload

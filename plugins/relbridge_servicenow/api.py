@@ -63,7 +63,10 @@ RECORD_PARAMS: dict[str, str | None] = {
     "sysparm_display_value": "false",
     "sysparm_exclude_reference_link": "true",
 }
-_SAFE_ID = re.compile(r"[0-9A-Za-z_.-]+")
+#: A sys_id: 32 hex digits. Checked before one becomes part of a URL (ids come from
+#: webhook bodies too: ``../sys_user`` must never pick another endpoint).
+SYS_ID = re.compile(r"[0-9a-fA-F]{32}")
+INVALID_ID = "invalid_id"
 _SAFE_TABLE = re.compile(r"[0-9A-Za-z_]+")
 
 
@@ -229,7 +232,13 @@ class _Session(requests.Session):
         return settings
 
 
+def checked_sys_id(value: Any, what: str = "ServiceNow sys_id") -> str:
+    """``value`` when it is a sys_id (32 hex digits); ``BadInput`` otherwise."""
+    if not isinstance(value, str) or not SYS_ID.fullmatch(value):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise BadInput(f"{what} {shown} is not a sys_id (32 hex digits)", code=INVALID_ID)
+    return value
+
+
 def _record_path(sys_id: str) -> str:
-    if not _SAFE_ID.fullmatch(sys_id or ""):
-        raise BadInput(f"{sys_id!r} is not a ServiceNow sys_id")
-    return sys_id
+    return checked_sys_id(sys_id)

@@ -9,7 +9,9 @@ business rule that sends it)::
 
 A link row (``rm_m2m_release_task``) changing means its change's ``release`` changed, so it
 becomes a hint for that change when the body says which change (``task``, top level or in
-a ``record`` object). The body is only a hint: the worker re-reads the record.
+a ``record`` object). The body is only a hint: the worker re-reads the record. Every
+sys_id in it must be 32 hex digits (``api.checked_sys_id``), or the body is refused with a
+400 before it can become part of a URL.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from typing import Any
 
 from bridge.adapter import WebhookHint
 from bridge.errors import BadInput
+from relbridge_servicenow.api import checked_sys_id
 from relbridge_servicenow.links import M2M_TABLE
 from relbridge_servicenow.values import reference_value
 
 SYSTEM = "servicenow"
 OPERATIONS = frozenset({"insert", "update", "delete"})
-_ID = re.compile(r"[0-9A-Za-z_.-]{1,64}")
 
 
 def parse_webhook(body: Any, entity_of_table: Mapping[str, str]) -> list[WebhookHint]:
@@ -36,7 +38,9 @@ def parse_webhook(body: Any, entity_of_table: Mapping[str, str]) -> list[Webhook
     if not isinstance(body, dict):
         raise BadInput("ServiceNow webhook: body must be a JSON object")
     table = _required(body, "table", re.compile(r"[0-9A-Za-z_]{1,80}"))
-    sys_id = _required(body, "sys_id", _ID)
+    if not body.get("sys_id"):
+        raise BadInput("ServiceNow webhook: sys_id is missing")
+    sys_id = checked_sys_id(body["sys_id"], "ServiceNow webhook: sys_id")
     operation = _required(body, "operation", re.compile(r"[a-z]+"))
     if operation not in OPERATIONS:
         raise BadInput(f"ServiceNow webhook: operation must be one of {sorted(OPERATIONS)}")
@@ -64,8 +68,7 @@ def _link_hint(body: dict[str, Any], delivery_id: str, entity_of_table: Mapping[
     )
     if not task:
         return []  # the body does not say which change; the next poll will see it
-    if not _ID.fullmatch(task):
-        raise BadInput("ServiceNow webhook: task is not a sys_id")
+    checked_sys_id(task, "ServiceNow webhook: task")
     return [WebhookHint(system=SYSTEM, entity="change", id=task, delivery_id=delivery_id)]
 
 
