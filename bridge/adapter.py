@@ -47,6 +47,11 @@ class SystemRecord:
     fields: Mapping[str, Any]
     url: str | None = None
     correlation: str | None = None  # the canonical key this object was tagged with, if any
+    created_at: datetime | None = None  # aware, UTC, when the system reports it
+    # source field -> when its value was last set, where the system records it (Jira's
+    # changelog, a ServiceNow record never updated since its creation); for adoption and
+    # per-field last-writer-wins
+    field_times: Mapping[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

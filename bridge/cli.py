@@ -293,7 +293,7 @@ class Progress:
 
 def print_report(report: Any) -> None:
     rows = report.as_dict()["by_entity"]
-    columns = ("created", "updated", "unchanged", "conflicts", "errors", "deleted")
+    columns = ("created", "updated", "unchanged", "conflicts", "errors", "deleted", "held")
     click.echo(f"{'entity/system':<22}" + "".join(f"{c:>11}" for c in columns))
     for name, counts in rows.items():
         click.echo(f"{name:<22}" + "".join(f"{counts.get(c, 0):>11}" for c in columns))
@@ -308,30 +308,51 @@ def print_report(report: Any) -> None:
               help="Also find objects deleted in either system that no change listing shows "
                    "(lists every object once; the daemon does this every "
                    "[sync] reconcile_interval_seconds).")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary (or the --dry-run plan) as JSON.")
+@click.option("--dry-run", is_flag=True,
+              help="Read everything and print the plan (creates, updates old -> new, links, transitions, "
+                   "held destructive writes); write nothing to either system or to the store.")
+@click.option("--allow-destructive", is_flag=True,
+              help="Make destructive writes without the [safety] max_destructive_writes bound, the ones "
+                   "held earlier included.")
 @handle_errors
-def sync_command(config_path: Path | None, once: bool, reconcile: bool, as_json: bool) -> None:
+def sync_command(config_path: Path | None, once: bool, reconcile: bool, as_json: bool, dry_run: bool,
+                 allow_destructive: bool) -> None:
     """Sync both systems once: read every change since the last sync, then write it across.
 
-    Exit code 1 when some records could not be synced (they are listed; the rest landed).
-    Before the first write it checks plugins, store, both systems and the mappings against
-    the systems' live fields (remembered while the mapping file stays the same); any
-    problem stops it with one line and nothing written.
+    Exit code 1 when some records could not be synced (they are listed; the rest landed),
+    or when the safety brake held destructive writes (see `relbridge held list`). With
+    --dry-run the exit code is the one the real pass would have. Before the first write it
+    checks plugins, store, both systems and the mappings against the systems' live fields
+    (remembered while the mapping file stays the same); any problem stops it with one line
+    and nothing written.
 
     \b
     Example:
       relbridge sync --once --config config.toml
+      relbridge sync --once --dry-run --config config.toml
       relbridge sync --once --reconcile --config config.toml
     """
+    from bridge.envelope import SyncReport
     from bridge.preflight import check_before_writing
+    from bridge.safety import put_back
 
     rt = runtime(config_path, writes=True)
+    if dry_run:
+        check_before_writing(rt)
+        sys.exit(dry_run_command(rt, reconcile=reconcile, as_json=as_json, allow_destructive=allow_destructive))
     progress = None if as_json else Progress()
     try:
         check_before_writing(rt)
+        put_back_report = SyncReport()
+        if allow_destructive:
+            rt.engine.brake.unbounded = True
+            put_back(rt.engine, rt.store.held_writes(), put_back_report)
         report = rt.engine.sync_once(progress=progress)
+        report.merge(put_back_report)
         if reconcile:
             rt.engine.reconcile(report)
+        held, still_held = list(rt.engine.brake.held), rt.store.held_count()
     finally:
         if progress:
             progress.close()
@@ -340,8 +361,36 @@ def sync_command(config_path: Path | None, once: bool, reconcile: bool, as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         print_report(report)
-    if report.errors:
+    if held:
+        click.echo(f"error: {brake_message(rt.config, len(held))}", err=True)
+    elif still_held:
+        click.echo(f"note: {still_held} destructive write(s) held earlier are waiting: relbridge held list", err=True)
+    if report.errors or held:
         sys.exit(1)
+
+
+def brake_message(config: Config, held: int) -> str:
+    limit = config.safety.max_destructive_writes
+    return (f"safety brake: held {held} destructive write(s), more than [safety] max_destructive_writes = "
+            f"{limit} in one pass; review them with `relbridge held list`, apply them with "
+            "`relbridge held release --all` or `relbridge sync --once --allow-destructive`")
+
+
+def dry_run_command(rt: Runtime, *, reconcile: bool, as_json: bool, allow_destructive: bool) -> int:
+    """``sync --once --dry-run``: print the plan; the exit code the real pass would have."""
+    from bridge.dryrun import dry_run, render_plan
+
+    progress = None if as_json else Progress()
+    try:
+        plan = dry_run(rt, reconcile=reconcile, allow_destructive=allow_destructive, progress=progress)
+    finally:
+        if progress:
+            progress.close()
+        rt.close()
+    click.echo(json.dumps(plan.as_dict(), indent=2, default=str) if as_json else render_plan(plan))
+    if plan.held and not as_json:
+        click.echo(f"error: {brake_message(rt.config, len(plan.held))} (dry run: nothing was held)", err=True)
+    return 1 if plan.errors or plan.held else 0
 
 
 @main.command("status")
@@ -565,3 +614,79 @@ def dlq_drop(config_path: Path | None, event_id: int) -> None:
     finally:
         rt.close()
     click.echo(f"dead letter {event_id} dropped")
+
+
+# --- held destructive writes ------------------------------------------------------------------
+
+
+@main.group("held")
+def held_group() -> None:
+    """Destructive writes held back by the safety brake ([safety] max_destructive_writes)."""
+
+
+@held_group.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@handle_errors
+def held_list(config_path: Path | None, as_json: bool) -> None:
+    """List held destructive writes, oldest first: what would change where, and why it waits.
+
+    \b
+    Example:
+      relbridge held list --config config.toml
+    """
+    from bridge.safety import describe_held, held_document
+
+    rt = runtime(config_path)
+    try:
+        rows = rt.store.held_writes()
+    finally:
+        rt.close()
+    if as_json:
+        click.echo(json.dumps([held_document(row) for row in rows], indent=2, default=str))
+        return
+    if not rows:
+        click.echo("no held writes")
+        return
+    for row in rows:
+        click.echo(describe_held(row))
+    click.echo(f"{len(rows)} held write(s): apply with `relbridge held release ID` or `--all`")
+
+
+@held_group.command("release")
+@config_option
+@click.argument("ids", metavar="[ID]...", nargs=-1, type=int)
+@click.option("--all", "release_all", is_flag=True, help="Apply every held write.")
+@handle_errors
+def held_release(config_path: Path | None, ids: tuple[int, ...], release_all: bool) -> None:
+    """Apply held destructive writes now, past the bound.
+
+    Each target object is read first: a newer edit made there since the write was held wins
+    over it (the held write then ends without being written).
+
+    \b
+    Example:
+      relbridge held release 3 --config config.toml
+      relbridge held release --all --config config.toml
+    """
+    from bridge.envelope import SyncReport
+    from bridge.safety import release
+
+    if bool(ids) == release_all:
+        raise BadInput("give held write ids or --all (see `relbridge held list`)")
+    rt = runtime(config_path)
+    try:
+        rows = rt.store.held_writes(ids=None if release_all else ids)
+        missing = sorted(set(ids) - {row.id for row in rows})
+        if missing:
+            raise BadInput(f"no held write {', '.join(map(str, missing))} (see `relbridge held list`)")
+        report = SyncReport()
+        result = release(rt.engine, rows, report)
+    finally:
+        rt.close()
+    click.echo(f"applied {len(result.applied)}, no longer needed {len(result.ended)}, "
+               f"still held {len(result.still_held)}")
+    for error in report.errors:
+        click.echo(f"error: {error}", err=True)
+    if result.still_held or report.errors:
+        sys.exit(1)

@@ -120,6 +120,13 @@ class RollbackConfig(Section):
     mark_changes: Literal["", "unsuccessful"] = "unsuccessful"
 
 
+class SafetyConfig(Section):
+    # Destructive writes (a release moved backwards, an unsuccessful close code, a delete)
+    # allowed per `sync --once` pass, or per window in the daemon; the rest are held.
+    max_destructive_writes: int = Field(default=10, ge=0)
+    window_seconds: float = Field(default=600, gt=0)  # the daemon's window for that bound
+
+
 class LogConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -136,6 +143,7 @@ class Config(Section):
     gate: GateConfig = Field(default_factory=GateConfig)
     rollback: RollbackConfig = Field(default_factory=RollbackConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
 
     source: str = Field(default="<defaults>", exclude=True)  # where it was loaded from, for messages
 

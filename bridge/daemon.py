@@ -176,6 +176,8 @@ class Daemon:
         self.runtime.on_api_call = self.metrics.api_call
         engine = self.runtime.engine  # builds plugins, mappings, adapters: config errors surface here
         engine.on_veto = lambda key: self.metrics.vetoes.inc()
+        # The daemon has no passes: its destructive writes are bounded per [safety] window_seconds.
+        engine.brake.use_window()
         self.runtime.plugin_manager.register(_MetricsPlugin(self.metrics), name="relbridge-daemon-metrics")
         log.info("relbridge daemon %s starting: %d workers, polling every %ss", self.instance_id,
                  self.config.sync.workers, self.config.sync.interval_seconds)

@@ -3,7 +3,8 @@
 Starts both simulators with the demo seed and a SQLite store in a temporary folder, syncs,
 makes the changes a release team would make (ServiceNow approves a change, Jira releases
 two versions — one authorized, one not — and an incident is opened against a change),
-syncs again, and shows what moved where and the final release records.
+shows the plan of the next sync with a dry run (nothing written), syncs again, and shows
+what moved where and the final release records.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import requests
 
 from bridge.config import Config
+from bridge.dryrun import dry_run, render_plan
 from bridge.engine import SyncReport
 from bridge.runtime import Runtime
 from bridge.sim import start_simulators
@@ -54,13 +56,17 @@ def run_demo(echo: Echo, *, keep: Path | None = None) -> int:
             team.release_version("Mobile app 3.0")
             team.open_incident("Release new login flow", "Portal sessions expire after release")
 
-            echo("\n== 3. Second sync")
+            echo("\n== 3. Dry run: what the second sync will do (relbridge sync --once --dry-run)")
+            for line in render_plan(dry_run(rt), limit=4).splitlines():
+                echo(f"  {line}")
+
+            echo("\n== 4. Second sync")
             _summary(echo, rt.engine.sync_once())
             # The next pass reads back what the second one wrote (the gate's revert, derived
             # states) and finds nothing more to do.
             rt.engine.sync_once()
 
-            echo("\n== 4. What moved where")
+            echo("\n== 5. What moved where")
             for row in rt.store.history(since=mark):
                 if not row.field.startswith("_"):
                     echo(f"  {row.entity:<8} {row.key:<14} {row.field:<16} {_short(row.old)} -> {_short(row.new)}"
@@ -71,7 +77,7 @@ def run_demo(echo: Echo, *, keep: Path | None = None) -> int:
             for name in ("Customer portal 5.2", "Mobile app 3.0"):
                 echo(f"  Jira now says version {name!r} released={team.version_released(name)}")
 
-            echo("\n== 5. Release records")
+            echo("\n== 6. Release records")
             for key, _ in rt.store.records("release"):
                 echo(render_release(release_document(rt.engine, key)))
                 echo("")

@@ -34,13 +34,15 @@ from pydantic import ValidationError
 
 from bridge import lifecycle
 from bridge.adapter import Adapter, SystemRecord
+from bridge.adoption import FieldClock, Pair, adopt, clock, seen_of
 from bridge.config import Config
 from bridge.envelope import Envelope, StoreResolver, SyncReport
 from bridge.errors import PermanentError, RelbridgeError, TransientError
 from bridge.mapping import Mappings, SystemMapping, UnmappableValue
-from bridge.merge import merge
-from bridge.model import KEY_PATTERN, Release, model_for
+from bridge.merge import MergeResult, merge
+from bridge.model import KEY_PATTERN, Release, json_value, model_for
 from bridge.plugins import Hooks
+from bridge.queue import queued_events
 from bridge.release_bookkeeping import (
     DERIVED,
     ENGINE_FIELDS,
@@ -48,6 +50,7 @@ from bridge.release_bookkeeping import (
     SYSTEMS,
     ReleaseBookkeeping,
 )
+from bridge.safety import SafetyBrake
 from bridge.store import Store, UnitOfWork
 from bridge.store.rows import RefRow, StaleRecord
 
@@ -88,11 +91,13 @@ class Engine(ReleaseBookkeeping):
         # Names this engine as a lease holder (create leases) among processes sharing the store.
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.resolvers = {system: StoreResolver(store, system) for system in SYSTEMS}
+        self.brake = SafetyBrake(config.safety, store, clock)  # bounds destructive writes
         self._locks = [threading.RLock() for _ in range(256)]
         self._deferred_gates: list[tuple[str, str, str]] | None = None
         self._deferred_derives: set[str] = set()
         self._deferred_links: dict[str, list[tuple[str, str, bool]]] = {}
-        self._listed_everything: set[tuple[str, str]] = set()
+        # Streams (system, entity) whose every object this sync_once pass has read and linked.
+        self._ingested: set[tuple[str, str]] = set()
         self._names: dict[str, str] | None = None  # release name -> key, built on first use
         self._names_lock = threading.Lock()
         self._deferred_lock = threading.Lock()
@@ -113,10 +118,16 @@ class Engine(ReleaseBookkeeping):
         touched: dict[str, set[str]] = {entity: set() for entity in ENTITY_ORDER}
         marks: dict[tuple[str, str], datetime] = {}
         self._deferred_gates = []
+        # A watermark proves every older object was linked only when no event listed by a
+        # daemon's poller still waits in the inbox (it may be an object never linked yet).
+        marks_complete = queued_events(self.store) == 0
+        self._ingested = set()
+        self.brake.start_pass()
         try:
             for entity in ENTITY_ORDER:
                 for system in SYSTEMS:
                     started = self.clock()
+                    complete = marks_complete or self.store.get_watermark(system, entity) is None
                     records = list(self._list_changed(system, entity))
                     keys = self._run_parallel(
                         system, records, lambda rec, r=report: self.ingest(rec, r), progress,
@@ -124,6 +135,8 @@ class Engine(ReleaseBookkeeping):
                     )
                     touched[entity].update(k for k in keys if k)
                     marks[(system, entity)] = started
+                    if complete:
+                        self._ingested.add((system, entity))
         finally:
             deferred, self._deferred_gates = self._deferred_gates, None
             self._apply_deferred_links()  # even after a failed read: what was stored stays linked
@@ -142,6 +155,7 @@ class Engine(ReleaseBookkeeping):
         # before this point re-reads the same window next time (nothing lost).
         for (system, entity), value in marks.items():
             self.store.set_watermark(system, entity, value)
+        self._ingested = set()
         return report
 
     def process(self, system: str, entity: str, ext_id: str, *, deleted: bool = False,
@@ -231,17 +245,14 @@ class Engine(ReleaseBookkeeping):
         if entity not in mapping.entities:
             return
         yield from self.adapters[system].list_changed(entity, since, mapping.fields_to_read(entity))
-        if since is None:
-            self._listed_everything.add((system, entity))
 
     def _may_exist_unlinked(self, system: str, entity: str, env: Envelope) -> bool:
         """Whether an object for this record might exist in ``system`` without a link here:
-        a create that may have reached the system before a crash, or a system never read
-        in full (a fresh or lost store). Otherwise every object tagged with a correlation
-        was read and linked already, and the look-up call can be saved."""
-        if env.creating.get(system):
-            return True
-        return (system, entity) not in self._listed_everything and self.store.get_watermark(system, entity) is None
+        a create that may have reached the system before a crash, or anything the store
+        cannot prove it has read: a fresh or lost store, a restored backup, another
+        installation, a daemon whose listed objects still wait in its inbox. Only a
+        ``sync --once`` pass that has read and linked the whole stream can save the call."""
+        return bool(env.creating.get(system)) or (system, entity) not in self._ingested
 
     def _run_parallel(self, label: str, items: list[Any], work: Callable[[Any], Any],
                       progress: Callable[[str, int], None] | None, phase: str) -> list[Any]:
@@ -304,11 +315,14 @@ class Engine(ReleaseBookkeeping):
         if env is None:
             return self._create_canonical(record, key, raw_new, mapped, report)
 
+        if raw_old is None and env.creating.get(system):
+            return self._finish_create(record, key, env, raw_new, report)
         if raw_old is None:
-            # Newly linked object (e.g. found by correlation): fields that differ are
-            # settled by last-writer-wins on their update times.
-            changed = {f: v for f, v in mapped.items() if v != env.fields.get(f)}
-            pending = set(changed)
+            # Never synced with this object (a fresh or lost store, a pair linked by hand):
+            # adopt it field by field, writing only what the systems prove (DESIGN §10).
+            changed = dict(mapped)
+            result = self._adopt(record, env, raw_new, mapped)
+            env.seen.clear()
         else:
             before = self._to_canonical(mapping, system, entity, raw_old, canonical, strict=False)
             # A column absent from the raw we hold was never seen (a create keeps only what
@@ -316,22 +330,23 @@ class Engine(ReleaseBookkeeping):
             # value is a baseline, not an edit.
             unseen = {spec.field for spec in mapping.fields(entity) if spec.source not in raw_old}
             changed = {f: v for f, v in mapped.items() if v != before.get(f) and f not in unseen}
-            pending = set(env.pending.get(system, ()))
-        result = merge(
-            source=system,
-            changed=changed,
-            canonical=env.fields,
-            pending_for_source=pending,
-            owners={f: self.mappings.owner(entity, f) for f in changed},
-            policy=self.config.sync.conflict_policy,
-            source_time=record.updated_at,
-            field_times={f: t for f in changed if (t := env.field_time(f))},
-        )
+            result = merge(
+                source=system,
+                changed=changed,
+                canonical=env.fields,
+                pending_for_source=set(env.pending.get(system, ())),
+                owners={f: self.mappings.owner(entity, f) for f in changed},
+                policy=self.config.sync.conflict_policy,
+                source_time=record.updated_at,
+                field_times={f: t for f in changed if (t := env.field_time(f))},
+                source_field_times=self._field_times(record, changed),
+            )
         new_fields = dict(env.fields)
         for name, (_, value) in result.accepted.items():
             new_fields[name] = value
         vetoes = []
-        if entity == "release" and "state" in result.accepted:
+        # Adoption learns where a release already is; the gate judges moves people make.
+        if entity == "release" and "state" in result.accepted and raw_old is not None:
             vetoes = self._gate(key, env.fields, new_fields, system, result)
         accepted = {f: (env.fields.get(f), new_fields.get(f)) for f in result.accepted
                     if env.fields.get(f) != new_fields.get(f)}
@@ -339,8 +354,9 @@ class Engine(ReleaseBookkeeping):
 
         env.fields = new_fields
         env.raw[system] = raw_new
+        times = self._field_times(record, accepted)
         for name in accepted:
-            env.times[name] = record.updated_at.isoformat()
+            env.times[name] = times.get(name, record.updated_at).isoformat()
         # The source now holds the accepted values; restored fields go back to it; the
         # other system gets whatever changed.
         env.pending[system] = sorted((set(env.pending.get(system, ())) - set(accepted) - set(changed))
@@ -358,6 +374,57 @@ class Engine(ReleaseBookkeeping):
             self._after_unlock(lambda: self._after_change(entity, key, accepted, system, new_fields, created=False))
         return key
 
+    def _adopt(self, record: SystemRecord, env: Envelope, raw_new: dict[str, Any],
+               mapped: dict[str, Any]) -> MergeResult:
+        system, entity = record.system, record.entity
+        other = OTHER[system]
+        this_map, other_map = self.mappings.for_system(system), self.mappings.for_system(other)
+        this_seen = seen_of(record, this_map)
+
+        def writes_as(mapping: SystemMapping, name: str, value: Any, raw: Mapping[str, Any]) -> bool:
+            out = mapping.to_system(entity, {name: value}, raw, self.resolvers[mapping.system], fields=[name])
+            return not out.payload and not out.pending
+
+        def clocks(name: str) -> tuple[FieldClock, FieldClock]:
+            return (clock(this_seen, name, record.updated_at),
+                    clock(env.seen.get(other), name, env.field_time(name)))
+
+        pair = Pair(entity, this_map, other_map, raw_new, env.raw.get(other), writes_as)
+        result = adopt(pair, mapped, env.fields, clocks)
+        for conflict in result.conflicts:
+            log.warning("%s %s: %s differs between the systems (%s: %r, %s: %r) and neither side can be "
+                        "shown to have changed it last: left as it is on both, recorded as a conflict",
+                        entity, env.fields.get("name") or record.key, conflict.field, system,
+                        conflict.source_value, other, conflict.canonical_value)
+        return result
+
+    def _finish_create(self, record: SystemRecord, key: str, env: Envelope, raw_new: dict[str, Any],
+                       report: SyncReport) -> str:
+        """Our own create, cut short (a crash, a lost reply, a failed transition) and found
+        again: the object is finished from the canonical record, never merged back as if a
+        person had edited it (what relbridge half-wrote never wins against a person's value)."""
+        system, entity = record.system, record.entity
+        env.creating.pop(system, None)
+        env.seen.clear()
+        env.raw[system] = raw_new
+        writable = {spec.field for spec in self.mappings.for_system(system).fields(entity)
+                    if spec.direction != "inbound"}
+        env.mark_pending(system, writable)
+        self._save(entity, key, env, record, {}, system, [], [])
+        self._follow_ups.add(entity, key)
+        report.add(entity, system, "unchanged")
+        return key
+
+    def _field_times(self, record: SystemRecord, names: Iterable[str]) -> dict[str, datetime]:
+        """When the system last set each canonical field, where it records it (Jira's
+        changelog): last-writer-wins then means the last writer of that field."""
+        if not record.field_times:
+            return {}
+        wanted = set(names)
+        return {spec.field: record.field_times[spec.source]
+                for spec in self.mappings.for_system(record.system).fields(record.entity)
+                if spec.field in wanted and spec.source in record.field_times}
+
     def _owned_by_other(self, system: str, entity: str) -> set[str]:
         """Fields the other system owns: the mapping ignores this system's edits of them, so
         they are always re-checked against it (and restored if it changed them; writing
@@ -370,7 +437,9 @@ class Engine(ReleaseBookkeeping):
         system, entity = record.system, record.entity
         fields = self._validated(entity, key, mapped, None)
         env = Envelope(fields=fields, raw={system: raw})
-        env.times = {name: record.updated_at.isoformat() for name in mapped}
+        env.seen[system] = seen_of(record, self.mappings.for_system(system))
+        times = self._field_times(record, mapped)
+        env.times = {name: times.get(name, record.updated_at).isoformat() for name in mapped}
         env.mark_pending(OTHER[system], mapped)
         accepted = {name: (None, value) for name, value in fields.items() if value not in (None, [], "")}
         self._save(entity, key, env, record, accepted, system, [], [])
@@ -394,7 +463,8 @@ class Engine(ReleaseBookkeeping):
             for ref in result.unresolved:
                 self._pull(system, specs[ref.field].ref, ref.system_id)
             result = mapping.to_canonical(entity, raw, canonical, resolver)
-        values = dict(result.values)
+        # One text form per value (as the store keeps it): equal instants compare equal.
+        values = {name: json_value(value) for name, value in result.values.items()}
         for ref in result.unresolved:
             values.pop(ref.field, None)  # keep the canonical value until the target is known
         return values
@@ -473,6 +543,7 @@ class Engine(ReleaseBookkeeping):
                 name: change for name, change in accepted.items()
                 if name not in ENGINE_FIELDS.get(entity, ()) or name in ("change_requests", "incidents")
             }, source, now)
+            self.brake.supersede(tx, entity, key, accepted, source)
             for conflict in conflicts:
                 values = {source: conflict.source_value, OTHER[source]: conflict.canonical_value}
                 winner = conflict.source_value if conflict.source_won else conflict.canonical_value
@@ -537,12 +608,17 @@ class Engine(ReleaseBookkeeping):
         if not names:
             return
         out = mapping.to_system(entity, env.fields, env.raw.get(system, {}), self.resolvers[system], fields=names)
+        held = self.brake.screen(mapping, entity, key, env, ref, out, self.resolvers[system])
         if out.payload:
             self.adapters[system].write(entity, ref.ext_id, out.payload)
             env.raw.setdefault(system, {}).update(out.payload)
             report.add(entity, system, "updated")
-        env.pending[system] = sorted({p.field for p in out.pending})
-        env.revision = self.store.put_record(entity, key, env.dump(), expected_revision=env.revision)
+        env.pending[system] = sorted({p.field for p in out.pending})  # held writes leave the pending list
+        with self.store.transaction() as tx:
+            env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
+            self.brake.settle(tx, entity, key, system, names, held)
+        if held:
+            report.add(entity, system, "held", len(held))
 
     def _create_in(self, system: str, mapping: SystemMapping, entity: str, key: str, env: Envelope,
                    report: SyncReport) -> None:
@@ -576,12 +652,13 @@ class Engine(ReleaseBookkeeping):
             if look_up:
                 found = adapter.find_by_correlation(entity, self._correlation(entity, key, env, system))
                 if found is not None:
-                    self._link_found(found, key, env, report)
+                    self._link_found(found, key, report)
                     return
                 env.creating[system] = self.clock().isoformat()
                 env.revision = self.store.put_record(entity, key, env.dump(), expected_revision=env.revision)
             created = adapter.create(entity, out.payload, key)
             env.creating.pop(system, None)
+            env.seen.clear()
             env.raw[system] = {**out.payload, **_raw(created, mapping.fields_to_read(entity), only_present=True)}
             env.pending[system] = sorted({p.field for p in out.pending})
             with self.store.transaction() as tx:
@@ -605,14 +682,9 @@ class Engine(ReleaseBookkeeping):
             raise CreateInProgress(f"{entity} {key}: another instance is creating it in {system}",
                                    retry_after=max(1.0, wait))
 
-    def _link_found(self, found: SystemRecord, key: str, env: Envelope, report: SyncReport) -> None:
-        """An object created earlier (a crash, or a lost store) exists already: link it
-        and merge it like any read, so nothing is created twice."""
-        with self.store.transaction() as tx:
-            env.creating.pop(found.system, None)
-            env.revision = tx.put_record(found.entity, key, env.dump(), expected_revision=env.revision)
-            tx.put_ref(found.entity, key, found.system, found.id, ext_key=found.key, url=found.url,
-                       version=None, updated_at=found.updated_at)
+    def _link_found(self, found: SystemRecord, key: str, report: SyncReport) -> None:
+        """An object exists already (our create cut short, a lost store, a pair made by
+        hand): link it, finishing our own create or adopting it, so nothing is made twice."""
         self._ingest_locked(found, key, report)
         self._follow_ups.add(found.entity, key)
 
@@ -644,13 +716,19 @@ class Engine(ReleaseBookkeeping):
         report.add(entity, system, "deleted")
         if self.config.sync.propagate_deletes:
             other = self.store.refs(entity, key).get(OTHER[system])
-            if other is not None:
-                self.adapters[OTHER[system]].delete(entity, other.ext_id)
-                self.resolvers[OTHER[system]].forget(entity, key, other.ext_id)
-                with self.store.transaction() as tx:
-                    tx.drop_ref(OTHER[system], entity, other.ext_id)
-                    tx.add_history(entity, key, f"_ref.{OTHER[system]}", other.ext_id, None, DERIVED, self.clock())
-                    tx.delete_record(entity, key)
+            if other is not None and self.brake.admit_delete(entity, key, OTHER[system], other, report):
+                self.apply_delete(OTHER[system], entity, key, other.ext_id)
+
+    def apply_delete(self, system: str, entity: str, key: str, ext_id: str) -> None:
+        """Delete the record's object in ``system`` (it is gone from the other one already),
+        then the record itself."""
+        self.adapters[system].delete(entity, ext_id)
+        self.resolvers[system].forget(entity, key, ext_id)
+        with self.store.transaction() as tx:
+            tx.drop_ref(system, entity, ext_id)
+            tx.add_history(entity, key, f"_ref.{system}", ext_id, None, DERIVED, self.clock())
+            tx.delete_record(entity, key)
+            tx.drop_held(entity, key)
 
     # -- helpers ---------------------------------------------------------------------------
 

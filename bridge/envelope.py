@@ -38,6 +38,14 @@ class SyncReport:
             self.counts[(entity, system)]["errors"] += 1
             self.errors.append(message)
 
+    def merge(self, other: SyncReport) -> None:
+        """Add what ``other`` counted (work done around a pass, e.g. held writes applied)."""
+        for (entity, system), counter in other.counts.items():
+            for what, n in counter.items():
+                self.add(entity, system, what, n)
+        with self.lock:
+            self.errors.extend(other.errors)
+
     def total(self, what: str) -> int:
         return sum(c[what] for c in self.counts.values())
 
@@ -63,6 +71,8 @@ class Envelope:
     pending: dict[str, list[str]] = field(default_factory=dict)
     creating: dict[str, str] = field(default_factory=dict)
     gone: dict[str, str] = field(default_factory=dict)  # system -> when the object was deleted there
+    # system -> what was known of its object before the pair was adopted (bridge.adoption)
+    seen: dict[str, dict[str, Any]] = field(default_factory=dict)
     revision: int = 0  # store revision it was read at (0: new)
 
     @classmethod
@@ -74,6 +84,7 @@ class Envelope:
             pending={k: list(v) for k, v in data.get("pending", {}).items()},
             creating=dict(data.get("creating", {})),
             gone=dict(data.get("gone", {})),
+            seen=dict(data.get("seen", {})),
             revision=revision,
         )
 
@@ -85,6 +96,7 @@ class Envelope:
             "pending": {k: sorted(set(v)) for k, v in self.pending.items() if v},
             "creating": self.creating,
             "gone": self.gone,
+            **({"seen": self.seen} if self.seen else {}),
         }
 
     def mark_pending(self, system: str, names: Iterable[str]) -> None:

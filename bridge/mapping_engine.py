@@ -189,6 +189,15 @@ class SystemMapping:
             result.values[spec.field] = value
         return result
 
+    def read_value(self, entity: str, field: str, raw: Any, resolver: RefResolver, current: Any = None) -> Any:
+        """The canonical value that the system value ``raw`` of ``field`` stands for, whoever
+        owns the field (a set-valued map gives ``current`` when its list holds it, else the
+        first of the list). For telling a write in canonical terms (the safety brake, the
+        dry run's plan); raises ``UnmappableValue`` like a read."""
+        spec = self._entity(entity).fields[field]
+        known = None if current is None else {field: current}
+        return self._inbound_value(spec, unwrap(raw), known, resolver, InboundResult())
+
     def _inbound_value(
         self,
         spec: FieldSpec,

@@ -50,8 +50,14 @@ def merge(
     policy: str,
     source_time: datetime,
     field_times: Mapping[str, datetime],
+    source_field_times: Mapping[str, datetime] | None = None,
 ) -> MergeResult:
-    """Merge ``changed`` (canonical field -> value the source now has) into ``canonical``."""
+    """Merge ``changed`` (canonical field -> value the source now has) into ``canonical``.
+
+    ``source_time`` is when the source record last changed; ``source_field_times`` when the
+    source last set individual fields, where it records that (more precise, preferred);
+    ``field_times`` when the canonical values were set."""
+    source_field_times = source_field_times or {}
     result = MergeResult()
     for name, value in changed.items():
         current = canonical.get(name)
@@ -62,7 +68,7 @@ def merge(
             result.restore.add(name)
             continue
         if owner == ANY and name in pending_for_source:
-            won = _source_wins(source, policy, source_time, field_times.get(name))
+            won = _source_wins(source, policy, source_field_times.get(name, source_time), field_times.get(name))
             result.conflicts.append(Conflict(name, value, current, policy, won))
             if not won:
                 result.restore.add(name)

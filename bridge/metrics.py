@@ -2,7 +2,7 @@
 
 One ``Metrics`` object per process holds its own registry, so tests can build fresh ones
 and nothing leaks between them. Gauges that mirror the store (queue depth, oldest pending
-event, dead letters) are refreshed by ``refresh_from(inbox)`` before each scrape.
+event, dead letters, held writes) are refreshed by ``refresh_from(inbox)`` before each scrape.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ class Metrics:
         self.oldest_pending = Gauge(
             "relbridge_queue_oldest_pending_seconds", "Age of the oldest pending event", registry=r)
         self.dead_letters = Gauge("relbridge_dead_letters", "Events in the dead-letter list", registry=r)
+        self.held_writes = Gauge(
+            "relbridge_held_writes", "Destructive writes held by the safety brake (relbridge held list)", registry=r)
         self.api_calls = Counter(
             "relbridge_api_calls", "Calls to ServiceNow and Jira", ["system", "method", "status"], registry=r)
         self.api_errors = Counter(
@@ -56,6 +58,7 @@ class Metrics:
         age = inbox.oldest_pending_age()
         self.oldest_pending.set(age or 0)
         self.dead_letters.set(len(inbox.dead_letters()))
+        self.held_writes.set(inbox.store.held_count())
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -96,6 +96,16 @@ Key = Annotated[str, AfterValidator(_check_key)]
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
+def json_value(value: Any) -> Any:
+    """``value`` as the canonical record stores it (``sync_fields()``): one text form per
+    instant, so ``...Z`` and ``...+00:00`` of the same time compare equal."""
+    if isinstance(value, datetime):
+        return _as_utc(value).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
 class ExternalRef(BaseModel):
     """Where a canonical record lives in one system."""
 

@@ -345,9 +345,7 @@ class Inbox:
 
     def depth(self) -> int:
         """Events waiting or in flight (dead letters excluded)."""
-        with self.store.begin(write=False) as conn:
-            return conn.execute(select(func.count()).select_from(_events)
-                                .where(_events.c.state != DEAD)).scalar_one()
+        return queued_events(self.store)
 
     def oldest_pending_age(self) -> float | None:
         """Seconds since the oldest waiting or in-flight event arrived; None when empty."""
@@ -355,6 +353,13 @@ class Inbox:
             oldest = conn.execute(select(func.min(_events.c.received_at))
                                   .where(_events.c.state != DEAD)).scalar()
         return None if oldest is None else max(0.0, (self._now() - oldest).total_seconds())
+
+
+def queued_events(store: Store) -> int:
+    """Events waiting or in flight in ``store``'s inbox (dead letters excluded)."""
+    with store.begin(write=False) as conn:
+        return conn.execute(select(func.count()).select_from(_events)
+                            .where(_events.c.state != DEAD)).scalar_one()
 
 
 def _mine(event: Event) -> dict[str, Any]:

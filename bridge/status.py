@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bridge.engine import ENTITY_ORDER, SYSTEMS
+from bridge.safety import held_document
 
 if TYPE_CHECKING:
     from bridge.engine import Engine
@@ -30,6 +31,7 @@ def collect_status(store: Store) -> dict[str, Any]:
              "message": e.message, "count": e.count, "at": e.at.isoformat()}
             for e in store.errors()
         ],
+        "held_writes": [held_document(row) for row in store.held_writes()],
     }
 
 
@@ -42,6 +44,14 @@ def render_status(status: dict[str, Any]) -> str:
                  f"pending events: {status['pending_events']}   dead letters: {status['dead_letters']}")
     for error in status["failing_records"]:
         lines.append(f"  ! {error['system']} {error['entity']} {error['key'] or error['id']}: {error['message']}")
+    held = status["held_writes"]
+    lines.append(f"held destructive writes: {len(held)}"
+                 + ("   (relbridge held list; apply with relbridge held release)" if held else ""))
+    for row in held[:10]:
+        what = "delete" if row["field"] is None else f"{row['field']}: {row['old']} -> {row['new']}"
+        lines.append(f"  ! #{row['id']} {row['entity']} {row['key']} in {row['system']} {row['ref'] or ''}: {what}")
+    if len(held) > 10:
+        lines.append(f"  … and {len(held) - 10} more")
     return "\n".join(lines)
 
 

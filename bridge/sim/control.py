@@ -60,6 +60,12 @@ class FaultRule:
     `status` 0 with `reset` drops the connection without a response; `status` None with
     `delay_ms` only slows matching requests down and lets them through. `times` None means
     the rule never runs out.
+
+    `after` true lets the request reach the API and be carried out first, then replaces its
+    answer with the fault: a lost reply (a create or write the system made, answered with a
+    dropped connection or an error status, as a proxy timing out after the backend finished).
+    It needs a `status` (0 with `reset` to drop the connection). The request log records the
+    status the client saw (0 for a dropped connection).
     """
 
     path: re.Pattern[str]
@@ -69,6 +75,7 @@ class FaultRule:
     times: int | None = 1
     delay_ms: int = 0
     reset: bool = False
+    after: bool = False
     hits: int = 0
 
     @classmethod
@@ -76,7 +83,7 @@ class FaultRule:
         """Validate a `POST /_sim/faults` body; raise ControlError with a readable reason."""
         if not isinstance(body, dict):
             raise ControlError("fault rule must be a JSON object")
-        known = {"method", "path", "status", "retry_after", "times", "delay_ms", "reset"}
+        known = {"method", "path", "status", "retry_after", "times", "delay_ms", "reset", "after"}
         unknown = sorted(set(body) - known)
         if unknown:
             raise ControlError(f"unknown fault keys: {', '.join(unknown)}")
@@ -101,6 +108,11 @@ class FaultRule:
             raise ControlError("status 0 is only valid with reset=true (drop the connection)")
         if status is not None and 0 < status < 100:
             raise ControlError("status must be 0 (with reset) or an HTTP status 100-599")
+        after = body.get("after", False)
+        if not isinstance(after, bool):
+            raise ControlError("after must be true or false")
+        if after and status is None:
+            raise ControlError("after=true needs a status (0 with reset=true to drop the connection)")
         times = body.get("times", 1)
         if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
             raise ControlError("times must be a positive integer or null (unlimited)")
@@ -112,6 +124,7 @@ class FaultRule:
             times=times,
             delay_ms=delay_ms,
             reset=reset,
+            after=after,
         )
 
     def matches(self, method: str, path: str) -> bool:
@@ -126,6 +139,7 @@ class FaultRule:
             "times": self.times,
             "delay_ms": self.delay_ms,
             "reset": self.reset,
+            "after": self.after,
             "hits": self.hits,
         }
 
@@ -290,6 +304,8 @@ class SimControl:
                 rule = control.take_fault(method, path)
                 if rule is not None and rule.delay_ms:
                     await asyncio.sleep(rule.delay_ms / 1000)
+                if rule is not None and rule.after:
+                    await app(scope, receive, _discard)  # carried out; its answer is lost
                 if rule is not None and rule.status == 0:
                     await _drop_connection(send)
                     return
@@ -311,6 +327,10 @@ class SimControl:
         if rule.status in (204, 304) or rule.status < 200:
             return Response(status_code=rule.status, headers=headers)
         return JSONResponse(self.error_body(rule.status), rule.status, headers=headers)
+
+
+async def _discard(message: Message) -> None:
+    """A `send` that throws the API's answer away (for faults applied after the request)."""
 
 
 async def _drop_connection(send: Send) -> None:

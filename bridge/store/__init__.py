@@ -1,5 +1,5 @@
 """The state store: canonical records, external refs, history, watermarks, conflicts,
-per-record errors, vetoes, leases and the inbox's tables.
+per-record errors, vetoes, leases, writes held by the safety brake and the inbox's tables.
 
 SQLAlchemy Core over SQLite (default) or PostgreSQL, with the same code and ordered
 migrations. Start with ``Store(url)``; group writes with ``store.transaction()``.
@@ -9,6 +9,7 @@ from bridge.store.migrations import MIGRATIONS, Migration, SchemaVersionError
 from bridge.store.rows import (
     ConflictRow,
     ErrorRow,
+    HeldWriteRow,
     HistoryRow,
     LeaseRow,
     RecordRow,
@@ -23,6 +24,7 @@ __all__ = [
     "MIGRATIONS",
     "ConflictRow",
     "ErrorRow",
+    "HeldWriteRow",
     "HistoryRow",
     "LeaseRow",
     "Migration",

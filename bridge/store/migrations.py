@@ -50,13 +50,19 @@ def _mapping_check_cache(conn: Connection) -> None:
     schema.mapping_checks.create(conn)
 
 
+def _held_writes_table(conn: Connection) -> None:
+    """The safety brake's held destructive writes (``bridge.safety``)."""
+    schema.held_writes.create(conn, checkfirst=True)
+
+
 #: Tables that a later step creates: step 1 leaves them out so that a fresh database
 #: replays history exactly.
-ADDED_BY_LATER_STEPS = (schema.mapping_checks,)
+ADDED_BY_LATER_STEPS = (schema.mapping_checks, schema.held_writes)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "mapping check cache (sync/run start-up check)", _mapping_check_cache),
+    Migration(3, "held_writes: destructive writes held by the safety brake", _held_writes_table),
 )
 
 

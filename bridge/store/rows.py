@@ -101,3 +101,21 @@ class LeaseRow:
     name: str
     holder: str
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class HeldWriteRow:
+    """A destructive write the safety brake held back (see ``bridge.safety``)."""
+
+    id: int
+    entity: str
+    key: str
+    system: str
+    field: str
+    kind: str
+    ext_id: str | None
+    ext_key: str | None
+    old: Any
+    new: Any
+    reason: str
+    held_at: datetime

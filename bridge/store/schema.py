@@ -261,3 +261,26 @@ mapping_checks = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("checked_at", UtcDateTime, nullable=False),
 )
+
+# Destructive writes the safety brake held back (``bridge.safety``): one row per record,
+# target system and field (a newer hold of the same field replaces the older one), kept
+# until ``relbridge held release`` applies it or a newer edit of the field supersedes it.
+# Added by migration step 3.
+held_writes = Table(
+    "held_writes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("entity", String(ENTITY), nullable=False),
+    Column("key", String(KEY), nullable=False),
+    Column("system", String(SYSTEM), nullable=False),  # where the write would go
+    Column("field", String(KEY), nullable=False),  # canonical field, or "_delete"
+    Column("kind", String(32), nullable=False),  # bridge.safety.Kind
+    Column("ext_id", String(EXT_ID)),
+    Column("ext_key", String(EXT_ID)),
+    Column("old", JsonText),  # what the system holds now, in canonical terms
+    Column("new", JsonText),  # what would have been written, in canonical terms
+    Column("reason", Text, nullable=False),
+    Column("held_at", UtcDateTime, nullable=False),
+    UniqueConstraint("entity", "key", "system", "field", name="uq_held_writes_target"),
+    sqlite_autoincrement=True,  # never reuse an id: `relbridge held release ID` must be unambiguous
+)

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from bridge.errors import ConfigError, SyncFailure
 from bridge.store import migrations
 from bridge.store.connect import SQLITE_BEGIN, create_store_engine, parse_store_url, safe_url
+from bridge.store.held import HeldWriteOperations
 from bridge.store.operations import Operations
 
 
@@ -27,7 +28,7 @@ class StoreUnavailable(SyncFailure):
     code = "store_unavailable"
 
 
-class UnitOfWork(Operations):
+class UnitOfWork(Operations, HeldWriteOperations):
     """Operations inside one transaction: everything commits together or not at all."""
 
     def __init__(self, conn: Connection, clock: Callable[[], datetime]) -> None:
@@ -38,7 +39,7 @@ class UnitOfWork(Operations):
         return nullcontext(self._conn)
 
 
-class Store(Operations):
+class Store(Operations, HeldWriteOperations):
     """The state store. ``Store("sqlite:///relbridge.db")`` or ``Store("postgresql://…")``.
 
     Opening checks that the database is reachable, refuses a schema newer than this code,

@@ -122,7 +122,8 @@ class JiraConnection:
     # --- search ----------------------------------------------------------------------------
 
     def search(self, jql: str, fields: str, page_size: int) -> Iterator[dict[str, Any]]:
-        """Every issue the JQL matches, page by page, one call per page.
+        """Every issue the JQL matches, page by page, one call per page, each with its
+        changelog (when each field last changed: for adoption and per-field merges).
 
         Cloud: ``GET search/jql`` with ``nextPageToken`` (the only search Cloud still has);
         Server/DC: ``GET search`` with ``startAt``/``maxResults``/``total``. The server may
@@ -136,7 +137,8 @@ class JiraConnection:
     def _search_cloud(self, jql: str, fields: str, page_size: int) -> Iterator[dict[str, Any]]:
         token: str | None = None
         while True:
-            params: dict[str, Any] = {"jql": jql, "fields": fields, "maxResults": page_size}
+            params: dict[str, Any] = {"jql": jql, "fields": fields, "maxResults": page_size,
+                                      "expand": "changelog"}
             if token:
                 params["nextPageToken"] = token
             page = self.get("search/jql", params)
@@ -149,7 +151,8 @@ class JiraConnection:
     def _search_server(self, jql: str, fields: str, page_size: int) -> Iterator[dict[str, Any]]:
         start = 0
         while True:
-            params = {"jql": jql, "fields": fields, "startAt": start, "maxResults": page_size}
+            params = {"jql": jql, "fields": fields, "startAt": start, "maxResults": page_size,
+                      "expand": "changelog"}
             page = self.get("search", params)
             issues = page.get("issues") or []
             yield from issues

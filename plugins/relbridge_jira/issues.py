@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -59,6 +60,9 @@ log = logging.getLogger(__name__)
 DEFAULT_FIELDS = ("summary", "description", "status", "priority", "release", "caused_by")
 
 
+ISSUE_KEY = re.compile(r"^[A-Z][A-Z0-9_]+-[1-9][0-9]*$")
+
+
 class Issues:
     def __init__(self, conn: JiraConnection, projects: Sequence[str],
                  issue_types: Mapping[str, str], page_size: int) -> None:
@@ -91,7 +95,8 @@ class Issues:
     def read(self, entity: str, issue_id: str, fields: Iterable[str] = ()) -> SystemRecord | None:
         wanted = self._remember(entity, fields)
         try:
-            raw = self._conn.get(f"issue/{issue_id}", {"fields": request_fields(entity, wanted)})
+            raw = self._conn.get(f"issue/{issue_id}", {"fields": request_fields(entity, wanted),
+                                                       "expand": "changelog"})
         except PermanentError as exc:
             if exc.status == 404:
                 return None
@@ -106,7 +111,15 @@ class Issues:
         if len(found) > 1:
             log.warning("jira: more than one %s carries label %s; using %s", entity, label,
                         found[0].get("key"))
-        return issue_record(found[0], entity, self._conn.url) if found else None
+        if found:
+            return issue_record(found[0], entity, self._conn.url)
+        # A canonical key is the key of the record where it was born: an issue born in Jira
+        # carries no label, only its own key.
+        if ISSUE_KEY.match(correlation) and correlation.split("-")[0] in self._projects:
+            record = self.read(entity, correlation, self._wanted.get(entity, DEFAULT_FIELDS))
+            if record is not None and record.key == correlation:
+                return record
+        return None
 
     # --- writing -----------------------------------------------------------------------------
 

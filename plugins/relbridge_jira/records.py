@@ -99,6 +99,8 @@ def issue_record(raw: Mapping[str, Any], entity: str, server_url: str) -> System
     if entity == "incident":
         fields["caused_by"] = caused_by(jira_fields.get("issuelinks") or [])
     key = raw.get("key")
+    created = jira_fields.get("created")
+    created_at = parse_datetime(created) if isinstance(created, str) else None
     return SystemRecord(
         system=SYSTEM,
         entity=entity,
@@ -109,7 +111,45 @@ def issue_record(raw: Mapping[str, Any], entity: str, server_url: str) -> System
         fields=fields,
         url=f"{server_url}/browse/{key}" if key else raw.get("self"),
         correlation=correlation_of(fields["labels"]),
+        created_at=created_at,
+        field_times=field_times(raw.get("changelog"), entity, fields, created_at),
     )
+
+
+#: Changelog item -> the record field it changed (items name fields by display name on
+#: Server, and carry `fieldId` on Cloud).
+_CHANGELOG_FIELDS = {"Fix Version": "fixVersions", "Version": "versions", "Link": "issuelinks",
+                     "resolution": "resolutiondate"}
+_PSEUDO_SOURCES = {"fixVersions": ("release",), "versions": ("release",), "issuelinks": ("caused_by",)}
+
+
+def field_times(changelog: Any, entity: str, fields: Mapping[str, Any],
+                created_at: datetime | None) -> dict[str, datetime]:
+    """When each field was last set, from the issue's changelog: the newest item naming it,
+    or the creation for a field no item names -- only when the changelog is complete (Jira
+    pages long histories; a partial one proves nothing about the fields it leaves out)."""
+    if not isinstance(changelog, Mapping):
+        return {}
+    histories = [h for h in changelog.get("histories") or [] if isinstance(h, Mapping)]
+    times: dict[str, datetime] = {}
+    for history in histories:
+        try:
+            at = parse_datetime(str(history.get("created")))
+        except ValueError:
+            continue
+        for item in history.get("items") or []:
+            name = item.get("fieldId") or item.get("field")
+            name = _CHANGELOG_FIELDS.get(name, _CHANGELOG_FIELDS.get(item.get("field"), name))
+            if entity != "change" and name == "fixVersions" or entity != "incident" and name == "versions":
+                continue
+            for source in (name, *_PSEUDO_SOURCES.get(name, ())):
+                if source not in times or at > times[source]:
+                    times[source] = at
+    complete = int(changelog.get("total") or len(histories)) <= len(histories)
+    if complete and created_at is not None:
+        for name in fields:
+            times.setdefault(name, created_at)
+    return times
 
 
 def caused_by(links: Iterable[Mapping[str, Any]]) -> str | None:
@@ -158,8 +198,9 @@ def issue_fields_body(entity: str, payload: Mapping[str, Any]) -> dict[str, Any]
 
 def request_fields(entity: str, wanted: Iterable[str]) -> str:
     """The ``fields=`` list for a search/read: the Jira fields behind the wanted names,
-    plus ``updated`` (record version) and ``labels`` (correlation)."""
-    names = {"updated", "labels"}
+    plus ``updated`` (record version), ``created`` (when fields untouched since were set)
+    and ``labels`` (correlation)."""
+    names = {"created", "updated", "labels"}
     for name in wanted:
         if name == "release":
             names.add(RELEASE_FIELD[entity])

@@ -44,7 +44,7 @@ DEFAULT_OBJECTS: Mapping[str, str] = {
     "incident": "incident",
 }
 #: Columns every read includes: identity, version and the correlation tag.
-SYS_FIELDS = ("sys_id", "number", "sys_updated_on", "sys_mod_count", "correlation_id")
+SYS_FIELDS = ("sys_id", "number", "sys_created_on", "sys_updated_on", "sys_mod_count", "correlation_id")
 #: Shown next to ``correlation_id`` in ServiceNow, so people see who tagged the record.
 CORRELATION_DISPLAY = "relbridge"
 LINKED_ENTITIES = frozenset({"change", "incident"})  # the ones with a ``release`` pseudo-field
@@ -145,13 +145,16 @@ class ServiceNowAdapter:
         return self._record(entity, table, rows[0])
 
     def find_by_correlation(self, entity: str, correlation: str) -> SystemRecord | None:
-        """The record whose ``correlation_id`` is ``correlation``: all columns and links.
+        """The record whose ``correlation_id`` is ``correlation``, or the record born here
+        whose number it is (a canonical key is the key of the record where it was born, and
+        that record carries no tag): all columns and links.
 
         Two or more should never exist (creates look here first); if they do, the oldest
         is the one relbridge made first and is used, with a warning.
         """
         table = self._table(entity)
-        query = f"correlation_id={query_value(correlation)}^ORDERBYsys_created_on^ORDERBYsys_id"
+        value = query_value(correlation)
+        query = f"correlation_id={value}^ORnumber={value}^ORDERBYsys_created_on^ORDERBYsys_id"
         rows = self._api.list(table, query=query, fields=(), limit=2)
         if not rows:
             return None
@@ -276,6 +279,11 @@ class ServiceNowAdapter:
             raise PermanentError(
                 f"ServiceNow {table} {sys_id or '?'}: sys_updated_on missing or not a UTC datetime"
             ) from None
+        created_at = _optional_datetime(row.get("sys_created_on"))
+        # Never updated since its creation: every column still holds its creation value (the
+        # `release` pseudo-field excepted: links are rows of their own, made at any time).
+        field_times = ({name: created_at for name in row if name not in SYS_FIELDS and name != "release"}
+                       if created_at is not None and str(row.get("sys_mod_count")) == "0" else {})
         return SystemRecord(
             system=SYSTEM,
             entity=entity,
@@ -286,7 +294,16 @@ class ServiceNowAdapter:
             fields=row,
             url=self._api.record_url(table, sys_id),
             correlation=row.get("correlation_id") or None,
+            created_at=created_at,
+            field_times=field_times,
         )
+
+
+def _optional_datetime(value: Any) -> datetime | None:
+    try:
+        return parse_datetime(str(value)) if value else None
+    except ValueError:
+        return None
 
 
 def _identity(row: Mapping[str, Any]) -> tuple[str, str]:

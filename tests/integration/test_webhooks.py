@@ -570,6 +570,13 @@ def test_metrics_refresh_the_queue_gauges(hx: Harness) -> None:
             'system="servicenow"} 1.0') in lines
 
 
+def test_metrics_report_writes_held_by_the_safety_brake(hx: Harness) -> None:
+    assert "relbridge_held_writes 0.0" in hx.client.get("/metrics").text.splitlines()
+    hx.inbox.store.hold_write("release", "RLSE1", "jira", "state", kind="rollback", old="deployed",
+                              new="rolled_back", reason="safety brake: rollback")
+    assert "relbridge_held_writes 1.0" in hx.client.get("/metrics").text.splitlines()
+
+
 def test_openapi_document_is_valid_and_covers_every_route(hx: Harness) -> None:
     response = hx.client.get("/openapi.json")
     assert response.status_code == 200

@@ -85,6 +85,33 @@ def test_dropped_connection_gives_the_client_no_response(servicenow_url: str) ->
     assert [r["status"] for r in log["requests"]] == [0, 200]
 
 
+def test_fault_after_carries_the_write_out_then_drops_the_reply(servicenow_url: str) -> None:
+    """A lost reply: the record is created, but the client only sees the connection drop."""
+    fault(servicenow_url, method="POST", path="change_request$", status=0, reset=True, after=True)
+    with pytest.raises(requests.ConnectionError):
+        requests.post(servicenow_url + TABLE, json={"short_description": "Made, reply lost"}, auth=AUTH,
+                      timeout=5)
+    made = requests.get(servicenow_url + TABLE, params={"sysparm_query": "short_description=Made, reply lost"},
+                        auth=AUTH, timeout=5).json()["result"]
+    assert len(made) == 1
+    log = requests.get(f"{servicenow_url}/_sim/requests", timeout=5).json()
+    assert [(r["method"], r["status"]) for r in log["requests"]] == [("POST", 0), ("GET", 200)]
+
+
+def test_fault_after_with_a_status_answers_it_for_a_request_carried_out(sims: Simulators) -> None:
+    """As a gateway timing out after the backend finished: Jira made the issue, said 504."""
+    url = sims.jira_url
+    assert url is not None
+    fault(url, method="POST", path="/issue$", status=504, after=True)
+    body = {"fields": {"project": {"key": "OPS"}, "issuetype": {"name": "Change"}, "summary": "Made, 504"}}
+    answered = requests.post(f"{url}/rest/api/2/issue", json=body, auth=AUTH, timeout=5)
+    assert answered.status_code == 504 and "errorMessages" in answered.json()
+    found = requests.get(f"{url}/rest/api/2/search/jql", params={"jql": "project = OPS", "fields": "summary"},
+                         auth=AUTH, timeout=5).json()["issues"]
+    assert [i["fields"]["summary"] for i in found] == ["Made, 504"]
+    assert requests.get(f"{url}/_sim/faults", timeout=5).json() == {"faults": []}  # times=1 used up
+
+
 def test_unlimited_rule_lasts_until_faults_are_cleared(servicenow_url: str) -> None:
     fault(servicenow_url, status=502, times=None)
     for _ in range(3):
@@ -102,6 +129,8 @@ def test_unlimited_rule_lasts_until_faults_are_cleared(servicenow_url: str) -> N
     ({"status": 500, "delay_ms": -1}, "delay_ms"),
     ({"status": "500"}, "status"),
     ({"status": 500, "colour": "red"}, "unknown fault keys"),
+    ({"delay_ms": 10, "after": True}, "after=true needs a status"),
+    ({"status": 503, "after": "yes"}, "after must be true or false"),
     ([1, 2], "JSON object"),
 ])
 def test_bad_fault_bodies_are_400_with_a_reason(servicenow_url: str, body: object,
@@ -137,7 +166,7 @@ def test_control_api_works_the_same_on_the_jira_server(sims: Simulators) -> None
 
 def test_fault_rule_parse_defaults() -> None:
     rule = FaultRule.parse({"status": 429})
-    assert (rule.method, rule.times, rule.delay_ms, rule.retry_after) == ("*", 1, 0, None)
+    assert (rule.method, rule.times, rule.delay_ms, rule.retry_after, rule.after) == ("*", 1, 0, None, False)
     assert rule.matches("DELETE", "/anything")
     with pytest.raises(ControlError):
         FaultRule.parse({"status": 429, "reset": "yes"})

@@ -39,7 +39,7 @@ def test_migrates_an_empty_database_and_records_the_version(store_url, clock):
         with bare.engine.connect() as conn:
             rows = conn.execute(select(tables.schema_version)).all()
     assert {"records", "external_refs", "history", "watermarks", "conflicts",
-            "record_errors", "events", "deliveries", "leases", "vetoes", "mapping_checks"} <= names
+            "record_errors", "events", "deliveries", "leases", "vetoes", "mapping_checks", "held_writes"} <= names
     assert [(r.version, r.description, r.applied_at) for r in rows] == [
         (step.version, step.description, clock.now) for step in MIGRATIONS]
     assert rows[0].description == "initial schema"

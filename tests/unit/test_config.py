@@ -125,3 +125,23 @@ def test_the_example_leaves_mappings_to_the_packaged_defaults(tmp_path: Path) ->
     copy = write(tmp_path, EXAMPLE.read_text())
     config = load_config(copy, env={})
     assert config.mappings.servicenow is None and config.mappings.jira is None
+
+
+def test_safety_brake_keys_defaults_file_and_environment(tmp_path: Path) -> None:
+    defaults = load_config(None, env={}).safety
+    assert (defaults.max_destructive_writes, defaults.window_seconds) == (10, 600)
+    example = load_config(EXAMPLE, env={}).safety
+    assert (example.max_destructive_writes, example.window_seconds) == (10, 600)
+    path = write(tmp_path, "[safety]\nmax_destructive_writes = 0\nwindow_seconds = 60\n")
+    config = load_config(path, env={"RELBRIDGE_SAFETY__WINDOW_SECONDS": "120"})
+    assert (config.safety.max_destructive_writes, config.safety.window_seconds) == (0, 120)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[safety]\nmax_destructive_writes = -1\n", "safety.max_destructive_writes — Input should be greater than or equal to 0"),
+    ("[safety]\nwindow_seconds = 0\n", "safety.window_seconds — Input should be greater than 0"),
+    ("[safety]\nmax_destructive_write = 3\n", "did you mean 'max_destructive_writes'?"),
+])
+def test_bad_safety_values_are_config_errors_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text), env={})

@@ -205,7 +205,7 @@ def test_list_changes_cloud_pages_with_next_page_token(rsps: responses.RequestsM
     first_page, second_page = query(rsps.calls[2]), query(rsps.calls[3])
     assert first_page["jql"] == ['project in ("OPS") AND issuetype = "Change" AND updated >= '
                                  '"2025/03/04 10:14" ORDER BY updated ASC, key ASC']
-    assert first_page["fields"] == ["fixVersions,labels,status,summary,updated"]
+    assert first_page["fields"] == ["created,fixVersions,labels,status,summary,updated"]
     assert first_page["maxResults"] == ["2"] and "nextPageToken" not in first_page
     assert second_page["nextPageToken"] == ["tok2"]
     assert adapter.calls == {"GET": 4}  # serverInfo, myself, two pages
@@ -241,7 +241,7 @@ def test_list_incidents_server_pages_with_start_at(rsps: responses.RequestsMock)
     assert [query(c)["startAt"] for c in rsps.calls[1:]] == [["0"], ["2"]]
     first = query(rsps.calls[1])
     assert first["jql"] == ['project in ("OPS") AND issuetype = "Incident" ORDER BY updated ASC, key ASC']
-    assert first["fields"] == ["issuelinks,labels,priority,updated,versions"]
+    assert first["fields"] == ["created,issuelinks,labels,priority,updated,versions"]
     assert adapter.calls == {"GET": 3}  # no myself call without a since
     assert records[0].fields["caused_by"] == "101" and records[0].fields["release"] == "10002"
     assert records[0].fields["priority"] == "High"

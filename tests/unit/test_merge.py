@@ -54,3 +54,14 @@ def test_system_wins_policies_ignore_time(policy, source_won) -> None:
                  source_time=T0, field_times={"name": T1})
     assert result.conflicts[0].source_won is source_won
     assert result.conflicts[0].resolution == policy
+
+
+def test_last_writer_of_the_field_wins_not_of_the_record() -> None:
+    """The source record changed last (another field, at T1), but its edit of this field
+    (its changelog says T0 - 1 min) is older than the canonical value's (T0)."""
+    older = datetime(2026, 3, 1, 11, 59, tzinfo=UTC)
+    result = merge(source="jira", changed={"name": "J"}, canonical={"name": "S"}, pending_for_source={"name"},
+                   owners={}, policy="last_writer_wins", source_time=T1, field_times={"name": T0},
+                   source_field_times={"name": older})
+    assert result.conflicts[0].source_won is False
+    assert result.restore == {"name"}

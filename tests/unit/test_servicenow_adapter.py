@@ -85,7 +85,7 @@ def test_list_changed_pages_until_a_short_page(adapter, mocked) -> None:
         "sysparm_query": "sys_updated_on>=2025-03-01 10:00:00^ORDERBYsys_updated_on^ORDERBYsys_id",
         "sysparm_limit": "2",
         "sysparm_offset": "0",
-        "sysparm_fields": "sys_id,number,sys_updated_on,sys_mod_count,correlation_id,"
+        "sysparm_fields": "sys_id,number,sys_created_on,sys_updated_on,sys_mod_count,correlation_id,"
                           "short_description,state",
         "sysparm_display_value": "false",
         "sysparm_exclude_reference_link": "true",
@@ -200,7 +200,7 @@ def test_read_is_one_get_plus_one_link_query(adapter, mocked) -> None:
 
     assert record is not None and record.fields["release"] == sid(100)
     assert params(mocked.calls[0]) == {
-        "sysparm_fields": "sys_id,number,sys_updated_on,sys_mod_count,correlation_id,state",
+        "sysparm_fields": "sys_id,number,sys_created_on,sys_updated_on,sys_mod_count,correlation_id,state",
         "sysparm_display_value": "false",
         "sysparm_exclude_reference_link": "true",
     }
@@ -228,7 +228,8 @@ def test_find_by_correlation(adapter, mocked) -> None:
 
     assert record is not None and record.correlation == "OPS-V10000"
     sent = params(mocked.calls[0])
-    assert sent["sysparm_query"] == "correlation_id=OPS-V10000^ORDERBYsys_created_on^ORDERBYsys_id"
+    assert sent["sysparm_query"] == ("correlation_id=OPS-V10000^ORnumber=OPS-V10000"
+                                     "^ORDERBYsys_created_on^ORDERBYsys_id")
     assert sent["sysparm_limit"] == "2"
     assert sent["sysparm_fields"] == ""
 

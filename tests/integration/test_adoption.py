@@ -1,0 +1,75 @@
+"""Adoption against the simulators: pairs that exist on both sides before relbridge's first
+pass (linked by hand, or by another installation) are linked without damage (DESIGN §10)."""
+
+from __future__ import annotations
+
+import time
+
+from bridge.adoption import HELD
+
+
+def tagged_copy(bridge, change: dict, summary: str) -> dict:
+    """A Jira issue carrying relbridge's correlation label for ``change``, as an earlier
+    installation would have created it."""
+    return bridge.jira.create_issue("Change", summary, labels=[f"relbridge-{change['number']}"])
+
+
+def test_hand_linked_pairs_are_adopted_by_what_the_systems_prove(bridge) -> None:
+    # 1. Both sides agree: nothing to write.
+    agree = bridge.sn.create("change_request", short_description="Agree", state="-5")
+    agree_issue = tagged_copy(bridge, agree, "Agree")
+    # 2. The Jira copy was never touched since it was made; ServiceNow was edited since:
+    #    ServiceNow's value wins and is written to Jira.
+    edited_sn = bridge.sn.create("change_request", short_description="Old title", state="-5")
+    copy_issue = tagged_copy(bridge, edited_sn, "Old title")
+    bridge.sn.update("change_request", edited_sn["sys_id"], short_description="New title (ServiceNow)")
+    # 3. ServiceNow edited after Jira: ServiceNow keeps no per-field times, so which edit is
+    #    newer cannot be proven -> a conflict, nothing written.
+    unknown = bridge.sn.create("change_request", short_description="Base", state="-5")
+    unknown_issue = tagged_copy(bridge, unknown, "Base")
+    bridge.jira.update_issue(unknown_issue["key"], summary="Base (Jira)")
+    bridge.sn.update("change_request", unknown["sys_id"], short_description="Base (ServiceNow)")
+    # 4. Jira edited well after ServiceNow's last update (its changelog proves it): Jira wins.
+    later = bridge.sn.create("change_request", short_description="Plan", state="-5")
+    later_issue = tagged_copy(bridge, later, "Plan")
+    bridge.sn.update("change_request", later["sys_id"], short_description="Plan (ServiceNow)")
+    time.sleep(3.1)  # beyond the clock margin adoption allows between two systems
+    bridge.jira.update_issue(later_issue["key"], summary="Plan (Jira, later)")
+
+    report = bridge.sync()
+    assert not report.errors
+
+    def sn_summary(change: dict) -> str:
+        return bridge.sn.get("change_request", change["sys_id"])["short_description"]
+
+    def jira_summary(issue: dict) -> str:
+        return bridge.jira.issue(issue["key"])["fields"]["summary"]
+
+    assert (sn_summary(agree), jira_summary(agree_issue)) == ("Agree", "Agree")
+    assert (sn_summary(edited_sn), jira_summary(copy_issue)) == ("New title (ServiceNow)",) * 2
+    assert (sn_summary(unknown), jira_summary(unknown_issue)) == ("Base (ServiceNow)", "Base (Jira)")
+    assert (sn_summary(later), jira_summary(later_issue)) == ("Plan (Jira, later)",) * 2
+    # No duplicates: each pair was linked, not created again.
+    assert len(bridge.jira.search('project = OPS AND issuetype = "Change"')) == 4
+    assert len(bridge.sn.list("change_request")) == 4
+
+    rt = bridge.runtime()
+    held = [(c.key, c.field, c.resolution) for c in rt.store.conflicts()]
+    assert held == [(unknown["number"], "summary", HELD)]
+    # The held difference stays as it is on the next pass (no flapping, no late write).
+    assert not bridge.sync().errors
+    assert (sn_summary(unknown), jira_summary(unknown_issue)) == ("Base (ServiceNow)", "Base (Jira)")
+
+
+def test_a_closed_release_is_never_reopened_by_adoption(bridge) -> None:
+    """A version of the same name that is still unreleased never moves a closed
+    ServiceNow release backwards, nor is the version released behind the team's back."""
+    release = bridge.sn.create("rm_release", short_description="Release 9", state="3")
+    version = bridge.jira.create_version("Release 9")
+    report = bridge.sync()
+    assert not report.errors
+    assert bridge.sn.get("rm_release", release["sys_id"])["state"] == "3"
+    [after] = [v for v in bridge.jira.versions() if v["id"] == version["id"]]
+    assert after["released"] is False
+    rt = bridge.runtime()
+    assert [(c.key, c.field) for c in rt.store.conflicts()] == [(release["number"], "state")]

@@ -1,0 +1,19 @@
+"""`relbridge demo` shows a dry run's plan before its second real sync."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bridge.demo import run_demo
+
+
+def test_the_demo_shows_a_dry_run_plan_before_the_second_sync(tmp_path: Path) -> None:
+    lines: list[str] = []
+    assert run_demo(lines.append, keep=tmp_path) == 0
+    text = "\n".join(lines)
+    dry, second = text.index("== 3. Dry run"), text.index("== 4. Second sync")
+    plan = text[dry:second]
+    assert "dry run: nothing was written to either system or to the store" in plan
+    assert "transition in jira Mobile app 3.0: state: deployed -> planned" in plan  # the gate's revert
+    assert "plan: 3 records, 1 create" in plan
+    assert "Jira now says version 'Mobile app 3.0' released=False" in text[second:]
