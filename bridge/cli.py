@@ -674,7 +674,7 @@ def held_release(config_path: Path | None, ids: tuple[int, ...], release_all: bo
 
     if bool(ids) == release_all:
         raise BadInput("give held write ids or --all (see `relbridge held list`)")
-    rt = runtime(config_path)
+    rt = runtime(config_path, writes=True)
     try:
         rows = rt.store.held_writes(ids=None if release_all else ids)
         missing = sorted(set(ids) - {row.id for row in rows})
