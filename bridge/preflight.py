@@ -50,11 +50,14 @@ CHECK_MAX_AGE = timedelta(hours=24)
 T = TypeVar("T")
 
 
-def check_before_writing(rt: Runtime) -> list[str]:
+def check_before_writing(rt: Runtime, *, dry_run: bool = False) -> list[str]:
     """Run every start-up check for ``rt``; returns warnings (mapped choices the system has
-    more of), raises ``ConfigError``/``MappingError`` (exit 2) or ``SyncFailure`` (exit 1)."""
+    more of), raises ``ConfigError``/``MappingError`` (exit 2) or ``SyncFailure`` (exit 1).
+
+    ``dry_run``: the store is left alone (a dry run leaves no trace and may come before the
+    first sync, when there is no store yet), so the live check always reads metadata."""
     refuse_broken_plugins(rt.plugin_manager)
-    store = rt.store
+    store = None if dry_run else rt.store
     warnings: list[str] = []
     for system in (s.value for s in System):
         warnings += check_system(rt, store, system)
@@ -74,15 +77,15 @@ def refuse_broken_plugins(pm: PluginManager) -> None:
     )
 
 
-def check_system(rt: Runtime, store: Store, system: str) -> list[str]:
-    """Reachability and the live mapping check for one system; the warnings it found."""
+def check_system(rt: Runtime, store: Store | None, system: str) -> list[str]:
+    """Reachability and the live mapping check for one system; the warnings it found.
+    Without a ``store`` nothing is remembered or looked up."""
     adapter = rt.adapters.get(system)
     if adapter is None:
         raise ConfigError(f"no adapter for {system}: is its plugin named in [plugins] disabled?")
     mapping = rt.mappings.for_system(system)
     stamp = fingerprint(system, rt.mappings.sources.get(system, ""), getattr(rt.config, system, None))
-    now = store.clock()
-    if _passed(store, system, stamp, now):
+    if store is not None and _passed(store, system, stamp, store.clock()):
         _reach(adapter.check_auth)
         return []
     live = mapping.live_check(_reach(adapter.metadata))
@@ -92,7 +95,8 @@ def check_system(rt: Runtime, store: Store, system: str) -> list[str]:
             "written; fix the mapping or the system, then start again):\n  "
             + "\n  ".join(live.missing)
         )
-    _remember(store, system, stamp, now)
+    if store is not None:
+        _remember(store, system, stamp, store.clock())
     return live.unmapped
 
 
