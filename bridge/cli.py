@@ -339,7 +339,7 @@ def sync_command(config_path: Path | None, once: bool, reconcile: bool, as_json:
 
     rt = runtime(config_path, writes=True)
     if dry_run:
-        check_before_writing(rt)
+        check_before_writing(rt, dry_run=True)
         sys.exit(dry_run_command(rt, reconcile=reconcile, as_json=as_json, allow_destructive=allow_destructive))
     progress = None if as_json else Progress()
     try:

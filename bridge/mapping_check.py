@@ -2,7 +2,9 @@
 
 ``check_offline`` looks at the files alone (a state that can never be written, a required
 field nothing fills); ``check_against`` compares them with what a live system defines
-(``Adapter.metadata()``, keyed by the mapping's object names). Each problem is one line:
+(``Adapter.metadata()``, keyed by the mapping's object names). ``live_check`` splits the
+latter into what the system lacks (``sync`` and ``run`` refuse to start on it, see
+``bridge.preflight``) and what the mapping leaves out (a warning). Each problem is one line:
 ``file: dotted.key — message``, with a suggestion where a close name exists.
 """
 

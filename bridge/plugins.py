@@ -3,8 +3,10 @@
 Load order: hook specs, internal plugins, entry points (group ``relbridge``), then the
 modules named in ``[plugins] modules``, then ``check_pending()`` so a misspelt hook name is
 an error rather than a silently dead plugin. Plugins shipped with relbridge fail loudly if
-they break; third-party plugins that fail to import are reported and skipped so one bad
-plugin does not take the service down.
+they break; third-party plugins that fail to import are recorded in ``problems`` and skipped,
+so read-only commands still work, while every command that writes to the systems refuses to
+start on them (``bridge.preflight.refuse_broken_plugins``): a plugin may be the gate, and a
+gate that did not load must never fail open.
 """
 
 from __future__ import annotations

@@ -50,11 +50,14 @@ CHECK_MAX_AGE = timedelta(hours=24)
 T = TypeVar("T")
 
 
-def check_before_writing(rt: Runtime) -> list[str]:
+def check_before_writing(rt: Runtime, *, dry_run: bool = False) -> list[str]:
     """Run every start-up check for ``rt``; returns warnings (mapped choices the system has
-    more of), raises ``ConfigError``/``MappingError`` (exit 2) or ``SyncFailure`` (exit 1)."""
+    more of), raises ``ConfigError``/``MappingError`` (exit 2) or ``SyncFailure`` (exit 1).
+
+    ``dry_run``: the store is left alone (a dry run leaves no trace and may come before the
+    first sync, when there is no store yet), so the live check always reads metadata."""
     refuse_broken_plugins(rt.plugin_manager)
-    store = rt.store
+    store = None if dry_run else rt.store
     warnings: list[str] = []
     for system in (s.value for s in System):
         warnings += check_system(rt, store, system)
@@ -74,25 +77,26 @@ def refuse_broken_plugins(pm: PluginManager) -> None:
     )
 
 
-def check_system(rt: Runtime, store: Store, system: str) -> list[str]:
-    """Reachability and the live mapping check for one system; the warnings it found."""
+def check_system(rt: Runtime, store: Store | None, system: str) -> list[str]:
+    """Reachability and the live mapping check for one system; the warnings it found.
+    Without a ``store`` nothing is remembered or looked up."""
     adapter = rt.adapters.get(system)
     if adapter is None:
         raise ConfigError(f"no adapter for {system}: is its plugin named in [plugins] disabled?")
     mapping = rt.mappings.for_system(system)
-    print_ = fingerprint(system, rt.mappings.sources.get(system, ""), getattr(rt.config, system, None))
-    now = store.clock()
-    if _passed(store, system, print_, now):
-        _reach(system, adapter.check_auth)
+    stamp = fingerprint(system, rt.mappings.sources.get(system, ""), getattr(rt.config, system, None))
+    if store is not None and _passed(store, system, stamp, store.clock()):
+        _reach(adapter.check_auth)
         return []
-    live = mapping.live_check(_reach(system, adapter.metadata))
+    live = mapping.live_check(_reach(adapter.metadata))
     if live.missing:
         raise MappingError(
             f"{system}: the mapping names what the live system does not have (nothing was "
             "written; fix the mapping or the system, then start again):\n  "
             + "\n  ".join(live.missing)
         )
-    _remember(store, system, print_, now)
+    if store is not None:
+        _remember(store, system, stamp, store.clock())
     return live.unmapped
 
 
@@ -104,25 +108,26 @@ def fingerprint(system: str, mapping_text: str, section: Any) -> str:
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
-def _reach(system: str, call: Callable[[], T]) -> T:
+def _reach(call: Callable[[], T]) -> T:
+    """``call()``; a system that does not answer (or refuses us) stops the start, exit 1."""
     try:
         return call()
     except SyncFailure as exc:
         raise SyncFailure(f"start refused, nothing was written: {exc}") from None
 
 
-def _passed(store: Store, system: str, print_: str, now: datetime) -> bool:
+def _passed(store: Store, system: str, stamp: str, now: datetime) -> bool:
     table = schema.mapping_checks
     with store.begin(write=False) as conn:
         row = conn.execute(select(table).where(table.c.system == system)).first()
-    return row is not None and row.fingerprint == print_ and now - row.checked_at < CHECK_MAX_AGE
+    return row is not None and row.fingerprint == stamp and now - row.checked_at < CHECK_MAX_AGE
 
 
-def _remember(store: Store, system: str, print_: str, now: datetime) -> None:
+def _remember(store: Store, system: str, stamp: str, now: datetime) -> None:
     table = schema.mapping_checks
-    statement = upsert(store.dialect, table).values(system=system, fingerprint=print_, checked_at=now)
+    statement = upsert(store.dialect, table).values(system=system, fingerprint=stamp, checked_at=now)
     statement = statement.on_conflict_do_update(
-        index_elements=[table.c.system], set_={"fingerprint": print_, "checked_at": now}
+        index_elements=[table.c.system], set_={"fingerprint": stamp, "checked_at": now}
     )
     with store.begin() as conn:
         conn.execute(statement)

@@ -175,3 +175,18 @@ def test_preview_of_a_number_that_does_not_exist_is_bad_input(demo: Bridge, tmp_
                                        "--number", "CHG0999999", "--config", str(config)])
     assert result.exit_code == 2
     assert error_lines(result) == ["error: servicenow has no change 'CHG0999999'"]
+
+
+def test_a_dry_run_checks_the_mapping_too_but_remembers_nothing(demo: Bridge, tmp_path: Path) -> None:
+    bad = write_config(tmp_path, demo, jira_mapping=DEFAULT_JIRA_MAPPING.replace('source = "summary"',
+                                                                                  'source = "sumary"'))
+    refused = CliRunner().invoke(main, ["sync", "--once", "--dry-run", "--config", str(bad)])
+    assert refused.exit_code == 2, refused.output
+    assert "Change has no field 'sumary' (did you mean 'summary'?)" in refused.output
+    good = write_config(tmp_path, demo, jira_mapping=DEFAULT_JIRA_MAPPING)
+    for _ in range(2):  # nothing remembered: each dry run reads the metadata again
+        assert demo.sims.jira_url is not None
+        clear_log(demo.sims.servicenow_url, demo.sims.jira_url)
+        planned = CliRunner().invoke(main, ["sync", "--once", "--dry-run", "--json", "--config", str(good)])
+        assert planned.exit_code in (0, 1), planned.output
+        assert metadata_reads(demo) > 0

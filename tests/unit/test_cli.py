@@ -153,6 +153,7 @@ ARGUMENTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("release", "show"): ("RLSE0001001",),
     ("dlq", "retry"): ("1",),
     ("dlq", "drop"): ("1",),
+    ("held", "release"): ("--all",),
     ("sync",): ("--once",),
     ("mappings", "preview"): ("--system", "servicenow", "--entity", "change", "--number", "CHG0030001"),
 }
@@ -257,6 +258,7 @@ BROKEN_PLUGIN = "raise RuntimeError('boom at import')\n"
 @pytest.mark.parametrize("command, expected", [
     (("sync", "--once"), 2),
     (("dlq", "retry", "1"), 2),
+    (("held", "release", "--all"), 2),
     (("status",), 0),
     (("plugins",), 0),
 ])
