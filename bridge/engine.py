@@ -723,6 +723,7 @@ class Engine(ReleaseBookkeeping):
                 env.raw.pop(system, None)
                 tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
             tx.drop_ref(system, entity, ext_id)
+            tx.drop_held(entity, key, system=system)  # writes held for an object that is gone
             tx.add_history(entity, key, f"_ref.{system}", ext_id, None, system, self.clock())
         self.resolvers[system].forget(entity, key, ext_id)
         report.add(entity, system, "deleted")

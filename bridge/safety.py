@@ -294,7 +294,8 @@ def release(engine: Engine, rows: list[HeldWriteRow], report: SyncReport) -> Rel
     targets = sorted({(r.system, r.entity, r.key) for r in rows if r.field != DELETE_FIELD})
     for system, entity, key in targets:
         ref = engine.store.refs(entity, key).get(system)
-        if ref is None:
+        if ref is None:  # the object is gone from that system: nothing left to write to
+            engine.store.delete_held([r.id for r in rows if (r.system, r.entity, r.key) == (system, entity, key)])
             continue
         try:
             engine.process(system, entity, ref.ext_id, report=report)

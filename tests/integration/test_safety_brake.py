@@ -221,3 +221,16 @@ def test_the_daemon_bounds_per_window_keeps_running_and_reports_held_writes(brid
                    what="the description synced")
     finally:
         daemon.stop(timeout=5)
+
+
+def test_writes_held_for_an_object_deleted_since_end_with_it(bridge) -> None:
+    bridge.sections["safety"] = {"max_destructive_writes": 0}
+    [release] = closed_releases(bridge, 1)
+    roll_back_in_servicenow(bridge, [release])
+    assert bridge.sync().total("held") == 1
+    version = bridge.jira.versions()[0]
+    bridge.jira.session.delete(f"{bridge.jira.api}/version/{version['id']}").raise_for_status()
+    rt = bridge.runtime()
+    assert rt.engine.process("jira", "release", version["id"]) is None  # read: gone, unlinked
+    assert rt.store.held_writes() == []
+    assert bridge.sn.get("rm_release", release["sys_id"])["state"] == "4"  # nothing deleted there
