@@ -75,10 +75,11 @@ def sqlite_files(store: Store) -> list[Path]:
 def unwritable(files: list[Path]) -> str | None:
     """The first of ``files`` that exists and cannot be written, as a reason; else None.
 
-    Cheap enough to run before every statement: one ``access`` call per file, plus a
-    ``stat`` only for a file that fails it (a missing ``-wal`` is fine)."""
+    Cheap enough to run before every statement: one ``access`` call per file, more only
+    for a file that fails it: a missing ``-wal`` is fine, and one that SQLite removed and
+    made again between our two looks is asked about once more."""
     for path in files:
-        if not os.access(path, os.W_OK) and path.exists():
+        if not os.access(path, os.W_OK) and path.exists() and not os.access(path, os.W_OK):
             return f"{path} is not writable (permissions, the immutable flag or a read-only mount)"
     return None
 
