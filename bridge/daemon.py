@@ -12,10 +12,15 @@ Everything a component accepts goes through the inbox in the store, so a crash (
 ``kill -9``) loses nothing: unfinished claims expire and are taken again. SIGTERM/SIGINT
 stop intake (receiver, pollers), let in-flight events finish, and exit 0 within
 ``SHUTDOWN_SECONDS``; an event still running then is left claimable.
+
+* **The store watch** (``bridge.daemon_store``) writes a heartbeat row, makes the daemon
+  not ready while the store fails and stops it (exit 1, a line naming the store) when the
+  failure lasts, or at once when SQLite's files stop being writable.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -26,11 +31,10 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
-
 from bridge import hookimpl
 from bridge.daemon_log import LogFormat, configure_logging
 from bridge.daemon_poll import Poller, Sweeper
+from bridge.daemon_store import STORE_FAILURE_SECONDS, StoreWatch
 from bridge.daemon_work import ClaimKeeper, Doorbell, InFlight, Worker
 from bridge.engine import ENTITY_ORDER, SYSTEMS
 from bridge.errors import ConfigError
@@ -53,12 +57,15 @@ def default_instance_id() -> str:
 
 
 class Readiness:
-    """``/readyz``: the store answers a trivial query and both systems accept our
+    """``/readyz``: the store takes a write (``store_probe``, the heartbeat: a store that
+    answers reads but refuses writes is not ready) and both systems accept our
     credentials. System checks cost an API call, so their answers are cached (a success
     for ``ttl`` seconds, a failure for ``retry_ttl``)."""
 
-    def __init__(self, runtime: Runtime, *, ttl: float = 60.0, retry_ttl: float = 5.0) -> None:
+    def __init__(self, runtime: Runtime, store_probe: Callable[[], str | None], *,
+                 ttl: float = 60.0, retry_ttl: float = 5.0) -> None:
         self.runtime = runtime
+        self.store_probe = store_probe
         self.ttl = ttl
         self.retry_ttl = retry_ttl
         self._lock = threading.Lock()
@@ -67,12 +74,7 @@ class Readiness:
     def __call__(self) -> dict[str, str | None]:
         """``{"store": None | problem, "<system>": None | problem}`` (None: ok), as the
         receiver's ``/readyz`` expects."""
-        checks: dict[str, str | None] = {"store": None}
-        try:
-            with self.runtime.store.begin(write=False) as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception as exc:
-            checks["store"] = f"unreachable: {type(exc).__name__}"
+        checks: dict[str, str | None] = {"store": self.store_probe()}
         for name, adapter in sorted(self.runtime.adapters.items()):
             checks[name] = self._system(name, adapter)
         return checks
@@ -148,7 +150,8 @@ class Daemon:
 
     def __init__(self, runtime: Runtime, *, metrics: Metrics, instance_id: str,
                  claim_lease_seconds: float = CLAIM_LEASE_SECONDS,
-                 retry_policy: RetryPolicy | None = None) -> None:
+                 retry_policy: RetryPolicy | None = None,
+                 store_failure_seconds: float = STORE_FAILURE_SECONDS) -> None:
         self.runtime = runtime
         self.config = runtime.config
         self.metrics = metrics
@@ -159,12 +162,15 @@ class Daemon:
         self.doorbell = Doorbell()
         self.in_flight = InFlight()
         self.inbox = Inbox.from_config(runtime.store, self.config.sync)
-        self.readiness = Readiness(runtime)
+        self.store_failure_seconds = store_failure_seconds
+        self.store_watch: StoreWatch | None = None
+        self.readiness = Readiness(runtime, self._store_problem)
         self.receiver: Receiver | None = None
         self.pollers: list[Poller] = []
         self._threads: dict[str, list[threading.Thread]] = {"pollers": [], "workers": []}
         self._keeper: ClaimKeeper | None = None
         self._keeper_thread: threading.Thread | None = None
+        self._watch_thread: threading.Thread | None = None
         self._started = False
 
     # -- life cycle ------------------------------------------------------------------------
@@ -181,6 +187,7 @@ class Daemon:
         self.runtime.plugin_manager.register(_MetricsPlugin(self.metrics), name="relbridge-daemon-metrics")
         log.info("relbridge daemon %s starting: %d workers, polling every %ss", self.instance_id,
                  self.config.sync.workers, self.config.sync.interval_seconds)
+        self._start_store_watch()
         self._start_workers()
         self.receiver = self._make_receiver()
         try:
@@ -207,6 +214,13 @@ class Daemon:
         if self._keeper is not None and self._keeper_thread is not None:
             self._keeper.halt.set()
             self._keeper_thread.join(_left(deadline))
+        if self.store_watch is not None:
+            self.store_watch.halt.set()
+            self.store_watch.wake()
+            if self._watch_thread is not None:
+                self._watch_thread.join(_left(deadline))
+            self.store_watch.give_up_heartbeat()
+            self.store_watch.close()
         unfinished = len(self.in_flight)
         if unfinished:
             log.warning("stopped with %d event(s) unfinished; they are retried after their claim expires",
@@ -231,13 +245,39 @@ class Daemon:
                     log.error("webhook receiver stopped unexpectedly: %s", self.receiver.error)
                     self.stop(shutdown_seconds)
                     return 1
+                if self.store_watch is not None and self.store_watch.fatal is not None:
+                    log.error("%s", self.store_watch.fatal)
+                    self.stop(shutdown_seconds)
+                    return 1
             self.stop(shutdown_seconds)
             return 0
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    @property
+    def store_fenced(self) -> bool:
+        """True when the store's files must not be touched again (see ``daemon_store``)."""
+        return self.store_watch is not None and self.store_watch.fenced is not None
+
     # -- parts -----------------------------------------------------------------------------
+
+    def _start_store_watch(self) -> None:
+        """Refuse a store that cannot be written, then watch it (``bridge.daemon_store``)."""
+        watch = StoreWatch(self.runtime.store, self.metrics, holder=self.instance_id,
+                           give_up_after=self.store_failure_seconds)
+        try:
+            watch.check_start()
+        except BaseException:
+            watch.close()
+            raise
+        self.store_watch = watch
+        self._watch_thread = self._spawn("store-watch", watch.run)
+
+    def _store_problem(self) -> str | None:
+        if self.store_watch is None:
+            return "the daemon has not started"
+        return self.store_watch.probe()
 
     def _start_workers(self) -> None:
         self._keeper = ClaimKeeper(self.inbox, self.in_flight, claim_lease_seconds=self.claim_lease_seconds)
@@ -304,9 +344,18 @@ def run(runtime: Runtime, *, log_format: LogFormat | None = None, instance_id: s
     """``relbridge run``: configure logging (``log_format`` or ``[log] format``), run the
     daemon until SIGTERM/SIGINT, close the runtime; returns the exit code."""
     configure_logging(runtime.config, log_format or runtime.config.log.format)
+    faulthandler.enable()  # a fatal signal (SIGBUS, SIGSEGV) still leaves its traceback in the log
     daemon = Daemon(runtime, metrics=metrics or Metrics(), instance_id=instance_id or default_instance_id(),
                     claim_lease_seconds=claim_lease_seconds or runtime.config.sync.claim_lease_seconds)
     try:
-        return daemon.run_forever()
-    finally:
+        code = daemon.run_forever()
+    except BaseException:
         runtime.close()
+        raise
+    if daemon.store_fenced:
+        # Closing SQLite's connections would checkpoint, writing the -shm file that can no
+        # longer be written (SIGBUS). Nothing is lost by leaving now: the inbox is durable.
+        logging.shutdown()
+        os._exit(code or 1)
+    runtime.close()
+    return code

@@ -44,6 +44,8 @@ class Metrics:
             ["system", "entity"], buckets=LATENCY_BUCKETS, registry=r)
         self.conflicts = Counter("relbridge_conflicts", "Conflicting edits resolved", ["entity"], registry=r)
         self.vetoes = Counter("relbridge_gate_vetoes", "Release moves vetoed by the gate", registry=r)
+        self.store_errors = Counter(
+            "relbridge_store_errors", "Store statements that failed (I/O, read-only, unreachable)", registry=r)
         self.webhook_requests = Counter(
             "relbridge_webhook_requests", "Webhook requests by endpoint and answer", ["endpoint", "status"], registry=r)
 

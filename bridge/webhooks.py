@@ -47,6 +47,7 @@ from starlette.routing import Route
 
 from bridge.adapter import Adapter, WebhookHint
 from bridge.config import WebhooksConfig
+from bridge.daemon_store import describe as store_error
 from bridge.errors import BadInput
 from bridge.metrics import CONTENT_TYPE_LATEST, Metrics
 from bridge.queue import Inbox
@@ -57,6 +58,7 @@ __all__ = ["create_app", "openapi_document", "TIMESTAMP_TOLERANCE", "READY_CACHE
 
 TIMESTAMP_TOLERANCE = 300.0  # seconds a ServiceNow delivery may be early or late
 READY_CACHE_SECONDS = 5.0  # probes within this time reuse the last readiness answer
+READY_LEASE = "heartbeat/receiver"  # the row the default readiness check writes
 HUB_SIGNATURE = "x-hub-signature"
 RELBRIDGE_SIGNATURE = "x-relbridge-signature"
 RELBRIDGE_TIMESTAMP = "x-relbridge-timestamp"
@@ -325,13 +327,15 @@ class Readiness:
 
 
 def store_check(inbox: Inbox) -> ReadyCheck:
-    """The default readiness check when the daemon gives none: can we read the inbox?"""
+    """The default readiness check when the daemon gives none: does the store take a write
+    (a heartbeat lease)? A store that answers reads but refuses writes would otherwise be
+    "ready" while every delivery gets a 503."""
 
     def check() -> dict[str, str | None]:
         try:
-            inbox.depth()
+            inbox.store.acquire_lease(READY_LEASE, READY_LEASE, READY_CACHE_SECONDS * 6)
         except Exception as exc:
-            return {"store": f"unreachable: {type(exc).__name__}"}
+            return {"store": f"cannot write: {store_error(exc)}"}
         return {"store": None}
 
     return check
@@ -391,7 +395,7 @@ def create_app(
     clock: Clock = time.time,
 ) -> Starlette:
     """The receiver app. ``ready()`` returns ``{check: None | problem}`` (None = ok); without
-    one, readiness only checks that the store answers."""
+    one, readiness only checks that the store takes a write."""
     receiver = Receiver(inbox, adapters, config, metrics, clock)
     endpoints = (Endpoint("jira", verify_jira, config.jira_secret),
                  Endpoint("servicenow", verify_servicenow, config.servicenow_secret))
@@ -493,7 +497,7 @@ def openapi_document() -> dict[str, Any]:
                         'sha256=hex(HMAC-SHA256(servicenow_secret, timestamp + "." + raw body))',
                         _SIGNATURE)]),
             "/healthz": _get("Liveness", {"200": _json("the process is alive", "Health")}),
-            "/readyz": _get("Readiness: store reachable, both systems authenticated", {
+            "/readyz": _get("Readiness: the store takes a write, both systems authenticated", {
                 "200": _json("ready", "Ready"), "503": _json("not ready", "Ready")}),
             "/metrics": _get("Prometheus metrics", {"200": {
                 "description": "Prometheus text exposition",

@@ -182,4 +182,4 @@ def test_correctly_signed_plausible_bodies_are_queued_or_refused_as_bad_input(
     # Past size, signature, content type and JSON, only the adapter can refuse.
     assert response.status_code in (202, 400, 413)
     if response.status_code == 400:
-        assert response.json()["error"] in ("bad_input", "unreadable_payload")
+        assert response.json()["error"] in ("bad_input", "invalid_id", "unreadable_payload")
