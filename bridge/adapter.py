@@ -99,6 +99,10 @@ class Adapter(Protocol):
     def find_by_correlation(self, entity: str, correlation: str) -> SystemRecord | None:
         """The object tagged with this canonical key, if one exists (idempotent creates)."""
 
+    def find_by_field(self, entity: str, field: str, value: str) -> SystemRecord | None:
+        """The object whose ``field`` (a system field name) equals ``value``, if exactly one
+        does: releases correlate by name too (one born here carries no tag)."""
+
     def create(self, entity: str, payload: Mapping[str, Any], correlation: str) -> SystemRecord:
         """Create an object tagged with ``correlation``; returns it as read back."""
 

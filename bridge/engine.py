@@ -662,7 +662,7 @@ class Engine(ReleaseBookkeeping):
                     env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
             held = True
             if look_up:
-                found = adapter.find_by_correlation(entity, self._correlation(entity, key, env, system))
+                found = self._look_up(system, entity, key, env)
                 if found is not None:
                     self._link_found(found, key, report)
                     return
@@ -699,6 +699,20 @@ class Engine(ReleaseBookkeeping):
         hand): link it, finishing our own create or adopting it, so nothing is made twice."""
         self._ingest_locked(found, key, report)
         self._follow_ups.add(found.entity, key)
+
+    def _look_up(self, system: str, entity: str, key: str, env: Envelope) -> SystemRecord | None:
+        """The object in ``system`` that already stands for this record: tagged with its key
+        (or born there under it); for a release, also the one of the same name (a release
+        born in ``system`` carries no tag), unless another record has it linked."""
+        adapter = self.adapters[system]
+        correlation = self._correlation(entity, key, env, system)
+        found = adapter.find_by_correlation(entity, correlation)
+        name = env.fields.get("name")
+        if found is None and entity == "release" and name and name != correlation:
+            found = adapter.find_by_field(entity, self._name_field(system), str(name))
+            if found is not None and self.store.find_key(system, entity, found.id) not in (None, key):
+                found = None
+        return found
 
     def _correlation(self, entity: str, key: str, env: Envelope, system: str) -> str:
         # Jira versions carry no labels: they correlate with releases by name (DESIGN §3).

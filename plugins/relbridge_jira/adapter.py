@@ -110,6 +110,12 @@ class JiraAdapter:
             return self._versions.find(correlation)
         return self._issues.find(entity, correlation)
 
+    def find_by_field(self, entity: str, field: str, value: str) -> SystemRecord | None:
+        """Only a version by ``name`` (names are unique in a project); issues correlate by label."""
+        if self._entity(entity) == "release" and field == "name":
+            return self._versions.find(value)
+        return None
+
     def create(self, entity: str, payload: Mapping[str, Any], correlation: str) -> SystemRecord:
         """One POST (plus status transitions for an issue); the record is built from the
         POST's answer and the payload, without a read-back (see ``issues``)."""

@@ -17,6 +17,7 @@ empty write.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -44,6 +45,7 @@ DEFAULT_OBJECTS: Mapping[str, str] = {
     "incident": "incident",
 }
 #: Columns every read includes: identity, version and the correlation tag.
+FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 SYS_FIELDS = ("sys_id", "number", "sys_created_on", "sys_updated_on", "sys_mod_count", "correlation_id")
 #: Shown next to ``correlation_id`` in ServiceNow, so people see who tagged the record.
 CORRELATION_DISPLAY = "relbridge"
@@ -166,6 +168,22 @@ class ServiceNowAdapter:
         row = rows[0]
         self._add_links(entity, [row], entity in LINKED_ENTITIES)
         return self._record(entity, table, row)
+
+    def find_by_field(self, entity: str, field: str, value: str) -> SystemRecord | None:
+        """The one record whose ``field`` is ``value`` (None when none or several: a name
+        shared by two records proves nothing)."""
+        table = self._table(entity)
+        if not FIELD_NAME.match(field):
+            raise BadInput(f"ServiceNow field name {field!r} is not a column name")
+        query = f"{field}={query_value(value)}^ORDERBYsys_created_on^ORDERBYsys_id"
+        rows = self._api.list(table, query=query, fields=(), limit=2)
+        if len(rows) != 1:
+            if rows:
+                log.warning("ServiceNow %s has several records with %s %r; linking none of them",
+                            table, field, value)
+            return None
+        self._add_links(entity, rows, entity in LINKED_ENTITIES)
+        return self._record(entity, table, rows[0])
 
     # -- writing -------------------------------------------------------------------------
 

@@ -73,3 +73,27 @@ def test_a_closed_release_is_never_reopened_by_adoption(bridge) -> None:
     assert after["released"] is False
     rt = bridge.runtime()
     assert [(c.key, c.field) for c in rt.store.conflicts()] == [(release["number"], "state")]
+
+
+def test_a_worker_meeting_a_jira_version_first_links_the_servicenow_release_by_name(bridge) -> None:
+    """A daemon on a fresh store may read a Jira version before the ServiceNow release it
+    was made from (no tag: releases correlate by name): it must link, not create a twin."""
+    release = bridge.sn.create("rm_release", short_description="Release 4.2", state="1")
+    version = bridge.jira.create_version("Release 4.2")
+    rt = bridge.runtime()
+    key = rt.engine.process("jira", "release", version["id"])
+    assert key is not None
+    assert [r["sys_id"] for r in bridge.sn.list("rm_release")] == [release["sys_id"]]
+    assert rt.store.refs("release", key)["servicenow"].ext_id == release["sys_id"]
+
+
+def test_a_name_shared_by_two_servicenow_releases_links_neither(bridge) -> None:
+    """Two ServiceNow releases of one name prove nothing: the version's release is created
+    (and a person merges), rather than one of them guessed."""
+    twins = {bridge.sn.create("rm_release", short_description="Twin", state="1")["sys_id"] for _ in range(2)}
+    version = bridge.jira.create_version("Twin")
+    rt = bridge.runtime()
+    key = rt.engine.process("jira", "release", version["id"])
+    assert key is not None
+    assert rt.store.refs("release", key)["servicenow"].ext_id not in twins
+    assert len(bridge.sn.list("rm_release")) == 3

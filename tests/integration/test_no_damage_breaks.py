@@ -144,8 +144,6 @@ def test_a_create_journal_left_by_a_crash_is_not_requeued_forever(bridge, caplog
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="fresh store under the daemon: a Jira version read before its ServiceNow "
-                                       "release (matched by name) gets a second ServiceNow release")
 def test_a_fresh_store_under_the_daemon_duplicates_nothing(bridge_factory, store_url: str, tmp_path: Path) -> None:
     bridge = bridge_factory(seed="demo")
     first = bridge.store_url

@@ -234,6 +234,18 @@ def test_find_by_correlation(adapter, mocked) -> None:
     assert sent["sysparm_fields"] == ""
 
 
+def test_find_by_field_links_only_a_single_match(adapter, mocked) -> None:
+    mocked.get(f"{API}/rm_release", json={"result": [row(1, "2025-03-01 10:00:00", short_description="R 1.0")]})
+    mocked.get(f"{API}/rm_release", json={"result": [row(2, "2025-03-01 10:00:00"), row(3, "2025-03-01 10:00:00")]})
+
+    assert adapter.find_by_field("release", "short_description", "R 1.0").id == sid(1)
+    assert adapter.find_by_field("release", "short_description", "Twin") is None
+    assert params(mocked.calls[0])["sysparm_query"] == (
+        "short_description=R 1.0^ORDERBYsys_created_on^ORDERBYsys_id")
+    with pytest.raises(BadInput):
+        adapter.find_by_field("release", "x^ORactive", "y")
+
+
 def test_find_by_correlation_none(adapter, mocked) -> None:
     mocked.get(f"{API}/change_request", json={"result": []})
 
