@@ -103,6 +103,10 @@ class Adapter(Protocol):
         """The object whose ``field`` (a system field name) equals ``value``, if exactly one
         does: releases correlate by name too (one born here carries no tag)."""
 
+    # Optional: ``field_times(entity, id, fields) -> dict[field, datetime]``, when each
+    # system field of one object was last set, for systems whose records do not carry it
+    # (ServiceNow's audit history); asked only when edits of a field on both sides meet.
+
     def create(self, entity: str, payload: Mapping[str, Any], correlation: str) -> SystemRecord:
         """Create an object tagged with ``correlation``; returns it as read back."""
 

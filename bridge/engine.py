@@ -342,16 +342,26 @@ class Engine(ReleaseBookkeeping):
             # value is a baseline, not an edit.
             unseen = {spec.field for spec in mapping.fields(entity) if spec.source not in raw_old}
             changed = {f: v for f, v in mapped.items() if v != before.get(f) and f not in unseen}
+            pending_here = set(env.pending.get(system, ()))
+            source_times = self._field_times(record, changed)
+            canonical_times = {f: t for f in changed if (t := env.field_time(f))}
+            meeting = {f for f in changed if f in pending_here and changed[f] != env.fields.get(f)}
+            if meeting and self.config.sync.conflict_policy == "last_writer_wins":
+                # Both sides edited these fields: ask the systems when, field by field.
+                source_times.update(self._audited_times(system, entity, record.id, meeting - set(source_times)))
+                other = self.store.refs(entity, key).get(OTHER[system])
+                if other is not None:
+                    canonical_times.update(self._audited_times(OTHER[system], entity, other.ext_id, meeting))
             result = merge(
                 source=system,
                 changed=changed,
                 canonical=env.fields,
-                pending_for_source=set(env.pending.get(system, ())),
+                pending_for_source=pending_here,
                 owners={f: self.mappings.owner(entity, f) for f in changed},
                 policy=self.config.sync.conflict_policy,
                 source_time=record.updated_at,
-                field_times={f: t for f in changed if (t := env.field_time(f))},
-                source_field_times=self._field_times(record, changed),
+                field_times=canonical_times,
+                source_field_times=source_times,
             )
         new_fields = dict(env.fields)
         for name, (_, value) in result.accepted.items():
@@ -436,6 +446,17 @@ class Engine(ReleaseBookkeeping):
         return {spec.field: record.field_times[spec.source]
                 for spec in self.mappings.for_system(record.system).fields(record.entity)
                 if spec.field in wanted and spec.source in record.field_times}
+
+    def _audited_times(self, system: str, entity: str, ext_id: str, names: set[str]) -> dict[str, datetime]:
+        """Per-field change times from a system that keeps them apart from its records
+        (``field_times``, optional in the adapter contract: ServiceNow's ``sys_audit``)."""
+        look_up = getattr(self.adapters[system], "field_times", None)
+        if look_up is None or not names:
+            return {}
+        sources = {spec.source: spec.field for spec in self.mappings.for_system(system).fields(entity)
+                   if spec.field in names}
+        times = look_up(entity, ext_id, list(sources))
+        return {sources[source]: at for source, at in times.items() if source in sources}
 
     def _owned_by_other(self, system: str, entity: str) -> set[str]:
         """Fields the other system owns: the mapping ignores this system's edits of them, so

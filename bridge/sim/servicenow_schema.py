@@ -217,10 +217,26 @@ SYS_CHOICE = _table(
     display_column="label",
 )
 
+SYS_AUDIT = _table(
+    "sys_audit", "Sys Audit", [
+        Column("tablename", "Table name", max_length=80),
+        Column("fieldname", "Field name", max_length=80),
+        Column("documentkey", "Document key", GUID, max_length=32),
+        Column("user", "User", max_length=255),
+        Column("oldvalue", "Old value", max_length=8000),
+        Column("newvalue", "New value", max_length=8000),
+        Column("reason", "Reason", max_length=255),
+        Column("record_checkpoint", "Record checkpoint", INTEGER),
+    ],
+)
+#: Tables whose inserts and updates the instance records in `sys_audit`, one row per field
+#: (audited tables, as the "Audit" flag of their dictionary entries makes them).
+AUDITED_TABLES = frozenset({"rm_release", "change_request", "incident"})
+
 #: The tables a fresh instance has, by name.
 TABLES: dict[str, Table] = {
     t.name: t for t in (RM_RELEASE, RM_M2M_RELEASE_TASK, CHANGE_REQUEST, INCIDENT, SYS_USER,
-                        SYS_DICTIONARY, SYS_CHOICE)
+                        SYS_DICTIONARY, SYS_CHOICE, SYS_AUDIT)
 }
 #: The tables whose schema `sys_dictionary` / `sys_choice` describe.
 DESCRIBED_TABLES = (RM_RELEASE, RM_M2M_RELEASE_TASK, CHANGE_REQUEST, INCIDENT)

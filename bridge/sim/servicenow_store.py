@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.sim.servicenow_schema import (
+    AUDITED_TABLES,
     BOOLEAN,
     DATETIME,
     REFERENCE,
@@ -135,6 +136,9 @@ class ServiceNowStore:
                 record["number"] = self._next_number(table)
             self.rows[table.name][record["sys_id"]] = record
             self._ordered.pop(table.name, None)
+            self._audit(table, record, {name: ("", record.get(name, "")) for name in values
+                                        if name in table.columns and name not in SYS_FIELDS
+                                        and record.get(name, "") != ""}, user)
         self._notify(table.name, record, "insert")
         return record
 
@@ -150,7 +154,7 @@ class ServiceNowStore:
             if record is None:
                 return None
             table = self._table_for_write(table_name, values)
-            changed = False
+            changes: dict[str, tuple[str, str]] = {}
             for name, raw in values.items():
                 column = table.columns.get(name)
                 if column is None or name in SYS_FIELDS:
@@ -158,12 +162,14 @@ class ServiceNowStore:
                 value = self._coerce(column, raw, input_display)
                 if isinstance(value, _Unchanged) or record.get(name, "") == value:
                     continue
+                changes[name] = (record.get(name, ""), value)
                 record[name] = value
-                changed = True
+            changed = bool(changes)
             if changed:
                 record["sys_updated_on"] = self.clock()
                 record["sys_updated_by"] = user
                 record["sys_mod_count"] = str(int(record["sys_mod_count"] or 0) + 1)
+                self._audit(table, record, changes, user)
         if changed:
             self._notify(table_name, record, "update")
         return record, changed
@@ -230,6 +236,25 @@ class ServiceNowStore:
             if match is not None:
                 return match["sys_id"]
         return value
+
+    def _audit(self, table: Table, record: Record, changes: Mapping[str, tuple[str, str]], user: str) -> None:
+        """One `sys_audit` row per field an insert set or an update changed (audited tables
+        only), stamped with the record's update time, as the instance's history does."""
+        if table.name not in AUDITED_TABLES or not changes:
+            return
+        audit = self.tables["sys_audit"]
+        for name, (old, new) in changes.items():
+            row: Record = {column: spec.default for column, spec in audit.columns.items()}
+            row.update({
+                "sys_id": new_sys_id(), "tablename": table.name, "fieldname": name,
+                "documentkey": record["sys_id"], "user": user, "oldvalue": old, "newvalue": new,
+                "record_checkpoint": record["sys_mod_count"],
+                "sys_created_on": record["sys_updated_on"], "sys_updated_on": record["sys_updated_on"],
+                "sys_created_by": user, "sys_updated_by": user, "sys_mod_count": "0",
+                "sys_class_name": "sys_audit",
+            })
+            self.rows["sys_audit"][row["sys_id"]] = row
+        self._ordered.pop("sys_audit", None)
 
     def _notify(self, table: str, record: Record, operation: str) -> None:
         for listener in list(self.listeners):

@@ -45,6 +45,7 @@ DEFAULT_OBJECTS: Mapping[str, str] = {
     "incident": "incident",
 }
 #: Columns every read includes: identity, version and the correlation tag.
+AUDIT_ROWS = 200  # newest first: enough for the last change of a few fields
 FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 SYS_FIELDS = ("sys_id", "number", "sys_created_on", "sys_updated_on", "sys_mod_count", "correlation_id")
 #: Shown next to ``correlation_id`` in ServiceNow, so people see who tagged the record.
@@ -147,6 +148,28 @@ class ServiceNowAdapter:
             return None
         self._add_links(entity, rows, want_release)
         return self._record(entity, table, rows[0])
+
+    def field_times(self, entity: str, id: str, fields: Iterable[str]) -> dict[str, datetime]:
+        """When each of ``fields`` was last set on the record, from its audit history
+        (``sys_audit``, one GET): only asked when two systems' edits of a field meet, since
+        ServiceNow records carry their update time, not their fields'. A field with no
+        audit row is left out (the table is not audited, or the value never changed)."""
+        table = self._table(entity)
+        checked_sys_id(id, f"ServiceNow {entity} id")
+        columns = sorted({f for f in fields if FIELD_NAME.match(f)} - {"release"})
+        if not columns:
+            return {}
+        query = (f"tablename={table}^documentkey={id}^fieldnameIN{','.join(columns)}"
+                 "^ORDERBYDESCsys_created_on")
+        rows = self._api.list("sys_audit", query=query, fields=("fieldname", "sys_created_on"),
+                              limit=AUDIT_ROWS)
+        times: dict[str, datetime] = {}
+        for row in rows:
+            at = _optional_datetime(row.get("sys_created_on"))
+            name = str(row.get("fieldname") or "")
+            if at is not None and name and (name not in times or at > times[name]):
+                times[name] = at
+        return times
 
     def find_by_correlation(self, entity: str, correlation: str) -> SystemRecord | None:
         """The record whose ``correlation_id`` is ``correlation``, or the record born here

@@ -198,8 +198,6 @@ def _instant(value: Any) -> datetime | None:
 # --- last-writer-wins is per field -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="last-writer-wins compares record update times, not the field's: a later "
-                                       "edit of another field in ServiceNow beats Jira's newer edit")
 def test_last_writer_wins_uses_the_last_writer_of_that_field(bridge) -> None:
     oracle = Oracle(bridge.sn, bridge.jira)
     key = oracle.create("servicenow", "change", summary="Rotate signing keys", state="new")

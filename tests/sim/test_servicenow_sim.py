@@ -478,3 +478,22 @@ def test_unreadable_state_file_and_bad_options_fail_clearly(sims_factory: SimsFa
         sims_factory(seed="full")
     with pytest.raises(ValueError, match="jira_flavor"):
         sims_factory(jira_flavor="onprem")
+
+
+def test_audited_tables_record_each_field_in_sys_audit(servicenow_url: str) -> None:
+    """Inserts and updates of audited tables leave one sys_audit row per field set, stamped
+    with the update; a write that changes nothing leaves none; other tables are not audited."""
+    session = requests.Session()
+    session.auth = ("admin", "admin")
+    api = f"{servicenow_url}/api/now/table"
+    change = session.post(f"{api}/change_request", json={"short_description": "A", "state": "-5"}).json()["result"]
+    session.patch(f"{api}/change_request/{change['sys_id']}", json={"short_description": "B", "state": "-5"})
+    session.patch(f"{api}/change_request/{change['sys_id']}", json={"short_description": "B"})
+    session.post(f"{api}/sys_user", json={"user_name": "ada"})
+    rows = session.get(f"{api}/sys_audit", params={
+        "sysparm_query": f"documentkey={change['sys_id']}^ORDERBYrecord_checkpoint^ORDERBYfieldname"}).json()["result"]
+    assert [(r["fieldname"], r["oldvalue"], r["newvalue"], r["record_checkpoint"]) for r in rows] == [
+        ("short_description", "", "A", "0"), ("state", "", "-5", "0"), ("short_description", "A", "B", "1")]
+    assert all(r["tablename"] == "change_request" and r["user"] == "admin" for r in rows)
+    users = session.get(f"{api}/sys_audit", params={"sysparm_query": "tablename=sys_user"}).json()["result"]
+    assert users == []

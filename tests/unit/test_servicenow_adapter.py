@@ -647,3 +647,21 @@ def test_find_by_key_looks_the_number_up(adapter, mocked) -> None:
     assert query["sysparm_query"] == ["number=CHG0030001"] and query["sysparm_limit"] == ["1"]
     mocked.get(f"{API}/change_request", json={"result": []})
     assert adapter.find_by_key("change", "CHG0039999") is None
+
+
+def test_field_times_reads_the_audit_history_once(adapter, mocked) -> None:
+    mocked.get(f"{API}/sys_audit", json={"result": [
+        {"fieldname": "short_description", "sys_created_on": "2025-03-02 10:00:00"},
+        {"fieldname": "state", "sys_created_on": "2025-03-01 09:00:00"},
+        {"fieldname": "short_description", "sys_created_on": "2025-03-01 08:00:00"}]})
+
+    times = adapter.field_times("change", sid(7), ["short_description", "state", "release"])
+
+    assert times == {"short_description": datetime(2025, 3, 2, 10, tzinfo=UTC),
+                     "state": datetime(2025, 3, 1, 9, tzinfo=UTC)}
+    assert len(mocked.calls) == 1
+    assert params(mocked.calls[0])["sysparm_query"] == (
+        f"tablename=change_request^documentkey={sid(7)}^fieldnameINshort_description,state"
+        "^ORDERBYDESCsys_created_on")
+    with pytest.raises(BadInput):
+        adapter.field_times("change", "../sys_user", ["state"])
