@@ -333,7 +333,7 @@ class Engine(ReleaseBookkeeping):
             # Never synced with this object (a fresh or lost store, a pair linked by hand):
             # adopt it field by field, writing only what the systems prove (DESIGN §10).
             changed = dict(mapped)
-            result = self._adopt(record, env, raw_new, mapped)
+            result = self._adopt(record, key, env, raw_new, mapped)
             env.seen.clear()
         else:
             before = self._to_canonical(mapping, system, entity, raw_old, canonical, strict=False)
@@ -396,7 +396,7 @@ class Engine(ReleaseBookkeeping):
             self._after_unlock(lambda: self._after_change(entity, key, accepted, system, new_fields, created=False))
         return key
 
-    def _adopt(self, record: SystemRecord, env: Envelope, raw_new: dict[str, Any],
+    def _adopt(self, record: SystemRecord, key: str, env: Envelope, raw_new: dict[str, Any],
                mapped: dict[str, Any]) -> MergeResult:
         system, entity = record.system, record.entity
         other = OTHER[system]
@@ -407,9 +407,20 @@ class Engine(ReleaseBookkeeping):
             out = mapping.to_system(entity, {name: value}, raw, self.resolvers[mapping.system], fields=[name])
             return not out.payload and not out.pending
 
+        other_seen = dict(env.seen.get(other) or {})
+        audited = False
+
         def clocks(name: str) -> tuple[FieldClock, FieldClock]:
+            nonlocal audited
+            if not audited:  # once, for every differing field: a system that keeps field times apart
+                audited = True
+                differing = {f for f, v in mapped.items() if v != env.fields.get(f)}
+                _add_times(this_seen, self._audited_times(system, entity, record.id, differing))
+                ref = self.store.refs(entity, key).get(other)
+                if ref is not None and other_seen:
+                    _add_times(other_seen, self._audited_times(other, entity, ref.ext_id, differing))
             return (clock(this_seen, name, record.updated_at),
-                    clock(env.seen.get(other), name, env.field_time(name)))
+                    clock(other_seen, name, env.field_time(name)))
 
         pair = Pair(entity, this_map, other_map, raw_new, env.raw.get(other), writes_as)
         result = adopt(pair, mapped, env.fields, clocks)
@@ -834,6 +845,12 @@ class _FollowUps:
     def pop_all(self) -> list[tuple[str, str]]:
         items, self.items = self.items, []
         return items
+
+
+def _add_times(seen: dict[str, Any], times: Mapping[str, datetime]) -> None:
+    """Exact field times learnt later (an audit history) join what ``seen_of`` kept."""
+    if times:
+        seen["times"] = {**seen.get("times", {}), **{f: t.isoformat() for f, t in times.items()}}
 
 
 def _raw(record: SystemRecord, names: Iterable[str], *, only_present: bool = False) -> dict[str, Any]:

@@ -23,7 +23,7 @@ def test_hand_linked_pairs_are_adopted_by_what_the_systems_prove(bridge) -> None
     edited_sn = bridge.sn.create("change_request", short_description="Old title", state="-5")
     copy_issue = tagged_copy(bridge, edited_sn, "Old title")
     bridge.sn.update("change_request", edited_sn["sys_id"], short_description="New title (ServiceNow)")
-    # 3. ServiceNow edited after Jira: ServiceNow keeps no per-field times, so which edit is
+    # 3. Both edited within the margin allowed between two systems' clocks: which edit is
     #    newer cannot be proven -> a conflict, nothing written.
     unknown = bridge.sn.create("change_request", short_description="Base", state="-5")
     unknown_issue = tagged_copy(bridge, unknown, "Base")
@@ -33,8 +33,13 @@ def test_hand_linked_pairs_are_adopted_by_what_the_systems_prove(bridge) -> None
     later = bridge.sn.create("change_request", short_description="Plan", state="-5")
     later_issue = tagged_copy(bridge, later, "Plan")
     bridge.sn.update("change_request", later["sys_id"], short_description="Plan (ServiceNow)")
+    # 5. ServiceNow edited well after Jira (its sys_audit proves it): ServiceNow wins.
+    sn_later = bridge.sn.create("change_request", short_description="Scope", state="-5")
+    sn_later_issue = tagged_copy(bridge, sn_later, "Scope")
+    bridge.jira.update_issue(sn_later_issue["key"], summary="Scope (Jira)")
     time.sleep(3.1)  # beyond the clock margin adoption allows between two systems
     bridge.jira.update_issue(later_issue["key"], summary="Plan (Jira, later)")
+    bridge.sn.update("change_request", sn_later["sys_id"], short_description="Scope (ServiceNow, later)")
 
     report = bridge.sync()
     assert not report.errors
@@ -49,9 +54,10 @@ def test_hand_linked_pairs_are_adopted_by_what_the_systems_prove(bridge) -> None
     assert (sn_summary(edited_sn), jira_summary(copy_issue)) == ("New title (ServiceNow)",) * 2
     assert (sn_summary(unknown), jira_summary(unknown_issue)) == ("Base (ServiceNow)", "Base (Jira)")
     assert (sn_summary(later), jira_summary(later_issue)) == ("Plan (Jira, later)",) * 2
+    assert (sn_summary(sn_later), jira_summary(sn_later_issue)) == ("Scope (ServiceNow, later)",) * 2
     # No duplicates: each pair was linked, not created again.
-    assert len(bridge.jira.search('project = OPS AND issuetype = "Change"')) == 4
-    assert len(bridge.sn.list("change_request")) == 4
+    assert len(bridge.jira.search('project = OPS AND issuetype = "Change"')) == 5
+    assert len(bridge.sn.list("change_request")) == 5
 
     rt = bridge.runtime()
     held = [(c.key, c.field, c.resolution) for c in rt.store.conflicts()]
