@@ -191,7 +191,12 @@ class Engine(ReleaseBookkeeping):
             for system in SYSTEMS:
                 fields = self.mappings.for_system(system).fields_to_read(entity)
                 for ext_id in self.vanished(system, entity):
-                    if self.adapters[system].read(entity, ext_id, fields) is None:
+                    try:
+                        gone = self.adapters[system].read(entity, ext_id, fields) is None
+                    except NotThisEntity as exc:  # moved to another type or project: a person decides
+                        log.warning("%s %s %s: %s; left linked", system, entity, ext_id, exc)
+                        continue
+                    if gone:
                         self.unlink(system, entity, ext_id, report)
 
     def vanished(self, system: str, entity: str) -> list[str]:
@@ -517,7 +522,13 @@ class Engine(ReleaseBookkeeping):
         if entity is None or self.store.find_key(system, entity, ext_id):
             return
         mapping = self.mappings.for_system(system)
-        record = self.adapters[system].read(entity, ext_id, mapping.fields_to_read(entity))
+        try:
+            record = self.adapters[system].read(entity, ext_id, mapping.fields_to_read(entity))
+        except NotThisEntity as exc:
+            # e.g. an incident "caused by" a Jira issue that is no change: the reference stays
+            # unresolved (the canonical value is kept) rather than a record of the wrong kind.
+            log.warning("%s %s %s is referenced but %s", system, entity, ext_id, exc)
+            return
         if record is not None:
             key = self.ingest(record, SyncReport())
             if key:

@@ -123,7 +123,10 @@ class Issues:
         # A canonical key is the key of the record where it was born: an issue born in Jira
         # carries no label, only its own key.
         if ISSUE_KEY.match(correlation) and correlation.split("-")[0] in self._projects:
-            record = self.read(entity, correlation, self._wanted.get(entity, DEFAULT_FIELDS))
+            try:
+                record = self.read(entity, correlation, self._wanted.get(entity, DEFAULT_FIELDS))
+            except NotThisEntity:
+                return None
             if record is not None and record.key == correlation:
                 return record
         return None

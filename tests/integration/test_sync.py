@@ -169,3 +169,17 @@ def test_every_api_call_is_reported_to_the_runtime(bridge) -> None:
     assert sum(1 for c in calls if c[0] == "servicenow") == requests_log(bridge.sims.servicenow_url)["count"]
     assert sum(1 for c in calls if c[0] == "jira") == requests_log(bridge.sims.jira_url)["count"]
     assert ("jira", "POST", 201) in calls and ("servicenow", "GET", 200) in calls
+
+
+def test_an_incident_caused_by_an_issue_that_is_no_change_keeps_the_cause_unset(bridge) -> None:
+    """A Problem/Incident link to an issue of another type (here another incident) is not a
+    change: no ServiceNow change is made from it, the pass does not fail, and both incidents sync."""
+    cause = bridge.jira.create_issue("Incident", "Upstream outage")
+    effect = bridge.jira.create_issue("Incident", "Checkout errors")
+    bridge.jira.link("Problem/Incident", effect["key"], cause["key"])
+    report = bridge.sync()
+    assert not report.errors
+    assert bridge.sn.list("change_request") == []
+    incidents = {i["short_description"]: i for i in bridge.sn.list("incident")}
+    assert set(incidents) == {"Upstream outage", "Checkout errors"}
+    assert incidents["Checkout errors"]["caused_by"] == ""
