@@ -188,10 +188,12 @@ class Sweeper(LeasedLoop):
     An event's work can leave another record half-done: a related record whose create failed
     while it was being settled as a follow-up (the retried event does not redo it), or a
     crash between two steps. Such a record keeps its pending writes or create journal in the
-    store; every interval, each one not touched for ``min_age`` seconds (work in flight
+    store (``relbridge status`` lists it); every interval, each one not touched for ``min_age`` seconds (work in flight
     is younger) gets an event for the object to read first: the one in a system it has
     pending writes for (a concurrent edit there becomes a conflict, not an overwrite),
-    else any object it is linked to. The worker then finishes its writes and creates.
+    else any object it is linked to. The worker then finishes its writes and creates. A
+    record whose object has a dead letter is left alone: its attempts are spent, and the dead
+    letter (replayable) is where a person sees it.
     """
 
     def __init__(self, engine: Engine, inbox: Inbox, metrics: Metrics, *, holder: str, interval: float,
@@ -204,10 +206,13 @@ class Sweeper(LeasedLoop):
     def work(self) -> int:
         cutoff = self.engine.clock() - timedelta(seconds=self.min_age)
         found = []
-        for entity, key, updated_at in self.store.unfinished_records():
-            if updated_at > cutoff:
-                continue
-            target = self._object_to_read(entity, key)
+        unfinished = [(entity, key) for entity, key, updated_at in self.store.unfinished_records()
+                      if updated_at <= cutoff]
+        # A record whose event already failed for good waits for a person (`relbridge dlq
+        # retry`): queuing it again would only repeat the failure every interval, forever.
+        dead = {(e.system, e.entity, e.ext_id) for e in self.inbox.dead_letters()} if unfinished else set()
+        for entity, key in unfinished:
+            target = self._object_to_read(entity, key, dead)
             if target is not None:
                 found.append((target[0], entity, target[1]))
         if found:
@@ -215,9 +220,10 @@ class Sweeper(LeasedLoop):
             log.info("sweep: %d records with unfinished writes queued again", len(found))
         return len(found)
 
-    def _object_to_read(self, entity: str, key: str) -> tuple[str, str] | None:
+    def _object_to_read(self, entity: str, key: str,
+                        dead: set[tuple[str, str, str]]) -> tuple[str, str] | None:
         row, refs = self.store.record_and_refs(entity, key)
-        if row is None or not refs:
+        if row is None or not refs or any((s, entity, ref.ext_id) in dead for s, ref in refs.items()):
             return None
         pending = [system for system, names in (row.data.get("pending") or {}).items() if names]
         system = next((s for s in pending if s in refs), next(iter(sorted(refs))))

@@ -32,7 +32,23 @@ def collect_status(store: Store) -> dict[str, Any]:
             for e in store.errors()
         ],
         "held_writes": [held_document(row) for row in store.held_writes()],
+        "unfinished_records": unfinished_documents(store),
     }
+
+
+def unfinished_documents(store: Store) -> list[dict[str, Any]]:
+    """Records whose writes were accepted but not made yet (pending fields per system, a
+    create that may have reached a system): finished by the next pass or the sweeper, or
+    stuck behind a dead letter."""
+    found = []
+    for entity, key, updated_at in store.unfinished_records():
+        row = store.load_record(entity, key)
+        if row is None:
+            continue
+        found.append({"entity": entity, "key": key, "since": updated_at.isoformat(),
+                      "pending": {s: list(v) for s, v in (row.data.get("pending") or {}).items() if v},
+                      "creating": sorted(row.data.get("creating") or {})})
+    return found
 
 
 def render_status(status: dict[str, Any]) -> str:
@@ -44,6 +60,14 @@ def render_status(status: dict[str, Any]) -> str:
                  f"pending events: {status['pending_events']}   dead letters: {status['dead_letters']}")
     for error in status["failing_records"]:
         lines.append(f"  ! {error['system']} {error['entity']} {error['key'] or error['id']}: {error['message']}")
+    unfinished = status["unfinished_records"]
+    lines.append(f"unfinished writes: {len(unfinished)}")
+    for doc in unfinished[:10]:
+        what = [f"{s}: {', '.join(v)}" for s, v in doc["pending"].items()]
+        what += [f"create in {s}" for s in doc["creating"]]
+        lines.append(f"  ~ {doc['entity']} {doc['key']} since {doc['since']}: {'; '.join(what)}")
+    if len(unfinished) > 10:
+        lines.append(f"  … and {len(unfinished) - 10} more")
     held = status["held_writes"]
     lines.append(f"held destructive writes: {len(held)}"
                  + ("   (relbridge held list; apply with relbridge held release)" if held else ""))

@@ -399,3 +399,32 @@ def test_sweeper_requeues_records_left_with_unfinished_writes(bridge) -> None:
     summaries = sorted(i["fields"]["summary"] for i in bridge.jira.search('project = OPS AND issuetype = "Change"'))
     assert summaries == ["Edited, now written", "Never created"]
     assert sweeper.cycle() == 0 and rt.store.unfinished_records() == []
+
+
+def test_a_create_that_fails_for_good_is_a_dead_letter_not_retried_every_sweep(bridge, daemons) -> None:
+    """Jira refuses the create for good: the event becomes a dead letter after its attempts,
+    `status` lists the record as unfinished, and the sweeper does not queue it again every
+    interval (the attempts stop); `dlq retry` finishes it once Jira accepts."""
+    add_fault(bridge.sims.jira_url, method="POST", path=r"/issue$", status=400, times=None)
+    daemon = start_daemon(bridge, sync={"max_attempts": 2})
+    daemons.append(daemon)
+    change = bridge.sn.create("change_request", short_description="Refused by Jira", state="-5")
+    eventually(lambda: list_dead_letters(daemon.runtime), what="a dead letter")
+
+    def creates() -> int:
+        return sum(1 for r in requests_log(bridge.sims.jira_url)["requests"]
+                   if r["method"] == "POST" and r["path"].endswith("/issue"))
+
+    from bridge.status import collect_status
+    [unfinished] = collect_status(daemon.runtime.store)["unfinished_records"]
+    assert (unfinished["entity"], unfinished["key"]) == ("change", change["number"])
+    assert unfinished["pending"] or unfinished["creating"]
+    tried = creates()
+    time.sleep(5 * 0.5 + 3.5)  # several sweep intervals past the claim lease
+    assert creates() == tried
+
+    clear_faults(bridge.sims.jira_url)
+    for letter in list_dead_letters(daemon.runtime):
+        retry_dead_letter(daemon.runtime, letter.id)
+    eventually(lambda: len(jira_changes(bridge)) == 1, what="the replayed create")
+    eventually(lambda: not collect_status(daemon.runtime.store)["unfinished_records"], what="nothing unfinished")
