@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import requests
@@ -52,6 +52,16 @@ class SystemRecord:
     # changelog, a ServiceNow record never updated since its creation); for adoption and
     # per-field last-writer-wins
     field_times: Mapping[str, datetime] = field(default_factory=dict)
+    # source fields still holding the value they were created with (with ``correlation``:
+    # relbridge's copy, never a person's edit)
+    untouched: frozenset[str] = frozenset()
+
+
+class FieldTime(NamedTuple):
+    """When a system last set one field, and whether that was the object's creation."""
+
+    at: datetime
+    at_creation: bool
 
 
 @dataclass(frozen=True)
@@ -103,7 +113,7 @@ class Adapter(Protocol):
         """The object whose ``field`` (a system field name) equals ``value``, if exactly one
         does: releases correlate by name too (one born here carries no tag)."""
 
-    # Optional: ``field_times(entity, id, fields) -> dict[field, datetime]``, when each
+    # Optional: ``field_times(entity, id, fields) -> dict[field, FieldTime]``, when each
     # system field of one object was last set, for systems whose records do not carry it
     # (ServiceNow's audit history); asked only when edits of a field on both sides meet.
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bridge.adapter import SystemRecord
+from bridge.adapter import FieldTime, SystemRecord
 from bridge.mapping import SystemMapping
 from bridge.merge import Conflict, MergeResult
 
@@ -55,14 +55,23 @@ class FieldClock:
 def seen_of(record: SystemRecord, mapping: SystemMapping) -> dict[str, Any]:
     """What the envelope keeps about an object read before its pair was adopted: enough to
     rebuild its fields' clocks later (JSON-safe)."""
-    times = {spec.field: record.field_times[spec.source].isoformat()
-             for spec in mapping.fields(record.entity) if spec.source in record.field_times}
+    specs = mapping.fields(record.entity)
     return {
         "updated": record.updated_at.isoformat(),
-        "created": record.created_at.isoformat() if record.created_at else None,
         "made": record.correlation is not None,
-        "times": times,
+        "times": {spec.field: record.field_times[spec.source].isoformat()
+                  for spec in specs if spec.source in record.field_times},
+        "untouched": sorted({spec.field for spec in specs if spec.source in record.untouched}),
     }
+
+
+def add_field_times(seen: dict[str, Any], times: Mapping[str, FieldTime]) -> None:
+    """Field times learnt later (an audit history) join what ``seen_of`` kept."""
+    if not times:
+        return
+    seen["times"] = {**seen.get("times", {}), **{f: t.at.isoformat() for f, t in times.items()}}
+    untouched = set(seen.get("untouched", ())) - set(times)
+    seen["untouched"] = sorted(untouched | {f for f, t in times.items() if t.at_creation})
 
 
 def clock(seen: Mapping[str, Any] | None, field: str, fallback: datetime | None) -> FieldClock:
@@ -73,8 +82,7 @@ def clock(seen: Mapping[str, Any] | None, field: str, fallback: datetime | None)
     exact = seen.get("times", {}).get(field)
     if exact:
         at = datetime.fromisoformat(exact)
-        made = bool(seen.get("made")) and exact == seen.get("created")
-        return FieldClock(at, at, made)
+        return FieldClock(at, at, bool(seen.get("made")) and field in seen.get("untouched", ()))
     return FieldClock(None, datetime.fromisoformat(seen["updated"]))
 
 

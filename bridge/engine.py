@@ -33,8 +33,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from bridge import lifecycle
-from bridge.adapter import Adapter, SystemRecord
-from bridge.adoption import FieldClock, Pair, adopt, clock, seen_of
+from bridge.adapter import Adapter, FieldTime, SystemRecord
+from bridge.adoption import FieldClock, Pair, add_field_times, adopt, clock, seen_of
 from bridge.config import Config
 from bridge.envelope import Envelope, StoreResolver, SyncReport
 from bridge.errors import NotThisEntity, PermanentError, RelbridgeError, TransientError
@@ -353,10 +353,12 @@ class Engine(ReleaseBookkeeping):
             meeting = {f for f in changed if f in pending_here and changed[f] != env.fields.get(f)}
             if meeting and self.config.sync.conflict_policy == "last_writer_wins":
                 # Both sides edited these fields: ask the systems when, field by field.
-                source_times.update(self._audited_times(system, entity, record.id, meeting - set(source_times)))
+                audited = self._audited_times(system, entity, record.id, meeting - set(source_times))
+                source_times.update({f: t.at for f, t in audited.items()})
                 other = self.store.refs(entity, key).get(OTHER[system])
                 if other is not None:
-                    canonical_times.update(self._audited_times(OTHER[system], entity, other.ext_id, meeting))
+                    audited = self._audited_times(OTHER[system], entity, other.ext_id, meeting)
+                    canonical_times.update({f: t.at for f, t in audited.items()})
             result = merge(
                 source=system,
                 changed=changed,
@@ -420,10 +422,10 @@ class Engine(ReleaseBookkeeping):
             if not audited:  # once, for every differing field: a system that keeps field times apart
                 audited = True
                 differing = {f for f, v in mapped.items() if v != env.fields.get(f)}
-                _add_times(this_seen, self._audited_times(system, entity, record.id, differing))
+                add_field_times(this_seen, self._audited_times(system, entity, record.id, differing))
                 ref = self.store.refs(entity, key).get(other)
                 if ref is not None and other_seen:
-                    _add_times(other_seen, self._audited_times(other, entity, ref.ext_id, differing))
+                    add_field_times(other_seen, self._audited_times(other, entity, ref.ext_id, differing))
             return (clock(this_seen, name, record.updated_at),
                     clock(other_seen, name, env.field_time(name)))
 
@@ -463,7 +465,7 @@ class Engine(ReleaseBookkeeping):
                 for spec in self.mappings.for_system(record.system).fields(record.entity)
                 if spec.field in wanted and spec.source in record.field_times}
 
-    def _audited_times(self, system: str, entity: str, ext_id: str, names: set[str]) -> dict[str, datetime]:
+    def _audited_times(self, system: str, entity: str, ext_id: str, names: set[str]) -> dict[str, FieldTime]:
         """Per-field change times from a system that keeps them apart from its records
         (``field_times``, optional in the adapter contract: ServiceNow's ``sys_audit``)."""
         look_up = getattr(self.adapters[system], "field_times", None)
@@ -856,12 +858,6 @@ class _FollowUps:
     def pop_all(self) -> list[tuple[str, str]]:
         items, self.items = self.items, []
         return items
-
-
-def _add_times(seen: dict[str, Any], times: Mapping[str, datetime]) -> None:
-    """Exact field times learnt later (an audit history) join what ``seen_of`` kept."""
-    if times:
-        seen["times"] = {**seen.get("times", {}), **{f: t.isoformat() for f, t in times.items()}}
 
 
 def _raw(record: SystemRecord, names: Iterable[str], *, only_present: bool = False) -> dict[str, Any]:

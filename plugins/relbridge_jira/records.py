@@ -101,6 +101,8 @@ def issue_record(raw: Mapping[str, Any], entity: str, server_url: str) -> System
     key = raw.get("key")
     created = jira_fields.get("created")
     created_at = parse_datetime(created) if isinstance(created, str) else None
+    changed = set(_item_times(raw.get("changelog"), entity))
+    times = field_times(raw.get("changelog"), entity, fields, created_at)
     return SystemRecord(
         system=SYSTEM,
         entity=entity,
@@ -112,7 +114,8 @@ def issue_record(raw: Mapping[str, Any], entity: str, server_url: str) -> System
         url=f"{server_url}/browse/{key}" if key else raw.get("self"),
         correlation=correlation_of(fields["labels"]),
         created_at=created_at,
-        field_times=field_times(raw.get("changelog"), entity, fields, created_at),
+        field_times=times,
+        untouched=frozenset(name for name, at in times.items() if name not in changed),
     )
 
 
@@ -131,6 +134,19 @@ def field_times(changelog: Any, entity: str, fields: Mapping[str, Any],
     if not isinstance(changelog, Mapping):
         return {}
     histories = [h for h in changelog.get("histories") or [] if isinstance(h, Mapping)]
+    times = _item_times(changelog, entity)
+    complete = int(changelog.get("total") or len(histories)) <= len(histories)
+    if complete and created_at is not None:
+        for name in fields:
+            times.setdefault(name, created_at)
+    return times
+
+
+def _item_times(changelog: Any, entity: str) -> dict[str, datetime]:
+    """The newest changelog item's time per field it names."""
+    if not isinstance(changelog, Mapping):
+        return {}
+    histories = [h for h in changelog.get("histories") or [] if isinstance(h, Mapping)]
     times: dict[str, datetime] = {}
     for history in histories:
         try:
@@ -145,10 +161,6 @@ def field_times(changelog: Any, entity: str, fields: Mapping[str, Any],
             for source in (name, *_PSEUDO_SOURCES.get(name, ())):
                 if source not in times or at > times[source]:
                     times[source] = at
-    complete = int(changelog.get("total") or len(histories)) <= len(histories)
-    if complete and created_at is not None:
-        for name in fields:
-            times.setdefault(name, created_at)
     return times
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bridge.adapter import Metadata, SystemRecord, WebhookHint
+from bridge.adapter import FieldTime, Metadata, SystemRecord, WebhookHint
 from bridge.errors import BadInput, PermanentError
 from relbridge_servicenow.api import SYSTEM, OnCall, TableApi, checked_sys_id
 from relbridge_servicenow.links import ReleaseLinks
@@ -149,7 +149,7 @@ class ServiceNowAdapter:
         self._add_links(entity, rows, want_release)
         return self._record(entity, table, rows[0])
 
-    def field_times(self, entity: str, id: str, fields: Iterable[str]) -> dict[str, datetime]:
+    def field_times(self, entity: str, id: str, fields: Iterable[str]) -> dict[str, FieldTime]:
         """When each of ``fields`` was last set on the record, from its audit history
         (``sys_audit``, one GET): only asked when two systems' edits of a field meet, since
         ServiceNow records carry their update time, not their fields'. A field with no
@@ -161,14 +161,20 @@ class ServiceNowAdapter:
             return {}
         query = (f"tablename={table}^documentkey={id}^fieldnameIN{','.join(columns)}"
                  "^ORDERBYDESCsys_created_on")
-        rows = self._api.list("sys_audit", query=query, fields=("fieldname", "sys_created_on"),
-                              limit=AUDIT_ROWS)
-        times: dict[str, datetime] = {}
+        rows = self._api.list("sys_audit", query=query,
+                              fields=("fieldname", "sys_created_on", "record_checkpoint"), limit=AUDIT_ROWS)
+        times: dict[str, FieldTime] = {}
         for row in rows:
             at = _optional_datetime(row.get("sys_created_on"))
             name = str(row.get("fieldname") or "")
-            if at is not None and name and (name not in times or at > times[name]):
-                times[name] = at
+            if at is None or not name:
+                continue
+            # Checkpoint 0 is the insert: newer rows of the field (an update in the same
+            # second included) win over it.
+            creation = str(row.get("record_checkpoint", "")) == "0"
+            known = times.get(name)
+            if known is None or at > known.at or at == known.at and known.at_creation and not creation:
+                times[name] = FieldTime(at, creation)
         return times
 
     def find_by_correlation(self, entity: str, correlation: str) -> SystemRecord | None:
@@ -326,8 +332,9 @@ class ServiceNowAdapter:
         created_at = _optional_datetime(row.get("sys_created_on"))
         # Never updated since its creation: every column still holds its creation value (the
         # `release` pseudo-field excepted: links are rows of their own, made at any time).
-        field_times = ({name: created_at for name in row if name not in SYS_FIELDS and name != "release"}
-                       if created_at is not None and str(row.get("sys_mod_count")) == "0" else {})
+        untouched = (frozenset(n for n in row if n not in SYS_FIELDS and n != "release")
+                     if created_at is not None and str(row.get("sys_mod_count")) == "0" else frozenset())
+        field_times = dict.fromkeys(untouched, created_at) if created_at is not None else {}
         return SystemRecord(
             system=SYSTEM,
             entity=entity,
@@ -340,6 +347,7 @@ class ServiceNowAdapter:
             correlation=row.get("correlation_id") or None,
             created_at=created_at,
             field_times=field_times,
+            untouched=untouched,
         )
 
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from bridge.adoption import HELD
 
 
@@ -103,3 +108,102 @@ def test_a_name_shared_by_two_servicenow_releases_links_neither(bridge) -> None:
     assert key is not None
     assert rt.store.refs("release", key)["servicenow"].ext_id not in twins
     assert len(bridge.sn.list("rm_release")) == 3
+
+
+# --- generated pre-existing pairs ------------------------------------------------------------
+
+
+SUMMARIES = st.sampled_from(["Patch DB", "Patch db", "Rotate keys", "Upgrade kernel"])
+DAYS = st.sampled_from(["2027-03-01", "2027-03-02", "2027-04-15"])
+EDITS = st.lists(st.tuples(st.sampled_from(["servicenow", "jira"]), st.sampled_from(["summary", "due"]),
+                           st.one_of(SUMMARIES, DAYS)), max_size=3)
+PAIR = st.fixed_dictionaries({"born": st.sampled_from(["servicenow", "jira"]), "summary": SUMMARIES,
+                              "due": DAYS, "hour": st.integers(0, 23), "edits": EDITS})
+
+
+def _reset(bridge) -> None:
+    for url in (bridge.sims.servicenow_url, bridge.sims.jira_url):
+        requests.post(f"{url}/_sim/reset").raise_for_status()
+
+
+def _make_pair(bridge, pair: dict) -> tuple[dict, dict]:
+    """A change that exists on both sides already: born on one, copied to the other by an
+    earlier installation (tagged as relbridge tags its copies), then edited by people."""
+    end = f"{pair['due']} {pair['hour']:02d}:00:00"
+    if pair["born"] == "servicenow":
+        sn = bridge.sn.create("change_request", short_description=pair["summary"], state="-5", end_date=end)
+        issue = bridge.jira.create_issue("Change", pair["summary"], duedate=pair["due"],
+                                         labels=[f"relbridge-{sn['number']}"])
+    else:
+        issue = bridge.jira.create_issue("Change", pair["summary"], duedate=pair["due"])
+        sn = bridge.sn.create("change_request", short_description=pair["summary"], state="-5", end_date=end,
+                              correlation_id=issue["key"])
+    for system, field, value in pair["edits"]:
+        if (field == "due") != (value in ("2027-03-01", "2027-03-02", "2027-04-15")):
+            continue  # a summary edit needs a summary, a due date a date
+        if system == "servicenow":
+            column = "short_description" if field == "summary" else "end_date"
+            bridge.sn.update("change_request", sn["sys_id"], **{column: value if field == "summary" else f"{value} 12:00:00"})
+        else:
+            bridge.jira.update_issue(issue["key"], **{"summary" if field == "summary" else "duedate": value})
+    return sn, issue
+
+
+def _sides(bridge, sn: dict, issue: dict) -> dict[str, tuple[str, str]]:
+    row = bridge.sn.get("change_request", sn["sys_id"])
+    fields = bridge.jira.issue(issue["key"])["fields"]
+    return {"summary": (row["short_description"], fields["summary"]),
+            "due": (row["end_date"][:10], fields["duedate"])}
+
+
+@pytest.mark.slow
+def test_generated_pairs_keep_every_value_a_person_wrote(bridge_factory, tmp_path) -> None:
+    bridge = bridge_factory()
+    runs = iter(range(10_000))
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(pairs=st.lists(PAIR, min_size=1, max_size=3))
+    def check(pairs: list[dict]) -> None:
+        _reset(bridge)
+        made = [_make_pair(bridge, pair) for pair in pairs]
+        before = [_sides(bridge, sn, issue) for sn, issue in made]
+        bridge.store_url = f"sqlite:///{tmp_path / f'fresh-{next(runs)}.db'}"
+        assert not bridge.sync().errors
+        for (sn, issue), old in zip(made, before, strict=True):
+            new = _sides(bridge, sn, issue)
+            for field, (old_sn, old_jira) in old.items():
+                new_sn, new_jira = new[field]
+                # Each side keeps its value, or takes the other side's (the later writer's):
+                # never a third value, never a write where both already agreed.
+                assert new_sn in (old_sn, old_jira) and new_jira in (old_sn, old_jira), (field, old, new)
+                if old_sn == old_jira:
+                    assert (new_sn, new_jira) == (old_sn, old_jira)
+                assert new_sn == old_sn or new_jira == old_jira  # at most one side was written
+        # Nothing was created twice.
+        assert len(bridge.sn.list("change_request")) == len(made)
+        assert len(bridge.jira.search('project = OPS AND issuetype = "Change"')) == len(made)
+
+    check()
+
+
+def test_generated_pairs_quick(bridge_factory, tmp_path) -> None:
+    """The bounded CI variant: a few examples of the property above."""
+    bridge = bridge_factory()
+    pairs = [
+        {"born": "servicenow", "summary": "Patch DB", "due": "2027-03-01", "hour": 9,
+         "edits": [("servicenow", "summary", "Rotate keys")]},
+        {"born": "jira", "summary": "Upgrade kernel", "due": "2027-03-02", "hour": 23,
+         "edits": [("jira", "due", "2027-04-15"), ("servicenow", "summary", "Patch db")]},
+        {"born": "servicenow", "summary": "Patch db", "due": "2027-04-15", "hour": 0, "edits": []},
+    ]
+    made = [_make_pair(bridge, pair) for pair in pairs]
+    before = [_sides(bridge, sn, issue) for sn, issue in made]
+    assert not bridge.sync().errors
+    after = [_sides(bridge, sn, issue) for sn, issue in made]
+    # Only ServiceNow edited the first (Jira's copy is untouched since it was made): ServiceNow wins.
+    assert after[0]["summary"] == ("Rotate keys", "Rotate keys")
+    # The second: Jira's due date was edited, ServiceNow's copy of it is untouched since it was
+    # made: Jira's wins. Both summaries were set within the clock margin: held, none written.
+    assert after[1]["due"] == ("2027-04-15", "2027-04-15")
+    assert after[1]["summary"] == before[1]["summary"] == ("Patch db", "Upgrade kernel")
+    assert after[2] == before[2]

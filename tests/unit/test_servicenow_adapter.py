@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from relbridge_servicenow import ServiceNowAdapter, relbridge_adapters
 from relbridge_servicenow.api import split_url
 
-from bridge.adapter import Adapter, SystemRecord, WebhookHint
+from bridge.adapter import Adapter, FieldTime, SystemRecord, WebhookHint
 from bridge.config import Config
 from bridge.errors import BadInput, ConfigError, PermanentError, TransientError, parse_retry_after
 
@@ -651,14 +651,14 @@ def test_find_by_key_looks_the_number_up(adapter, mocked) -> None:
 
 def test_field_times_reads_the_audit_history_once(adapter, mocked) -> None:
     mocked.get(f"{API}/sys_audit", json={"result": [
-        {"fieldname": "short_description", "sys_created_on": "2025-03-02 10:00:00"},
-        {"fieldname": "state", "sys_created_on": "2025-03-01 09:00:00"},
-        {"fieldname": "short_description", "sys_created_on": "2025-03-01 08:00:00"}]})
+        {"fieldname": "short_description", "sys_created_on": "2025-03-02 10:00:00", "record_checkpoint": "3"},
+        {"fieldname": "state", "sys_created_on": "2025-03-01 09:00:00", "record_checkpoint": "0"},
+        {"fieldname": "short_description", "sys_created_on": "2025-03-01 08:00:00", "record_checkpoint": "0"}]})
 
     times = adapter.field_times("change", sid(7), ["short_description", "state", "release"])
 
-    assert times == {"short_description": datetime(2025, 3, 2, 10, tzinfo=UTC),
-                     "state": datetime(2025, 3, 1, 9, tzinfo=UTC)}
+    assert times == {"short_description": FieldTime(datetime(2025, 3, 2, 10, tzinfo=UTC), False),
+                     "state": FieldTime(datetime(2025, 3, 1, 9, tzinfo=UTC), True)}
     assert len(mocked.calls) == 1
     assert params(mocked.calls[0])["sysparm_query"] == (
         f"tablename=change_request^documentkey={sid(7)}^fieldnameINshort_description,state"
