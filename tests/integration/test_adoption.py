@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -156,12 +155,11 @@ def _sides(bridge, sn: dict, issue: dict) -> dict[str, tuple[str, str]]:
             "due": (row["end_date"][:10], fields["duedate"])}
 
 
-@pytest.mark.slow
 def test_generated_pairs_keep_every_value_a_person_wrote(bridge_factory, tmp_path) -> None:
     bridge = bridge_factory()
     runs = iter(range(10_000))
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(pairs=st.lists(PAIR, min_size=1, max_size=3))
     def check(pairs: list[dict]) -> None:
         _reset(bridge)
