@@ -22,7 +22,7 @@ from bridge.queue import Inbox
 from bridge.store import Store, schema
 from tests.integration.daemon_support import ROOT, add_fault, eventually, start_daemon, write_config
 from tests.integration.helpers import clear_log, writes
-from tests.integration.oracle import Oracle, settle
+from tests.integration.oracle import Oracle, assert_settled_without_damage, settle
 
 ONE_WORKER = {"sync": {"concurrency": 1}}
 
@@ -64,8 +64,7 @@ def test_interrupted_create_resumes_as_a_create_and_never_overwrites_the_source(
     bridge.sync(**ONE_WORKER)
     states = {c["number"]: c["state"] for c in bridge.sn.list("change_request")}
     assert states["CHG0030001"] == "3", "a closed change in ServiceNow was reopened by relbridge"
-    settle(bridge, **ONE_WORKER)
-    oracle.assert_no_damage()
+    assert_settled_without_damage(oracle, settle(bridge, **ONE_WORKER))
 
 
 # --- kill -9 between a create and its release link -------------------------------------------------
@@ -156,7 +155,7 @@ def test_a_fresh_store_under_the_daemon_duplicates_nothing(bridge_factory, store
     bridge = bridge_factory(seed="demo")
     first = bridge.store_url
     bridge.store_url = other_store(tmp_path)
-    settle(bridge)  # synced once by another installation (its store is then lost)
+    assert settle(bridge) is None  # synced once by another installation (its store is then lost)
     bridge.store_url = first
     oracle = Oracle(bridge.sn, bridge.jira)
     oracle.adopt()
@@ -187,7 +186,7 @@ def test_equal_instants_in_two_formats_are_not_conflicts(bridge_factory, tmp_pat
     bridge = bridge_factory(seed="demo")
     first = bridge.store_url
     bridge.store_url = other_store(tmp_path)
-    settle(bridge)
+    assert settle(bridge) is None
     bridge.store_url = first
     settle(bridge)  # a fresh store meets both systems: every pair must be compared
     with Store(first, migrate=False) as store, store.begin(write=False) as conn:
@@ -213,7 +212,7 @@ def _instant(value: Any) -> datetime | None:
 def test_last_writer_wins_uses_the_last_writer_of_that_field(bridge) -> None:
     oracle = Oracle(bridge.sn, bridge.jira)
     key = oracle.create("servicenow", "change", summary="Rotate signing keys", state="new")
-    settle(bridge)
+    assert settle(bridge) is None
     oracle.assert_no_damage("after the first sync")
     # X in ServiceNow, then X in Jira, then Y in ServiceNow; more than a second apart, as
     # ServiceNow stamps updates to the second. Then one pass.
@@ -235,21 +234,21 @@ def test_a_fresh_store_writes_nothing_and_the_first_store_then_writes_nothing(br
                                                                               tmp_path: Path) -> None:
     bridge = bridge_factory(seed="demo")
     first = bridge.store_url
-    settle(bridge)
+    assert settle(bridge) is None
     oracle = Oracle(bridge.sn, bridge.jira, derived=())  # nothing may move: not even a release state
     oracle.adopt()
     urls = (bridge.sims.servicenow_url, bridge.sims.jira_url or "")
 
     clear_log(*urls)
     bridge.store_url = other_store(tmp_path)
-    settle(bridge)
+    unsettled = settle(bridge)
     written = {url: writes(url) for url in urls}
-    oracle.assert_no_damage("after a fresh store's pass")
+    assert_settled_without_damage(oracle, unsettled, "after a fresh store's pass")
     assert written == {url: [] for url in urls}, "a fresh store wrote to already-synced systems"
 
     clear_log(*urls)
     bridge.store_url = first
-    settle(bridge)
+    unsettled = settle(bridge)
     written = {url: writes(url) for url in urls}
-    oracle.assert_no_damage("after the first store's next pass")
+    assert_settled_without_damage(oracle, unsettled, "after the first store's next pass")
     assert written == {url: [] for url in urls}, "the first store wrote after the fresh store's pass"
