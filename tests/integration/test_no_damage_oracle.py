@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
@@ -25,8 +27,19 @@ import requests
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
+from bridge.queue import Inbox
 from bridge.sim import Simulators, start_simulators
+from bridge.store import Store, schema
+from tests.conftest import pg_base_url, pg_schema_url
 from tests.integration.conftest import Bridge
+from tests.integration.daemon_support import (
+    DaemonProcess,
+    eventually,
+    free_port,
+    wait_ready,
+    write_config,
+)
+from tests.integration.helpers import requests_log
 from tests.integration.oracle import (
     CHOICES,
     EDITABLE,
@@ -213,3 +226,178 @@ def test_lost_replies_leave_every_field_as_people_wrote_it(sims, tmp_path, plan)
 @given(plan=steps(edits, lost_replies, faults, passes, max_size=30))
 def test_lost_replies_leave_every_field_as_people_wrote_it_slow(sims, tmp_path, plan) -> None:
     storm(sims, tmp_path, plan)
+
+
+# --- kill -9 of `relbridge run`, then a restart ------------------------------------------------------
+
+KILL_9 = ("kill -9 between a create and its record: the object found by correlation is merged back as an "
+          "edit (fix versions lost) and its create journal is never cleared")
+kills = st.tuples(st.just("kill"), st.integers(0, 3000))
+#: Killed as soon as Jira made an issue, while its workflow walk (slowed down) is under way:
+#: the create reached Jira, relbridge has not recorded it.
+KILLED_WHILE_CREATING = [("kill_after_create",)]
+
+
+def quiet(store_url: str) -> bool:
+    """Nothing queued, nothing half-written: twice, a poll interval apart."""
+    with Store(store_url, migrate=False) as store:
+        for _ in range(2):
+            if Inbox(store).depth() or store.unfinished_records():
+                return False
+            time.sleep(0.6)
+    return True
+
+
+def kill_scenario(sims: Simulators, tmp_path: Path, plan: list[tuple[Any, ...]]) -> None:
+    bridge, oracle = fresh_world(sims, tmp_path)
+    run = tmp_path / uuid.uuid4().hex
+    run.mkdir()
+    bind = f"127.0.0.1:{free_port()}"
+    config = write_config(run / "relbridge.toml", sims.servicenow_url, sims.jira_url or "", bridge.store_url,
+                          bind=bind, timeout=2)
+    # Slow creates keep the daemon mid-call, so kills land inside them.
+    for url, path in ((sims.jira_url, "/(issue|version)$"), (sims.servicenow_url, "/(change_request|incident)$")):
+        requests.post(f"{url}/_sim/faults", json={"method": "POST", "path": path, "delay_ms": 100,
+                                                  "times": None}).raise_for_status()
+    procs: list[DaemonProcess] = []
+
+    def start() -> None:
+        procs.append(DaemonProcess(config, run / f"daemon{len(procs)}.log", instance_id=f"d{len(procs)}",
+                                   claim_lease_seconds=1.0))
+        wait_ready(f"http://{bind}", procs[-1])
+
+    def kill(step: tuple[Any, ...]) -> None:
+        time.sleep(step[1] / 1000)
+        procs[-1].kill()
+        start()
+
+    def kill_after_create(step: tuple[Any, ...]) -> None:
+        slow = {"method": "POST", "path": "/transitions$", "delay_ms": 1500, "times": None}
+        requests.post(f"{sims.jira_url}/_sim/faults", json=slow).raise_for_status()
+        eventually(lambda: any(r["method"] == "POST" and r["path"].endswith("/issue") and r["status"] == 201
+                               for r in requests_log(sims.jira_url or "")["requests"]),
+                   timeout=30, interval=0.05, what="an issue created in Jira")
+        procs[-1].kill()
+        requests.delete(f"{sims.jira_url}/_sim/faults").raise_for_status()
+        start()
+
+    try:
+        start()
+        run_steps(sims, oracle, plan, lambda: time.sleep(0.5), kill=kill, kill_after_create=kill_after_create)
+        clear_faults(sims)
+        settled = None
+        try:
+            eventually(lambda: quiet(bridge.store_url), timeout=25, interval=0.5, what="a quiet daemon")
+        except AssertionError as exc:
+            settled = str(exc)
+        assert procs[-1].terminate(timeout=15) == 0, procs[-1].output()[-3000:]
+        assert_settled_without_damage(oracle, settled)
+    finally:
+        for proc in procs:
+            proc.ensure_stopped()
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=KILL_9)
+@settings(CI, max_examples=1)
+@given(plan=steps(edits, kills, max_size=6))
+@example(plan=KILLED_WHILE_CREATING)
+def test_kill_9_and_restart_leave_every_field_as_people_wrote_it(sims, tmp_path, plan) -> None:
+    kill_scenario(sims, tmp_path, plan)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=KILL_9)
+@settings(SLOW, max_examples=8)
+@given(plan=steps(edits, kills, min_size=2, max_size=12))
+@example(plan=KILLED_WHILE_CREATING)
+def test_kill_9_and_restart_leave_every_field_as_people_wrote_it_slow(sims, tmp_path, plan) -> None:
+    kill_scenario(sims, tmp_path, plan)
+
+
+# --- a fresh store pointed at already-synced systems -------------------------------------------------
+
+ADOPTION = ("adoption by a fresh store writes over people's values (opened_at replaced by Jira's creation time, "
+            "versions released -> unreleased)")
+
+
+def fresh_store_scenario(sims: Simulators, tmp_path: Path, plan: list[tuple[Any, ...]]) -> None:
+    bridge, oracle = fresh_world(sims, tmp_path)
+    try:
+        first = bridge.store_url
+        run_steps(sims, oracle, plan, lambda: one_pass(bridge))
+        assert settle(bridge) is None
+        oracle.assert_no_damage("before the fresh store")
+        bridge.store_url = f"sqlite:///{tmp_path / uuid.uuid4().hex / 'fresh.db'}"
+        assert_settled_without_damage(oracle, settle(bridge), "after the fresh store's pass")
+        bridge.store_url = first
+        assert_settled_without_damage(oracle, settle(bridge), "after the first store's next pass")
+    finally:
+        bridge.close()
+
+
+@pytest.mark.xfail(strict=True, reason=ADOPTION)
+@settings(CI, max_examples=2)
+@given(plan=steps(edits, passes, max_size=8))
+@example(plan=[])
+def test_a_fresh_store_leaves_every_field_as_people_wrote_it(sims, tmp_path, plan) -> None:
+    fresh_store_scenario(sims, tmp_path, plan)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=ADOPTION)
+@SLOW
+@given(plan=steps(edits, passes, max_size=20))
+def test_a_fresh_store_leaves_every_field_as_people_wrote_it_slow(sims, tmp_path, plan) -> None:
+    fresh_store_scenario(sims, tmp_path, plan)
+
+
+# --- two instances on one PostgreSQL store -----------------------------------------------------------
+
+
+@pytest.fixture
+def pg_store() -> Iterator[str]:
+    yield from pg_schema_url(pg_base_url())
+
+
+def two_instances(sims: Simulators, tmp_path: Path, store_url: str, plan: list[tuple[Any, ...]]) -> None:
+    """Two engines (two installations' processes) on one store, each pass run by both at once."""
+    with Store(store_url) as store, store.begin() as conn:  # the schema emptied for each example
+        for table in reversed(schema.metadata.sorted_tables):
+            if table.name != "schema_version":
+                conn.execute(table.delete())
+    bridge, oracle = fresh_world(sims, tmp_path, store_url)
+
+    def both() -> None:
+        threads = [threading.Thread(target=one_pass, args=(bridge,)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+
+    try:
+        run_steps(sims, oracle, plan, both)
+        both()
+        clear_faults(sims)
+        assert_settled_without_damage(oracle, settle(bridge))
+    finally:
+        bridge.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.xfail(strict=True, reason=INTERRUPTED_CREATE)
+@settings(CI, max_examples=2)
+@given(plan=steps(edits, faults, passes, max_size=10))
+@example(plan=TRANSITION_503)
+def test_two_instances_on_one_store_leave_every_field_as_people_wrote_it(sims, tmp_path, pg_store, plan) -> None:
+    two_instances(sims, tmp_path, pg_store, plan)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.xfail(strict=True, reason=INTERRUPTED_CREATE)
+@SLOW
+@given(plan=steps(edits, faults, passes, max_size=25))
+def test_two_instances_on_one_store_leave_every_field_as_people_wrote_it_slow(sims, tmp_path, pg_store,
+                                                                             plan) -> None:
+    two_instances(sims, tmp_path, pg_store, plan)
