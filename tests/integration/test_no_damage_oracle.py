@@ -6,8 +6,9 @@ both systems mixed with faults (and kills, store swaps, a second instance), then
 relbridge settle and asks the oracle whether every field of every record holds the last
 value a person wrote, in both systems. The CI variants are bounded (a few examples,
 derandomized, seconds each); the `slow` variants draw more. A scenario that today meets a
-known engine break carries `xfail(strict=True)` with the break named (derandomized, so
-the same examples run every time); the mark goes when the engine is fixed.
+known engine break carries `xfail(strict=True)` with the break named and an explicit
+`@example` with the break's repro, so it fails every time (generated examples are
+derandomized too); the mark goes when the engine is fixed.
 """
 
 from __future__ import annotations
@@ -200,6 +201,7 @@ def test_fault_storm_leaves_every_field_as_people_wrote_it(sims, tmp_path, plan)
 @pytest.mark.xfail(strict=True, reason=INTERRUPTED_CREATE)
 @SLOW
 @given(plan=steps(edits, faults, passes, max_size=30))
+@example(plan=TRANSITION_503)
 def test_fault_storm_leaves_every_field_as_people_wrote_it_slow(sims, tmp_path, plan) -> None:
     storm(sims, tmp_path, plan)
 
@@ -224,6 +226,7 @@ def test_lost_replies_leave_every_field_as_people_wrote_it(sims, tmp_path, plan)
 @pytest.mark.xfail(strict=True, reason=LOST_REPLY)
 @SLOW
 @given(plan=steps(edits, lost_replies, faults, passes, max_size=30))
+@example(plan=ISSUE_REPLY_LOST)
 def test_lost_replies_leave_every_field_as_people_wrote_it_slow(sims, tmp_path, plan) -> None:
     storm(sims, tmp_path, plan)
 
@@ -348,6 +351,7 @@ def test_a_fresh_store_leaves_every_field_as_people_wrote_it(sims, tmp_path, pla
 @pytest.mark.xfail(strict=True, reason=ADOPTION)
 @SLOW
 @given(plan=steps(edits, passes, max_size=20))
+@example(plan=[])
 def test_a_fresh_store_leaves_every_field_as_people_wrote_it_slow(sims, tmp_path, plan) -> None:
     fresh_store_scenario(sims, tmp_path, plan)
 
@@ -398,6 +402,7 @@ def test_two_instances_on_one_store_leave_every_field_as_people_wrote_it(sims, t
 @pytest.mark.xfail(strict=True, reason=INTERRUPTED_CREATE)
 @SLOW
 @given(plan=steps(edits, faults, passes, max_size=25))
+@example(plan=TRANSITION_503)
 def test_two_instances_on_one_store_leave_every_field_as_people_wrote_it_slow(sims, tmp_path, pg_store,
                                                                              plan) -> None:
     two_instances(sims, tmp_path, pg_store, plan)
