@@ -82,9 +82,12 @@ def test_kill_9_after_a_create_keeps_the_fix_version_of_jira_born_changes(bridge
         jira.create_issue("Change", f"Roll out checkout step {n}", fixVersions=[{"id": version["id"]}])
     oracle = Oracle(bridge.sn, jira)
     oracle.adopt(settled=False)
-    # The link row that ties a new ServiceNow change to its release hangs: the kill lands
-    # after the change was created there, before relbridge could record anything.
-    add_fault(sims.servicenow_url, method="POST", path="/rm_m2m_release_task$", delay_ms=4_000, times=1)
+    time.sleep(1.1)  # made earlier than the sync (ServiceNow stamps to the second)
+    # The link row that ties a new ServiceNow change to its release hangs, then is dropped
+    # without being made: the kill lands after the change was created there, before
+    # relbridge could record anything or link it.
+    add_fault(sims.servicenow_url, method="POST", path="/rm_m2m_release_task$", delay_ms=6_000, status=0,
+              reset=True, times=1)
     config = write_config(tmp_path / "relbridge.toml", sims.servicenow_url, sims.jira_url or "", store_url)
     env = {**os.environ, "RELBRIDGE_SYNC__CONCURRENCY": "1"}
     with (tmp_path / "sync.log").open("wb") as out:
