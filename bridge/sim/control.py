@@ -33,6 +33,9 @@ ErrorBody = Callable[[int], dict[str, Any]]
 CONTROL_PREFIX = "/_sim"
 #: The log keeps this many recent requests; `count` and `by_method` stay exact beyond it.
 LOG_LIMIT = 20_000
+#: A request carrying this header is never faulted (still logged): tests acting as the people
+#: editing a system keep working while the client under test meets the faults.
+BYPASS_FAULTS_HEADER = "x-sim-bypass-faults"
 #: Statuses whose fault responses carry `Retry-After` (what real rate limiters/outages send).
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
@@ -301,7 +304,7 @@ class SimControl:
             try:
                 if control.latency_ms:
                     await asyncio.sleep(control.latency_ms / 1000)
-                rule = control.take_fault(method, path)
+                rule = None if _bypasses_faults(scope) else control.take_fault(method, path)
                 if rule is not None and rule.delay_ms:
                     await asyncio.sleep(rule.delay_ms / 1000)
                 if rule is not None and rule.after:
@@ -327,6 +330,11 @@ class SimControl:
         if rule.status in (204, 304) or rule.status < 200:
             return Response(status_code=rule.status, headers=headers)
         return JSONResponse(self.error_body(rule.status), rule.status, headers=headers)
+
+
+def _bypasses_faults(scope: Scope) -> bool:
+    name = BYPASS_FAULTS_HEADER.encode()
+    return any(key.lower() == name for key, _ in scope.get("headers", ()))
 
 
 async def _discard(message: Message) -> None:

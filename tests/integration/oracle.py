@@ -36,7 +36,8 @@ Records are identified across systems by relbridge's documented correlation: Ser
 or `JV<id>` (Jira-born). Every tracked record must exist exactly once in each system, and
 no change, incident or release may exist that no person created.
 
-Time: ServiceNow stamps updates to the second, so two edits of one field in the two
+The people's calls carry the simulators' fault-bypass header: injected faults hit relbridge
+only. Time: ServiceNow stamps updates to the second, so two edits of one field in the two
 systems closer than `AMBIGUOUS_SECONDS` cannot be ordered by anyone; `edit` waits that
 long when it would write such a pair (so expectations stay exact).
 """
@@ -49,6 +50,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.sim.control import BYPASS_FAULTS_HEADER
 from tests.integration.helpers import Jira, ServiceNow
 
 SYSTEMS = ("servicenow", "jira")
@@ -101,6 +103,23 @@ CHOICES: dict[tuple[str, str], tuple[Any, ...]] = {
 }
 
 
+#: State moves Jira's workflows can follow (relbridge walks them, one or more transitions);
+#: people's state edits stay within these so both systems can hold every value written.
+CHANGE_ORDER = ("new", "assess", "authorize", "scheduled", "implement", "review", "closed")
+INCIDENT_MOVES = {"new": ("in_progress", "resolved", "closed"), "in_progress": ("resolved", "closed"),
+                  "on_hold": ("resolved", "closed"), "resolved": ("closed", "in_progress"), "closed": (),
+                  "canceled": ()}
+
+
+def reachable_states(entity: str, current: Any) -> tuple[Any, ...]:
+    """States a person may move a record to from ``current`` (see CHANGE_ORDER)."""
+    if entity == "change":
+        if current not in CHANGE_ORDER or current == "closed":
+            return ()
+        return (*CHANGE_ORDER[CHANGE_ORDER.index(current) + 1:], "canceled")
+    return INCIDENT_MOVES.get(current, ())
+
+
 @dataclass(frozen=True)
 class Write:
     """One value a person wrote (or the value a record had when the oracle first saw it)."""
@@ -148,8 +167,11 @@ class Snapshot:
 class Oracle:
     def __init__(self, sn: ServiceNow, jira: Jira, *, derived: Iterable[tuple[str, str]] = (("release", "state"),)
                  ) -> None:
-        self.sn = sn
-        self.jira = jira
+        # Its own sessions, exempt from injected faults: the people are not under test.
+        self.sn = ServiceNow(sn.url)
+        self.jira = Jira(jira.url)
+        for session in (self.sn.session, self.jira.session):
+            session.headers[BYPASS_FAULTS_HEADER] = "1"
         self.derived = set(derived)
         self.records: dict[tuple[str, str], Tracked] = {}
 
@@ -280,6 +302,13 @@ class Oracle:
                 break
             values |= _values(write.value)
         return values
+
+    def choices(self, entity: str, key: str, name: str) -> tuple[Any, ...]:
+        """Values a person may write to an enumerated field of this record now."""
+        if name == "state":
+            current = sorted(self.expected(entity, key, name), key=repr)
+            return reachable_states(entity, current[0]) if len(current) == 1 else ()
+        return CHOICES[(entity, name)]
 
     def keys(self, entity: str, born: str | None = None) -> list[str]:
         return sorted(k for (e, k), t in self.records.items() if e == entity and born in (None, t.born))
@@ -526,14 +555,14 @@ def _other(system: str) -> str:
 # --- driving relbridge until it has nothing left to do --------------------------------------------
 
 
-def settle(bridge: Any, *, max_passes: int = 6, **sections: dict[str, Any]) -> int:
+def settle(bridge: Any, *, max_passes: int = 6, **sections: dict[str, Any]) -> str | None:
     """Run `sync --once` passes (as the CLI does, a failed pass is only reported) until one
-    finishes without errors and leaves no unfinished record in the store. Returns the
-    number of passes; fails if relbridge never settles (that is damage too: work stuck)."""
+    finishes without errors and leaves no unfinished record in the store. Returns None
+    once settled, else why not (work that never finishes is damage too: it stays stuck)."""
     from bridge.store import Store
 
     last: object = None
-    for n in range(1, max_passes + 1):
+    for _ in range(max_passes):
         try:
             report = bridge.sync(**sections)
         except Exception as exc:  # a pass cut short by a fault: the next one resumes
@@ -542,6 +571,14 @@ def settle(bridge: Any, *, max_passes: int = 6, **sections: dict[str, Any]) -> i
         with Store(bridge.store_url, migrate=False) as store:
             unfinished = store.unfinished_records()
         if not report.errors and not unfinished:
-            return n
-        last = report.errors or unfinished
-    raise AssertionError(f"relbridge did not settle in {max_passes} passes; last: {last!r}")
+            return None
+        last = report.errors or [f"{entity} {key} unfinished" for entity, key, _ in unfinished]
+    return f"relbridge did not settle in {max_passes} passes; last: {last}"
+
+
+def assert_settled_without_damage(oracle: Oracle, unsettled: str | None, context: str = "") -> None:
+    """Both verdicts in one message: the fields people wrote, and work left stuck."""
+    damage = oracle.check()
+    problems = [str(d) for d in damage] + ([unsettled] if unsettled else [])
+    assert not problems, (f"{len(damage)} damaged field(s){' ' + context if context else ''}"
+                          f"{', not settled' if unsettled else ''}:\n" + "\n".join(f"  {p}" for p in problems))

@@ -22,7 +22,7 @@ from bridge.queue import Inbox
 from bridge.store import Store, schema
 from tests.integration.daemon_support import ROOT, add_fault, eventually, start_daemon, write_config
 from tests.integration.helpers import clear_log, writes
-from tests.integration.oracle import Oracle, settle
+from tests.integration.oracle import Oracle, assert_settled_without_damage, settle
 
 ONE_WORKER = {"sync": {"concurrency": 1}}
 
@@ -62,8 +62,7 @@ def test_interrupted_create_resumes_as_a_create_and_never_overwrites_the_source(
     bridge.sync(**ONE_WORKER)
     states = {c["number"]: c["state"] for c in bridge.sn.list("change_request")}
     assert states["CHG0030001"] == "3", "a closed change in ServiceNow was reopened by relbridge"
-    settle(bridge, **ONE_WORKER)
-    oracle.assert_no_damage()
+    assert_settled_without_damage(oracle, settle(bridge, **ONE_WORKER))
 
 
 # --- kill -9 between a create and its release link -------------------------------------------------
@@ -79,9 +78,12 @@ def test_kill_9_after_a_create_keeps_the_fix_version_of_jira_born_changes(bridge
         jira.create_issue("Change", f"Roll out checkout step {n}", fixVersions=[{"id": version["id"]}])
     oracle = Oracle(bridge.sn, jira)
     oracle.adopt(settled=False)
-    # The link row that ties a new ServiceNow change to its release hangs: the kill lands
-    # after the change was created there, before relbridge could record anything.
-    add_fault(sims.servicenow_url, method="POST", path="/rm_m2m_release_task$", delay_ms=4_000, times=1)
+    time.sleep(1.1)  # made earlier than the sync (ServiceNow stamps to the second)
+    # The link row that ties a new ServiceNow change to its release hangs, then is dropped
+    # without being made: the kill lands after the change was created there, before
+    # relbridge could record anything or link it.
+    add_fault(sims.servicenow_url, method="POST", path="/rm_m2m_release_task$", delay_ms=6_000, status=0,
+              reset=True, times=1)
     config = write_config(tmp_path / "relbridge.toml", sims.servicenow_url, sims.jira_url or "", store_url)
     env = {**os.environ, "RELBRIDGE_SYNC__CONCURRENCY": "1"}
     with (tmp_path / "sync.log").open("wb") as out:
@@ -148,7 +150,7 @@ def test_a_fresh_store_under_the_daemon_duplicates_nothing(bridge_factory, store
     bridge = bridge_factory(seed="demo")
     first = bridge.store_url
     bridge.store_url = other_store(tmp_path)
-    settle(bridge)  # synced once by another installation (its store is then lost)
+    assert settle(bridge) is None  # synced once by another installation (its store is then lost)
     bridge.store_url = first
     oracle = Oracle(bridge.sn, bridge.jira)
     oracle.adopt()
@@ -177,7 +179,7 @@ def test_equal_instants_in_two_formats_are_not_conflicts(bridge_factory, tmp_pat
     bridge = bridge_factory(seed="demo")
     first = bridge.store_url
     bridge.store_url = other_store(tmp_path)
-    settle(bridge)
+    assert settle(bridge) is None
     bridge.store_url = first
     settle(bridge)  # a fresh store meets both systems: every pair must be compared
     with Store(first, migrate=False) as store, store.begin(write=False) as conn:
@@ -201,7 +203,7 @@ def _instant(value: Any) -> datetime | None:
 def test_last_writer_wins_uses_the_last_writer_of_that_field(bridge) -> None:
     oracle = Oracle(bridge.sn, bridge.jira)
     key = oracle.create("servicenow", "change", summary="Rotate signing keys", state="new")
-    settle(bridge)
+    assert settle(bridge) is None
     oracle.assert_no_damage("after the first sync")
     # X in ServiceNow, then X in Jira, then Y in ServiceNow; more than a second apart, as
     # ServiceNow stamps updates to the second. Then one pass.
@@ -221,21 +223,21 @@ def test_a_fresh_store_writes_nothing_and_the_first_store_then_writes_nothing(br
                                                                               tmp_path: Path) -> None:
     bridge = bridge_factory(seed="demo")
     first = bridge.store_url
-    settle(bridge)
+    assert settle(bridge) is None
     oracle = Oracle(bridge.sn, bridge.jira, derived=())  # nothing may move: not even a release state
     oracle.adopt()
     urls = (bridge.sims.servicenow_url, bridge.sims.jira_url or "")
 
     clear_log(*urls)
     bridge.store_url = other_store(tmp_path)
-    settle(bridge)
+    unsettled = settle(bridge)
     written = {url: writes(url) for url in urls}
-    oracle.assert_no_damage("after a fresh store's pass")
+    assert_settled_without_damage(oracle, unsettled, "after a fresh store's pass")
     assert written == {url: [] for url in urls}, "a fresh store wrote to already-synced systems"
 
     clear_log(*urls)
     bridge.store_url = first
-    settle(bridge)
+    unsettled = settle(bridge)
     written = {url: writes(url) for url in urls}
-    oracle.assert_no_damage("after the first store's next pass")
+    assert_settled_without_damage(oracle, unsettled, "after the first store's next pass")
     assert written == {url: [] for url in urls}, "the first store wrote after the fresh store's pass"

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from bridge.sim import Simulators
-from bridge.sim.control import ControlError, FaultRule
+from bridge.sim.control import BYPASS_FAULTS_HEADER, ControlError, FaultRule
 from bridge.sim.server import start_in_thread
 from bridge.sim.webhooks import WebhookSender, sign_hub, sign_relbridge
 
@@ -110,6 +110,17 @@ def test_fault_after_with_a_status_answers_it_for_a_request_carried_out(sims: Si
                          auth=AUTH, timeout=5).json()["issues"]
     assert [i["fields"]["summary"] for i in found] == ["Made, 504"]
     assert requests.get(f"{url}/_sim/faults", timeout=5).json() == {"faults": []}  # times=1 used up
+
+
+def test_a_request_with_the_bypass_header_is_never_faulted(servicenow_url: str) -> None:
+    """Tests acting as people keep editing while relbridge's calls meet the faults."""
+    fault(servicenow_url, status=503, times=None)
+    person = requests.get(servicenow_url + TABLE, auth=AUTH, headers={BYPASS_FAULTS_HEADER: "1"}, timeout=5)
+    assert person.status_code == 200
+    assert requests.get(servicenow_url + TABLE, auth=AUTH, timeout=5).status_code == 503
+    assert [r["times"] for r in requests.get(f"{servicenow_url}/_sim/faults", timeout=5).json()["faults"]] == [None]
+    log = requests.get(f"{servicenow_url}/_sim/requests", timeout=5).json()
+    assert [r["status"] for r in log["requests"]] == [200, 503]
 
 
 def test_unlimited_rule_lasts_until_faults_are_cleared(servicenow_url: str) -> None:
