@@ -5,10 +5,10 @@ Each scenario starts from the simulators' demo data, lets hypothesis draw people
 both systems mixed with faults (and kills, store swaps, a second instance), then lets
 relbridge settle and asks the oracle whether every field of every record holds the last
 value a person wrote, in both systems. The CI variants are bounded (a few examples,
-derandomized, seconds each); the `slow` variants draw more. A scenario that today meets a
-known engine break carries `xfail(strict=True)` with the break named and an explicit
-`@example` with the break's repro, so it fails every time (generated examples are
-derandomized too); the mark goes when the engine is fixed.
+derandomized, seconds each); the `slow` variants draw more. Each scenario also runs an
+explicit `@example` with the repro of the break it was written against (an interrupted
+create, a lost reply, a kill between a create and its record, a fresh store's adoption),
+so a regression fails every time (generated examples are derandomized too).
 """
 
 from __future__ import annotations
@@ -183,13 +183,10 @@ def storm(sims: Simulators, tmp_path: Path, plan: list[tuple[Any, ...]]) -> None
 
 # --- fault storms -----------------------------------------------------------------------------------
 
-INTERRUPTED_CREATE = ("interrupted create: the half-made object found by correlation is merged back as an edit; "
-                      "its create journal is never cleared")
 #: The issue's repro as a plan: one 503 on a Jira transition during the first pass.
 TRANSITION_503 = [("fault", "jira", "POST", FAULT_PATHS["jira"].index("/transitions$"), "503", 1), ("pass",)]
 
 
-@pytest.mark.xfail(strict=True, reason=INTERRUPTED_CREATE)
 @CI
 @given(plan=steps(edits, faults, passes))
 @example(plan=TRANSITION_503)
@@ -198,7 +195,6 @@ def test_fault_storm_leaves_every_field_as_people_wrote_it(sims, tmp_path, plan)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=INTERRUPTED_CREATE)
 @SLOW
 @given(plan=steps(edits, faults, passes, max_size=30))
 @example(plan=TRANSITION_503)
@@ -208,13 +204,10 @@ def test_fault_storm_leaves_every_field_as_people_wrote_it_slow(sims, tmp_path, 
 
 # --- lost replies -----------------------------------------------------------------------------------
 
-LOST_REPLY = ("lost reply: the object created is found by correlation and merged back as an edit over the "
-              "source (states reset, opened_at replaced, links cleared)")
 #: A Jira issue created, its answer lost, in the first pass.
 ISSUE_REPLY_LOST = [("fault", "jira", "POST", CREATE_PATHS["jira"].index("/issue$"), "lost", 3), ("pass",)]
 
 
-@pytest.mark.xfail(strict=True, reason=LOST_REPLY)
 @CI
 @given(plan=steps(edits, lost_replies, passes))
 @example(plan=ISSUE_REPLY_LOST)
@@ -223,7 +216,6 @@ def test_lost_replies_leave_every_field_as_people_wrote_it(sims, tmp_path, plan)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=LOST_REPLY)
 @SLOW
 @given(plan=steps(edits, lost_replies, faults, passes, max_size=30))
 @example(plan=ISSUE_REPLY_LOST)
@@ -233,8 +225,6 @@ def test_lost_replies_leave_every_field_as_people_wrote_it_slow(sims, tmp_path, 
 
 # --- kill -9 of `relbridge run`, then a restart ------------------------------------------------------
 
-KILL_9 = ("kill -9 between a create and its record: the object found by correlation is merged back as an "
-          "edit (fix versions lost) and its create journal is never cleared")
 kills = st.tuples(st.just("kill"), st.integers(0, 3000))
 #: Killed as soon as Jira made an issue, while its workflow walk (slowed down) is under way:
 #: the create reached Jira, relbridge has not recorded it.
@@ -301,7 +291,6 @@ def kill_scenario(sims: Simulators, tmp_path: Path, plan: list[tuple[Any, ...]])
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=KILL_9)
 @settings(CI, max_examples=1)
 @given(plan=steps(edits, kills, max_size=6))
 @example(plan=KILLED_WHILE_CREATING)
@@ -310,7 +299,6 @@ def test_kill_9_and_restart_leave_every_field_as_people_wrote_it(sims, tmp_path,
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=KILL_9)
 @settings(SLOW, max_examples=8)
 @given(plan=steps(edits, kills, min_size=2, max_size=12))
 @example(plan=KILLED_WHILE_CREATING)
@@ -320,8 +308,6 @@ def test_kill_9_and_restart_leave_every_field_as_people_wrote_it_slow(sims, tmp_
 
 # --- a fresh store pointed at already-synced systems -------------------------------------------------
 
-ADOPTION = ("adoption by a fresh store writes over people's values (opened_at replaced by Jira's creation time, "
-            "versions released -> unreleased)")
 
 
 def fresh_store_scenario(sims: Simulators, tmp_path: Path, plan: list[tuple[Any, ...]]) -> None:
@@ -339,7 +325,6 @@ def fresh_store_scenario(sims: Simulators, tmp_path: Path, plan: list[tuple[Any,
         bridge.close()
 
 
-@pytest.mark.xfail(strict=True, reason=ADOPTION)
 @settings(CI, max_examples=2)
 @given(plan=steps(edits, passes, max_size=8))
 @example(plan=[])
@@ -348,7 +333,6 @@ def test_a_fresh_store_leaves_every_field_as_people_wrote_it(sims, tmp_path, pla
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=ADOPTION)
 @SLOW
 @given(plan=steps(edits, passes, max_size=20))
 @example(plan=[])
@@ -389,7 +373,6 @@ def two_instances(sims: Simulators, tmp_path: Path, store_url: str, plan: list[t
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason=INTERRUPTED_CREATE)
 @settings(CI, max_examples=2)
 @given(plan=steps(edits, faults, passes, max_size=10))
 @example(plan=TRANSITION_503)
@@ -399,7 +382,6 @@ def test_two_instances_on_one_store_leave_every_field_as_people_wrote_it(sims, t
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason=INTERRUPTED_CREATE)
 @SLOW
 @given(plan=steps(edits, faults, passes, max_size=25))
 @example(plan=TRANSITION_503)
