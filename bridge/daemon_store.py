@@ -37,11 +37,9 @@ log shows why the process died.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -50,38 +48,18 @@ from sqlalchemy.exc import IntegrityError
 from bridge.errors import ConfigError, SyncFailure
 from bridge.metrics import Metrics
 from bridge.store import Store
+from bridge.store.files import sqlite_files, unwritable
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 1.0  # how often the watch writes its heartbeat and checks the files
 STORE_FAILURE_SECONDS = 60.0  # a store failing this long stops the daemon
-SQLITE_SIDE_FILES = ("-wal", "-shm")
 
 
 class StoreFenced(SyncFailure):
     """The store's files are not writable: no statement may reach SQLite any more."""
 
     code = "store_fenced"
-
-
-def sqlite_files(store: Store) -> list[Path]:
-    """The files SQLite writes for this store (none for PostgreSQL): folder first."""
-    if store.dialect != "sqlite" or not store.engine.url.database:
-        return []
-    db = Path(store.engine.url.database).resolve()
-    return [db.parent, db, *(db.with_name(db.name + suffix) for suffix in SQLITE_SIDE_FILES)]
-
-
-def unwritable(files: list[Path]) -> str | None:
-    """The first of ``files`` that exists and cannot be written, as a reason; else None.
-
-    Cheap enough to run before every statement: one ``access`` call per file, more only
-    for a file that fails it: a missing ``-wal`` is fine, and one that SQLite removed and
-    made again between our two looks is asked about once more."""
-    for path in files:
-        if not os.access(path, os.W_OK) and path.exists() and not os.access(path, os.W_OK):
-            return f"{path} is not writable (permissions, the immutable flag or a read-only mount)"
-    return None
 
 
 def describe(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ written to either system —
 * a plugin that failed to load (it may be the authorization gate: a gate that did not load
   would let every go-live through), exit 2;
 * a store that does not answer, exit 1 (``StoreUnavailable``, raised when it is opened);
+  a SQLite store whose files cannot be written, exit 2;
 * a system that does not answer or refuses our credentials, exit 1;
 * a mapping that names an object, field or choice the live system does not have, exit 2
   with the file, the dotted key and a did-you-mean. Without this a misspelt field simply
@@ -36,6 +37,7 @@ from bridge.errors import ConfigError, MappingError, SyncFailure
 from bridge.model import System
 from bridge.plugins import PluginManager
 from bridge.store import schema
+from bridge.store.files import sqlite_files, unwritable
 from bridge.store.operations import upsert
 
 if TYPE_CHECKING:
@@ -58,6 +60,8 @@ def check_before_writing(rt: Runtime, *, dry_run: bool = False) -> list[str]:
     first sync, when there is no store yet), so the live check always reads metadata."""
     refuse_broken_plugins(rt.plugin_manager)
     store = None if dry_run else rt.store
+    if store is not None and (problem := unwritable(sqlite_files(store))):
+        raise ConfigError(f"store.url — the store at {store.url} cannot be written: {problem}")
     warnings: list[str] = []
     for system in (s.value for s in System):
         warnings += check_system(rt, store, system)

@@ -141,7 +141,7 @@ def test_readyz_shows_the_jira_connection_error_like_servicenow(bridge: Bridge) 
     port = closed_port()
     rt = bridge.runtime(jira={"url": f"http://127.0.0.1:{port}"})
     app = create_app(inbox=Inbox(rt.store), adapters=rt.adapters, config=WebhooksConfig(),
-                     metrics=Metrics(), ready=Readiness(rt))
+                     metrics=Metrics(), ready=Readiness(rt, lambda: None))
     response = TestClient(app).get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"] == {
