@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bridge.daemon import Daemon
 from bridge.runtime import Runtime
 from bridge.sim import Simulators, start_simulators
 from tests.integration.helpers import Jira, ServiceNow, make_config
@@ -67,3 +68,12 @@ def bridge_factory(store_url: str) -> Iterator[Callable[..., Bridge]]:
 @pytest.fixture
 def bridge(bridge_factory: Callable[..., Bridge]) -> Bridge:
     return bridge_factory()
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    """Daemons a test started (append them): stopped afterwards, whatever happened."""
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        daemon.stop(timeout=5)

@@ -31,14 +31,6 @@ from tests.integration.daemon_support import (
 from tests.integration.helpers import requests_log
 
 
-@pytest.fixture
-def daemons():
-    started = []
-    yield started
-    for daemon in started:
-        daemon.stop(timeout=5)
-
-
 def jira_changes(bridge) -> list[dict]:
     return bridge.jira.search('project = OPS AND issuetype = "Change"')
 

@@ -33,14 +33,6 @@ from tests.integration.daemon_support import (
 )
 
 
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.stop(timeout=5)
-
-
 def read_only(store: Any) -> None:
     """Make SQLite refuse every write from now on (``PRAGMA query_only``), as a read-only
     store does: reads still answer, so ``SELECT 1`` would say "ready"."""

@@ -29,15 +29,6 @@ from tests.integration.daemon_support import (
 )
 from tests.integration.helpers import clear_log, requests_log, writes
 
-
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.stop(timeout=5)
-
-
 # -- signed deliveries ---------------------------------------------------------------------------
 
 
