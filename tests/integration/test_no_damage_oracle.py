@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import threading
 import time
 import uuid
@@ -51,11 +52,13 @@ from tests.integration.oracle import (
     settle,
 )
 
-#: CI: a few derandomized examples; `slow`: more.
+#: CI: a few derandomized examples; `slow`: more, times RELBRIDGE_TEST_DEPTH (default 1: the
+#: whole suite stays within minutes; e.g. RELBRIDGE_TEST_DEPTH=5 before a release).
+DEPTH = max(1, int(os.environ.get("RELBRIDGE_TEST_DEPTH", "1")))
 CI = settings(max_examples=4, deadline=None, derandomize=True, database=None,
               phases=[Phase.explicit, Phase.generate],  # seconds per example: report, do not shrink
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-SLOW = settings(CI, max_examples=25)
+SLOW = settings(CI, max_examples=8 * DEPTH)
 
 #: Where faults can hit (path regexes), per system.
 FAULT_PATHS = {
@@ -299,7 +302,7 @@ def test_kill_9_and_restart_leave_every_field_as_people_wrote_it(sims, tmp_path,
 
 
 @pytest.mark.slow
-@settings(SLOW, max_examples=8)
+@settings(SLOW, max_examples=2 * DEPTH)
 @given(plan=steps(edits, kills, min_size=2, max_size=12))
 @example(plan=KILLED_WHILE_CREATING)
 def test_kill_9_and_restart_leave_every_field_as_people_wrote_it_slow(sims, tmp_path, plan) -> None:
