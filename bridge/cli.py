@@ -333,9 +333,9 @@ def sync_command(config_path: Path | None, once: bool, reconcile: bool, as_json:
       relbridge sync --once --dry-run --config config.toml
       relbridge sync --once --reconcile --config config.toml
     """
-    from bridge.envelope import SyncReport
+    from bridge.engine.envelope import SyncReport
+    from bridge.engine.safety import put_back
     from bridge.preflight import check_before_writing
-    from bridge.safety import put_back
 
     rt = runtime(config_path, writes=True)
     if dry_run:
@@ -378,7 +378,7 @@ def brake_message(config: Config, held: int) -> str:
 
 def dry_run_command(rt: Runtime, *, reconcile: bool, as_json: bool, allow_destructive: bool) -> int:
     """``sync --once --dry-run``: print the plan; the exit code the real pass would have."""
-    from bridge.dryrun import dry_run, render_plan
+    from bridge.engine.dryrun import dry_run, render_plan
 
     progress = None if as_json else Progress()
     try:
@@ -635,7 +635,7 @@ def held_list(config_path: Path | None, as_json: bool) -> None:
     Example:
       relbridge held list --config config.toml
     """
-    from bridge.safety import describe_held, held_document
+    from bridge.engine.safety import describe_held, held_document
 
     rt = runtime(config_path)
     try:
@@ -669,8 +669,8 @@ def held_release(config_path: Path | None, ids: tuple[int, ...], release_all: bo
       relbridge held release 3 --config config.toml
       relbridge held release --all --config config.toml
     """
-    from bridge.envelope import SyncReport
-    from bridge.safety import release
+    from bridge.engine.envelope import SyncReport
+    from bridge.engine.safety import release
 
     rt = runtime(config_path, writes=True)
     try:

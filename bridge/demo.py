@@ -18,8 +18,8 @@ from typing import Any
 import requests
 
 from bridge.config import Config
-from bridge.dryrun import dry_run, render_plan
 from bridge.engine import SyncReport
+from bridge.engine.dryrun import dry_run, render_plan
 from bridge.runtime import Runtime
 from bridge.sim import start_simulators
 from bridge.status import release_document, render_release

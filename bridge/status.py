@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bridge.engine import ENTITY_ORDER, SYSTEMS
-from bridge.safety import held_document
+from bridge.engine.safety import held_document
 
 if TYPE_CHECKING:
     from bridge.engine import Engine

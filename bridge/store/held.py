@@ -1,7 +1,7 @@
 """Store operations on ``held_writes``: destructive writes the safety brake held back.
 
 A mixin of ``Operations`` (so it works on the ``Store`` and inside a ``UnitOfWork``). The
-rules about what is held and when a hold ends live in ``bridge.safety``; this module only
+rules about what is held and when a hold ends live in ``bridge.engine.safety``; this module only
 keeps the rows: one per record, target system and field, a newer hold replacing an older.
 """
 

@@ -51,7 +51,7 @@ def _mapping_check_cache(conn: Connection) -> None:
 
 
 def _held_writes_table(conn: Connection) -> None:
-    """The safety brake's held destructive writes (``bridge.safety``)."""
+    """The safety brake's held destructive writes (``bridge.engine.safety``)."""
     schema.held_writes.create(conn, checkfirst=True)
 
 

@@ -105,7 +105,7 @@ class LeaseRow:
 
 @dataclass(frozen=True)
 class HeldWriteRow:
-    """A destructive write the safety brake held back (see ``bridge.safety``)."""
+    """A destructive write the safety brake held back (see ``bridge.engine.safety``)."""
 
     id: int
     entity: str

@@ -262,7 +262,7 @@ mapping_checks = Table(
     Column("checked_at", UtcDateTime, nullable=False),
 )
 
-# Destructive writes the safety brake held back (``bridge.safety``): one row per record,
+# Destructive writes the safety brake held back (``bridge.engine.safety``): one row per record,
 # target system and field (a newer hold of the same field replaces the older one), kept
 # until ``relbridge held release`` applies it or a newer edit of the field supersedes it.
 # Added by migration step 3.
@@ -274,7 +274,7 @@ held_writes = Table(
     Column("key", String(KEY), nullable=False),
     Column("system", String(SYSTEM), nullable=False),  # where the write would go
     Column("field", String(KEY), nullable=False),  # canonical field, or "_delete"
-    Column("kind", String(32), nullable=False),  # bridge.safety.Kind
+    Column("kind", String(32), nullable=False),  # bridge.engine.safety.Kind
     Column("ext_id", String(EXT_ID)),
     Column("ext_key", String(EXT_ID)),
     Column("old", JsonText),  # what the system holds now, in canonical terms

@@ -9,7 +9,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.adoption import HELD
+from bridge.engine.adoption import HELD
 
 
 def tagged_copy(bridge, change: dict, summary: str) -> dict:

@@ -353,7 +353,7 @@ def test_sweeper_requeues_records_left_with_unfinished_writes(bridge) -> None:
     import threading
 
     from bridge.daemon_poll import Sweeper
-    from bridge.envelope import Envelope
+    from bridge.engine.envelope import Envelope
 
     first = bridge.sn.create("change_request", short_description="Edited, never written", state="-5")
     second = bridge.sn.create("change_request", short_description="Never created", state="-5")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.envelope import SyncReport
+from bridge.engine.envelope import SyncReport
 from tests.integration.helpers import clear_log, writes
 
 

@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from bridge.cli import main
-from bridge.dryrun import Recorder, RecordingAdapter, dry_run
 from bridge.engine import Engine
+from bridge.engine.dryrun import Recorder, RecordingAdapter, dry_run
 from bridge.errors import RelbridgeError
 from bridge.store import Store
 from bridge.store import schema as tables
@@ -148,7 +148,7 @@ def dry_run_writes(plan: dict[str, Any]) -> list[tuple[Any, ...]]:
 
 
 def told_documents(made: list[Any], engine: Engine) -> list[tuple[Any, ...]]:
-    from bridge.dryrun import FieldChange, Plan, PlannedWrite
+    from bridge.engine.dryrun import FieldChange, Plan, PlannedWrite
 
     held = [PlannedWrite(h.entity, h.key, h.system, "held", None,
                          (FieldChange(h.field, "held", h.old, h.new, h.field, None, None),), reason=h.kind.value)

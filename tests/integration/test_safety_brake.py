@@ -12,8 +12,8 @@ import requests
 from click.testing import CliRunner
 
 from bridge.cli import main
-from bridge.envelope import SyncReport
-from bridge.safety import release as release_held
+from bridge.engine.envelope import SyncReport
+from bridge.engine.safety import release as release_held
 from tests.integration.helpers import clear_log, writes
 
 

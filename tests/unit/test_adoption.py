@@ -1,4 +1,4 @@
-"""Adoption decides only what the systems' own times prove (bridge.adoption).
+"""Adoption decides only what the systems' own times prove (bridge.engine.adoption).
 
 The property: whatever the two sides hold and whatever their clocks say, adoption never
 takes a side's value unless that side really changed the field last, never writes a value
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.adoption import HELD, FieldClock, Pair, adopt, last_writer
+from bridge.engine.adoption import HELD, FieldClock, Pair, adopt, last_writer
 from bridge.mapping import Mappings, SystemMapping, load_mappings
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

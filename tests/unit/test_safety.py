@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bridge.config import SafetyConfig
-from bridge.envelope import Envelope, SyncReport
+from bridge.engine.envelope import Envelope, SyncReport
+from bridge.engine.safety import Kind, SafetyBrake, classify, destructive_writes
 from bridge.mapping import IdentityResolver, load_mappings
-from bridge.safety import Kind, SafetyBrake, classify, destructive_writes
 from bridge.store import Store
 from bridge.store.rows import RefRow
 

@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import inspect, select
 
 from bridge.adapter import SystemRecord
-from bridge.engine import ENTITY_ORDER, SYSTEMS, Engine, utc_now
-from bridge.envelope import StoreResolver, SyncReport
+from bridge.engine.envelope import StoreResolver, SyncReport
+from bridge.engine.pipeline import ENTITY_ORDER, SYSTEMS, Engine, utc_now
+from bridge.engine.safety import DELETE_FIELD, put_back
 from bridge.errors import RelbridgeError
 from bridge.mapping import Mappings, UnmappableValue
 from bridge.plugins import Hooks
-from bridge.safety import DELETE_FIELD, put_back
 from bridge.store import Store
 from bridge.store import schema as tables
 from bridge.store.connect import parse_store_url
@@ -261,7 +261,7 @@ class RecordingAdapter:
         attribute = getattr(self._adapter, name)
         if callable(attribute) and name not in READS:
             raise RelbridgeError(f"dry run: the {self.name} adapter's {name}() is not known to be read-only, "
-                                 "so a dry run cannot call it (bridge.dryrun.READS lists the ones it may)")
+                                 "so a dry run cannot call it (bridge.engine.dryrun.READS lists the ones it may)")
         return attribute
 
     def create(self, entity: str, payload: Mapping[str, Any], correlation: str) -> SystemRecord:

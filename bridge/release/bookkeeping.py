@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bridge import lifecycle
-from bridge.envelope import Envelope
+from bridge.engine.envelope import Envelope
 from bridge.model import ExternalRef, Release, ReleaseState
 from bridge.store.rows import StaleRecord
 

@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from bridge.envelope import Envelope, SyncReport
+from bridge.engine.envelope import Envelope, SyncReport
 from bridge.errors import RelbridgeError
 from bridge.mapping import OutboundResult, RefResolver, SystemMapping, UnmappableValue
 from bridge.model import CloseCode, ReleaseState
@@ -44,7 +44,7 @@ from bridge.store.schema import dump_json
 
 if TYPE_CHECKING:
     from bridge.config import SafetyConfig
-    from bridge.engine import Engine
+    from bridge.engine.pipeline import Engine
     from bridge.store import Store, UnitOfWork
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ a create journal. That is enough to
   may have reached the system is looked up by correlation before it is tried again.
 
 The engine is used by ``sync --once`` (list changes, ingest, propagate) and by daemon
-workers (re-read one object, ingest, propagate). The envelope lives in ``bridge.envelope``;
-gate, hooks, links and derived lifecycle in ``bridge.release_bookkeeping``.
+workers (re-read one object, ingest, propagate). The envelope lives in ``bridge.engine.envelope``;
+gate, hooks, links and derived lifecycle in ``bridge.release.bookkeeping``.
 """
 
 from __future__ import annotations
@@ -34,23 +34,23 @@ from pydantic import ValidationError
 
 from bridge import lifecycle
 from bridge.adapter import Adapter, FieldTime, SystemRecord
-from bridge.adoption import FieldClock, Pair, add_field_times, adopt, clock, seen_of
 from bridge.config import Config
-from bridge.envelope import Envelope, StoreResolver, SyncReport
+from bridge.engine.adoption import FieldClock, Pair, add_field_times, adopt, clock, seen_of
+from bridge.engine.envelope import Envelope, StoreResolver, SyncReport
+from bridge.engine.merge import MergeResult, merge
+from bridge.engine.safety import SafetyBrake
 from bridge.errors import NotThisEntity, PermanentError, RelbridgeError, TransientError
 from bridge.mapping import Mappings, SystemMapping, UnmappableValue
-from bridge.merge import MergeResult, merge
 from bridge.model import KEY_PATTERN, Release, json_value, model_for
 from bridge.plugins import Hooks
 from bridge.queue import queued_events
-from bridge.release_bookkeeping import (
+from bridge.release.bookkeeping import (
     DERIVED,
     ENGINE_FIELDS,
     STALE_RETRIES,
     SYSTEMS,
     ReleaseBookkeeping,
 )
-from bridge.safety import SafetyBrake
 from bridge.store import Store, UnitOfWork
 from bridge.store.rows import RefRow, StaleRecord
 

@@ -71,7 +71,7 @@ class Envelope:
     pending: dict[str, list[str]] = field(default_factory=dict)
     creating: dict[str, str] = field(default_factory=dict)
     gone: dict[str, str] = field(default_factory=dict)  # system -> when the object was deleted there
-    # system -> what was known of its object before the pair was adopted (bridge.adoption)
+    # system -> what was known of its object before the pair was adopted (bridge.engine.adoption)
     seen: dict[str, dict[str, Any]] = field(default_factory=dict)
     revision: int = 0  # store revision it was read at (0: new)
 

@@ -28,8 +28,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.adapter import FieldTime, SystemRecord
+from bridge.engine.merge import Conflict, MergeResult
 from bridge.mapping import SystemMapping
-from bridge.merge import Conflict, MergeResult
 
 #: The resolution recorded for a difference adoption could not settle.
 HELD = "held_for_review"

@@ -1,0 +1,14 @@
+"""The sync engine (DESIGN §3, §10): read -> map -> merge -> persist -> propagate.
+
+* ``pipeline`` -- the ``Engine``: passes (``sync --once``), one object at a time (daemon
+  workers), reconcile; creates with correlation look-ups and a create journal;
+* ``envelope`` -- what is kept per canonical record, and the report of a pass;
+* ``merge`` -- per-field merge of one system's edits (owners, conflicts, policies);
+* ``adoption`` -- the first meeting of two objects never synced;
+* ``safety`` -- the brake on destructive writes; ``dryrun`` -- a pass that writes nothing.
+"""
+
+from bridge.engine.envelope import Envelope, SyncReport
+from bridge.engine.pipeline import ENTITY_ORDER, OTHER, SYSTEMS, CreateInProgress, Engine
+
+__all__ = ["Engine", "SyncReport", "Envelope", "CreateInProgress", "ENTITY_ORDER", "SYSTEMS", "OTHER"]
