@@ -26,7 +26,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,6 +37,7 @@ from bridge.adapter import Adapter, FieldTime, SystemRecord
 from bridge.config import Config
 from bridge.engine.adoption import FieldClock, Pair, add_field_times, adopt, clock, seen_of
 from bridge.engine.envelope import Envelope, StoreResolver, SyncReport
+from bridge.engine.locks import RecordLocks
 from bridge.engine.merge import MergeResult, merge
 from bridge.engine.safety import SafetyBrake
 from bridge.errors import NotThisEntity, PermanentError, RelbridgeError, TransientError
@@ -92,7 +93,7 @@ class Engine(ReleaseBookkeeping):
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.resolvers = {system: StoreResolver(store, system) for system in SYSTEMS}
         self.brake = SafetyBrake(config.safety, store, clock)  # bounds destructive writes
-        self._locks = [threading.RLock() for _ in range(256)]
+        self.locks = RecordLocks()
         self._deferred_gates: list[tuple[str, str, str]] | None = None
         self._deferred_derives: set[str] = set()
         self._deferred_links: dict[str, list[tuple[str, str, bool]]] = {}
@@ -168,19 +169,19 @@ class Engine(ReleaseBookkeeping):
         """
         report = report or SyncReport()
         known = self.store.find_ref(system, entity, ext_id)
-        with self._locked(entity, known.key) if known else nullcontext():
+        with self.locks.hold(entity, known.key) if known else nullcontext():
             key = self._settle(system, entity, ext_id, deleted, report)
         if key is None:
             return None
         # Records this step touched besides its own (a release whose derived state moved, a
         # write that met a concurrent one): settle them now, or have the event retried.
         for _ in range(STALE_RETRIES):
-            follow_ups = self._follow_ups.pop_all()
+            follow_ups = self.locks.follow_ups.pop_all()
             if not follow_ups:
                 return key
             for follow_entity, follow_key in follow_ups:
                 self.propagate(follow_entity, follow_key, report)
-        self._follow_ups.pop_all()
+        self.locks.follow_ups.pop_all()
         raise TransientError(f"{entity} {key}: related records kept changing while being written; retrying")
 
     def reconcile(self, report: SyncReport) -> None:
@@ -317,7 +318,7 @@ class Engine(ReleaseBookkeeping):
                 return key
         else:
             key = self._correlate(record)
-        with self._locked(entity, key):
+        with self.locks.hold(entity, key):
             return self._ingest_locked(record, key, report)
 
     def _ingest_locked(self, record: SystemRecord, key: str, report: SyncReport) -> str | None:
@@ -400,7 +401,7 @@ class Engine(ReleaseBookkeeping):
                                 {system: conflict.source_value, OTHER[system]: conflict.canonical_value},
                                 conflict.resolution, winner)
         if accepted:
-            self._after_unlock(lambda: self._after_change(entity, key, accepted, system, new_fields, created=False))
+            self.locks.after_unlock(lambda: self._after_change(entity, key, accepted, system, new_fields, created=False))
         return key
 
     def _adopt(self, record: SystemRecord, key: str, env: Envelope, raw_new: dict[str, Any],
@@ -451,7 +452,7 @@ class Engine(ReleaseBookkeeping):
                     if spec.direction != "inbound"}
         env.mark_pending(system, writable)
         self._save(entity, key, env, record, {}, system, [], [])
-        self._follow_ups.add(entity, key)
+        self.locks.follow_ups.add(entity, key)
         report.add(entity, system, "unchanged")
         return key
 
@@ -495,7 +496,7 @@ class Engine(ReleaseBookkeeping):
         accepted = {name: (None, value) for name, value in fields.items() if value not in (None, [], "")}
         self._save(entity, key, env, record, accepted, system, [], [])
         report.add(entity, system, "created")
-        self._after_unlock(lambda: self._after_change(entity, key, accepted, system, fields, created=True))
+        self.locks.after_unlock(lambda: self._after_change(entity, key, accepted, system, fields, created=True))
         return key
 
     def _to_canonical(self, mapping: SystemMapping, system: str, entity: str, raw: Mapping[str, Any],
@@ -534,7 +535,7 @@ class Engine(ReleaseBookkeeping):
         if record is not None:
             key = self.ingest(record, SyncReport())
             if key:
-                self._follow_ups.add(entity, key)
+                self.locks.follow_ups.add(entity, key)
 
     def _correlate(self, record: SystemRecord) -> str:
         """The canonical key for an object relbridge has not linked yet."""
@@ -628,7 +629,7 @@ class Engine(ReleaseBookkeeping):
         for entity, key, _ in self.store.unfinished_records():
             if entity in keys:
                 keys[entity].add(key)
-        for entity, key in self._follow_ups.pop_all():
+        for entity, key in self.locks.follow_ups.pop_all():
             keys[entity].add(key)
         return keys
 
@@ -636,7 +637,7 @@ class Engine(ReleaseBookkeeping):
         """Write what changed to each system that lacks it; create where missing."""
         systems = [(system, mapping) for system in SYSTEMS
                    if entity in (mapping := self.mappings.for_system(system)).entities]
-        with self._locked(entity, key):
+        with self.locks.hold(entity, key):
             loaded: tuple[Envelope, dict[str, RefRow]] | None = None
             for system, mapping in systems:
                 try:
@@ -652,7 +653,7 @@ class Engine(ReleaseBookkeeping):
                         self._create_in(system, mapping, entity, key, env, report)
                         loaded = None  # a create may also have merged what it found: re-read
                 except StaleRecord:
-                    self._follow_ups.add(entity, key)
+                    self.locks.follow_ups.add(entity, key)
                     loaded = None
                 except UnmappableValue as exc:
                     report.error(entity, system, f"{entity} {key} -> {system}: {exc}")
@@ -700,7 +701,7 @@ class Engine(ReleaseBookkeeping):
                 # a newer revision (StaleRecord: re-read, then write its pending fields).
                 if look_up and system in tx.refs(entity, key):
                     tx.release_lease(lease, self.instance_id)
-                    self._follow_ups.add(entity, key)
+                    self.locks.follow_ups.add(entity, key)
                     return
                 if not look_up:
                     env.creating[system] = self.clock().isoformat()
@@ -743,7 +744,7 @@ class Engine(ReleaseBookkeeping):
         """An object exists already (our create cut short, a lost store, a pair made by
         hand): link it, finishing our own create or adopting it, so nothing is made twice."""
         self._ingest_locked(found, key, report)
-        self._follow_ups.add(found.entity, key)
+        self.locks.follow_ups.add(found.entity, key)
 
     def _look_up(self, system: str, entity: str, key: str, env: Envelope) -> SystemRecord | None:
         """The object in ``system`` that already stands for this record: tagged with its key
@@ -773,7 +774,7 @@ class Engine(ReleaseBookkeeping):
         key = self.store.find_key(system, entity, ext_id)
         if key is None:
             return
-        with self._locked(entity, key), self.store.transaction() as tx:
+        with self.locks.hold(entity, key), self.store.transaction() as tx:
             row = tx.load_record(entity, key)
             if row is not None:
                 env = Envelope.load(row.data, row.revision)
@@ -804,60 +805,11 @@ class Engine(ReleaseBookkeeping):
 
     # -- helpers ---------------------------------------------------------------------------
 
-    @contextmanager
-    def _locked(self, entity: str, key: str) -> Iterator[None]:
-        """The record lock. Work that touches other records (hooks, links, derived states)
-        is queued while any record lock is held and runs once this thread holds none, so
-        locks are never taken while holding another record's: no lock-order deadlocks."""
-        lock = self._locks[zlib.crc32(f"{entity}:{key}".encode()) % len(self._locks)]
-        local = self._thread_state
-        with lock:
-            local.depth += 1
-            try:
-                yield
-            finally:
-                local.depth -= 1
-        while local.depth == 0 and local.after:
-            local.after.pop(0)()
-
-    def _after_unlock(self, action: Callable[[], None]) -> None:
-        local = self._thread_state
-        if local.depth:
-            local.after.append(action)
-        else:
-            action()
-
-    @property
-    def _thread_state(self) -> threading.local:
-        local = self.__dict__.setdefault("_local", threading.local())
-        if not hasattr(local, "depth"):
-            local.depth, local.after, local.follow_ups = 0, [], _FollowUps()
-        return local
-
-    @property
-    def _follow_ups(self) -> _FollowUps:
-        # Per thread: records a step touched besides its own (a release whose derived
-        # state moved, a pulled reference) that need propagating too.
-        return self._thread_state.follow_ups
-
 class CreateInProgress(TransientError):
     """Another process is creating this object in that system right now: try again once
     it finished (``retry_after``: when its lease runs out at the latest)."""
 
     code = "create_in_progress"
-
-
-class _FollowUps:
-    def __init__(self) -> None:
-        self.items: list[tuple[str, str]] = []
-
-    def add(self, entity: str, key: str) -> None:
-        if (entity, key) not in self.items:
-            self.items.append((entity, key))
-
-    def pop_all(self) -> list[tuple[str, str]]:
-        items, self.items = self.items, []
-        return items
 
 
 def _raw(record: SystemRecord, names: Iterable[str], *, only_present: bool = False) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from bridge.store.rows import StaleRecord
 
 if TYPE_CHECKING:
     from bridge.config import Config
+    from bridge.engine.locks import RecordLocks
     from bridge.mapping import Mappings
     from bridge.plugins import Hooks
     from bridge.store import Store
@@ -42,6 +43,7 @@ class ReleaseBookkeeping:
     hooks: Hooks
     config: Config
     mappings: Mappings
+    locks: RecordLocks
     _deferred_gates: list[tuple[str, str, str]] | None
     _deferred_links: dict[str, list[tuple[str, str, bool]]]
 
@@ -188,7 +190,7 @@ class ReleaseBookkeeping:
     def transition(self, release_key: str, new: str, source: str) -> bool:
         """Move a release to ``new`` on relbridge's own account (derived lifecycle,
         rollback), through the gate. Returns whether the move was accepted."""
-        with self._locked("release", release_key):
+        with self.locks.hold("release", release_key):
             row = self.store.load_record("release", release_key)
             if row is None:
                 return False
@@ -203,15 +205,15 @@ class ReleaseBookkeeping:
                     env.mark_pending(source, ["state"])  # put the system that moved back
                 if vetoes or source in SYSTEMS:
                     self._save("release", release_key, env, None, {}, source, [], vetoes)
-                    self._follow_ups.add("release", release_key)
+                    self.locks.follow_ups.add("release", release_key)
                 return False
             env.fields = self._validated("release", release_key, {"state": new}, env.fields)
             env.times["state"] = self.clock().isoformat()
             for system in SYSTEMS:
                 env.mark_pending(system, ["state"])
             self._save("release", release_key, env, None, {"state": (old, new)}, source, [], vetoes)
-        self._follow_ups.add("release", release_key)
-        self._after_unlock(lambda: self._release_hooks(release_key, {"state": (old, new)}, source, created=False))
+        self.locks.follow_ups.add("release", release_key)
+        self.locks.after_unlock(lambda: self._release_hooks(release_key, {"state": (old, new)}, source, created=False))
         return True
 
     def _mark_rolled_back_changes(self, release: Release) -> None:
@@ -223,11 +225,11 @@ class ReleaseBookkeeping:
                 continue
             if self._update_fields("change", change.key, DERIVED, lambda f: {**f, "close_code": code},
                                    propagate=True):
-                self._follow_ups.add("change", change.key)
+                self.locks.follow_ups.add("change", change.key)
 
     def _update_fields(self, entity: str, key: str, source: str,
                        change: Callable[[dict[str, Any]], dict[str, Any]], *, propagate: bool = False) -> bool:
-        with self._locked(entity, key):
+        with self.locks.hold(entity, key):
             for attempt in range(STALE_RETRIES):
                 row = self.store.load_record(entity, key)
                 if row is None:

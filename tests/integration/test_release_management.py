@@ -206,16 +206,16 @@ def test_plugin_sees_the_same_sequence_in_the_daemon(bridge, recorder: str) -> N
 def test_no_record_lock_is_held_while_another_record_is_locked(bridge, monkeypatch: pytest.MonkeyPatch) -> None:
     """Lock-order safety: links, derived states and rollback marking lock other records only
     after the current record's lock is released (two workers cannot deadlock)."""
-    from bridge.engine import Engine
+    from bridge.engine.locks import RecordLocks
 
     depths: list[int] = []
-    original = Engine._locked
+    original = RecordLocks.hold
 
     def watching(self, entity: str, key: str):
-        depths.append(self._thread_state.depth)
+        depths.append(self._state.depth)
         return original(self, entity, key)
 
-    monkeypatch.setattr(Engine, "_locked", watching)
+    monkeypatch.setattr(RecordLocks, "hold", watching)
     release, change = seed_release(bridge, approved=True)
     bridge.sn.create("incident", short_description="Broken", state="1", priority="2", caused_by=change["sys_id"])
     assert not bridge.sync().errors
