@@ -8,7 +8,8 @@
 * ``safety`` -- the brake on destructive writes; ``dryrun`` -- a pass that writes nothing.
 """
 
+from bridge.engine.creates import CreateInProgress
 from bridge.engine.envelope import Envelope, SyncReport
-from bridge.engine.pipeline import ENTITY_ORDER, OTHER, SYSTEMS, CreateInProgress, Engine
+from bridge.engine.pipeline import ENTITY_ORDER, OTHER, SYSTEMS, Engine
 
 __all__ = ["Engine", "SyncReport", "Envelope", "CreateInProgress", "ENTITY_ORDER", "SYSTEMS", "OTHER"]

@@ -36,6 +36,7 @@ from bridge import lifecycle
 from bridge.adapter import Adapter, FieldTime, SystemRecord
 from bridge.config import Config
 from bridge.engine.adoption import FieldClock, Pair, add_field_times, adopt, clock, seen_of
+from bridge.engine.creates import Creates, raw_fields
 from bridge.engine.envelope import Envelope, StoreResolver, SyncReport
 from bridge.engine.locks import RecordLocks
 from bridge.engine.merge import MergeResult, merge
@@ -52,12 +53,12 @@ from bridge.release.bookkeeping import (
     SYSTEMS,
     ReleaseBookkeeping,
 )
-from bridge.store import Store, UnitOfWork
+from bridge.store import Store
 from bridge.store.rows import RefRow, StaleRecord
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Engine", "SyncReport", "Envelope", "CreateInProgress", "ENTITY_ORDER", "SYSTEMS", "OTHER"]
+__all__ = ["Engine", "ENTITY_ORDER", "SYSTEMS", "OTHER"]
 
 ENTITY_ORDER = ("release", "change", "incident")
 OTHER = {"servicenow": "jira", "jira": "servicenow"}
@@ -97,8 +98,7 @@ class Engine(ReleaseBookkeeping):
         self._deferred_gates: list[tuple[str, str, str]] | None = None
         self._deferred_derives: set[str] = set()
         self._deferred_links: dict[str, list[tuple[str, str, bool]]] = {}
-        # Streams (system, entity) whose every object this sync_once pass has read and linked.
-        self._ingested: set[tuple[str, str]] = set()
+        self.creates = Creates(self)
         self._names: dict[str, str] | None = None  # release name -> key, built on first use
         self._names_lock = threading.Lock()
         self._deferred_lock = threading.Lock()
@@ -122,7 +122,7 @@ class Engine(ReleaseBookkeeping):
         # A watermark proves every older object was linked only when no event listed by a
         # daemon's poller still waits in the inbox (it may be an object never linked yet).
         marks_complete = queued_events(self.store) == 0
-        self._ingested = set()
+        self.creates.proven = set()
         self.brake.start_pass()
         try:
             for entity in ENTITY_ORDER:
@@ -137,7 +137,7 @@ class Engine(ReleaseBookkeeping):
                     touched[entity].update(k for k in keys if k)
                     marks[(system, entity)] = started
                     if complete:
-                        self._ingested.add((system, entity))
+                        self.creates.proven.add((system, entity))
         finally:
             deferred, self._deferred_gates = self._deferred_gates, None
             self._apply_deferred_links()  # even after a failed read: what was stored stays linked
@@ -156,7 +156,7 @@ class Engine(ReleaseBookkeeping):
         # before this point re-reads the same window next time (nothing lost).
         for (system, entity), value in marks.items():
             self.store.set_watermark(system, entity, value)
-        self._ingested = set()
+        self.creates.proven = set()
         return report
 
     def process(self, system: str, entity: str, ext_id: str, *, deleted: bool = False,
@@ -264,14 +264,6 @@ class Engine(ReleaseBookkeeping):
             return
         yield from self.adapters[system].list_changed(entity, since, mapping.fields_to_read(entity))
 
-    def _may_exist_unlinked(self, system: str, entity: str, env: Envelope) -> bool:
-        """Whether an object for this record might exist in ``system`` without a link here:
-        a create that may have reached the system before a crash, or anything the store
-        cannot prove it has read: a fresh or lost store, a restored backup, another
-        installation, a daemon whose listed objects still wait in its inbox. Only a
-        ``sync --once`` pass that has read and linked the whole stream can save the call."""
-        return bool(env.creating.get(system)) or (system, entity) not in self._ingested
-
     def _run_parallel(self, label: str, items: list[Any], work: Callable[[Any], Any],
                       progress: Callable[[str, int], None] | None, phase: str) -> list[Any]:
         if not items:
@@ -327,7 +319,7 @@ class Engine(ReleaseBookkeeping):
         row = self.store.load_record(entity, key)
         env = Envelope.load(row.data, row.revision) if row else None
         canonical = dict(env.fields) if env else None
-        raw_new = _raw(record, mapping.fields_to_read(entity))
+        raw_new = raw_fields(record, mapping.fields_to_read(entity))
         mapped = self._to_canonical(mapping, system, entity, raw_new, canonical)
         raw_old = env.raw.get(system) if env else None
         if env is None:
@@ -542,7 +534,7 @@ class Engine(ReleaseBookkeeping):
         if record.correlation and KEY_PATTERN.match(record.correlation):
             return record.correlation
         if record.entity == "release":
-            name = record.fields.get(self._name_field(record.system))
+            name = record.fields.get(self.name_field(record.system))
             match = self._release_named(name, record.system) if name else None
             if match:
                 return match
@@ -552,7 +544,7 @@ class Engine(ReleaseBookkeeping):
             return record.key
         return f"{record.system[:2].upper()}{zlib.crc32(record.id.encode()):08X}"
 
-    def _name_field(self, system: str) -> str:
+    def name_field(self, system: str) -> str:
         specs = {spec.field: spec for spec in self.mappings.for_system(system).fields("release")}
         return specs["name"].source if "name" in specs else "name"
 
@@ -650,7 +642,7 @@ class Engine(ReleaseBookkeeping):
                     if system in refs:
                         self._write_pending(system, mapping, entity, key, env, refs[system], report)
                     elif system not in env.gone:  # deleted there on purpose: never re-created
-                        self._create_in(system, mapping, entity, key, env, report)
+                        self.creates.create(system, mapping, entity, key, env, report)
                         loaded = None  # a create may also have merged what it found: re-read
                 except StaleRecord:
                     self.locks.follow_ups.add(entity, key)
@@ -678,93 +670,11 @@ class Engine(ReleaseBookkeeping):
         if held:
             report.add(entity, system, "held", len(held))
 
-    def _create_in(self, system: str, mapping: SystemMapping, entity: str, key: str, env: Envelope,
-                   report: SyncReport) -> None:
-        """Create the record's object in ``system``, at most once across every process.
-
-        A create lease gives one creator at a time across processes sharing the store (the
-        record lock covers one process): another instance's create still in flight cannot be
-        found by correlation yet, so creating meanwhile would make a duplicate. The create
-        is journalled before it is made: after a crash between the system's create and our
-        commit, the next attempt looks the object up first. Lease and journal are written in
-        one transaction, the result and the lease's release in another.
-        """
-        adapter = self.adapters[system]
-        lease = f"create:{system}:{entity}:{key}"
-        look_up = self._may_exist_unlinked(system, entity, env)
-        out = mapping.to_system(entity, env.fields, None, self.resolvers[system])
-        held = False
-        try:
-            with self.store.transaction() as tx:
-                self._take_create_lease(tx, lease, system, entity, key)
-                # Another instance may have just made it: then the journal write below finds
-                # a newer revision (StaleRecord: re-read, then write its pending fields).
-                if look_up and system in tx.refs(entity, key):
-                    tx.release_lease(lease, self.instance_id)
-                    self.locks.follow_ups.add(entity, key)
-                    return
-                if not look_up:
-                    env.creating[system] = self.clock().isoformat()
-                    env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
-            held = True
-            if look_up:
-                found = self._look_up(system, entity, key, env)
-                if found is not None:
-                    self._link_found(found, key, report)
-                    return
-                env.creating[system] = self.clock().isoformat()
-                env.revision = self.store.put_record(entity, key, env.dump(), expected_revision=env.revision)
-            created = adapter.create(entity, out.payload, key)
-            env.creating.pop(system, None)
-            env.seen.clear()
-            env.raw[system] = {**out.payload, **_raw(created, mapping.fields_to_read(entity), only_present=True)}
-            env.pending[system] = sorted({p.field for p in out.pending})
-            with self.store.transaction() as tx:
-                env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
-                tx.put_ref(entity, key, system, created.id, ext_key=created.key, url=created.url,
-                           version=None, updated_at=created.updated_at)
-                tx.release_lease(lease, self.instance_id)
-            held = False
-            report.add(entity, system, "created")
-        finally:
-            if held:
-                self.store.release_lease(lease, self.instance_id)
-
-    def _take_create_lease(self, tx: UnitOfWork, lease: str, system: str, entity: str, key: str) -> None:
-        """Hold ``lease`` (until the create is recorded, or for twice the system's timeout if
-        this process dies first), or raise ``CreateInProgress``."""
-        ttl = 2 * getattr(self.config, system).timeout_seconds + 10
-        if not tx.acquire_lease(lease, self.instance_id, ttl):
-            row = tx.lease(lease)
-            wait = (row.expires_at - self.store.clock()).total_seconds() if row else 1.0
-            raise CreateInProgress(f"{entity} {key}: another instance is creating it in {system}",
-                                   retry_after=max(1.0, wait))
-
-    def _link_found(self, found: SystemRecord, key: str, report: SyncReport) -> None:
+    def link_found(self, found: SystemRecord, key: str, report: SyncReport) -> None:
         """An object exists already (our create cut short, a lost store, a pair made by
         hand): link it, finishing our own create or adopting it, so nothing is made twice."""
         self._ingest_locked(found, key, report)
         self.locks.follow_ups.add(found.entity, key)
-
-    def _look_up(self, system: str, entity: str, key: str, env: Envelope) -> SystemRecord | None:
-        """The object in ``system`` that already stands for this record: tagged with its key
-        (or born there under it); for a release, also the one of the same name (a release
-        born in ``system`` carries no tag), unless another record has it linked."""
-        adapter = self.adapters[system]
-        correlation = self._correlation(entity, key, env, system)
-        found = adapter.find_by_correlation(entity, correlation)
-        name = env.fields.get("name")
-        if found is None and entity == "release" and name and name != correlation:
-            found = adapter.find_by_field(entity, self._name_field(system), str(name))
-            if found is not None and self.store.find_key(system, entity, found.id) not in (None, key):
-                found = None
-        return found
-
-    def _correlation(self, entity: str, key: str, env: Envelope, system: str) -> str:
-        # Jira versions carry no labels: they correlate with releases by name (DESIGN §3).
-        if entity == "release" and system == "jira":
-            return str(env.fields.get("name"))
-        return key
 
     # -- deletions -------------------------------------------------------------------------
 
@@ -804,19 +714,6 @@ class Engine(ReleaseBookkeeping):
             tx.drop_held(entity, key)
 
     # -- helpers ---------------------------------------------------------------------------
-
-class CreateInProgress(TransientError):
-    """Another process is creating this object in that system right now: try again once
-    it finished (``retry_after``: when its lease runs out at the latest)."""
-
-    code = "create_in_progress"
-
-
-def _raw(record: SystemRecord, names: Iterable[str], *, only_present: bool = False) -> dict[str, Any]:
-    if only_present:
-        return {n: record.fields[n] for n in names if n in record.fields}
-    return {n: record.fields.get(n) for n in names}
-
 
 def _validation_message(exc: ValidationError) -> str:
     parts = []
