@@ -19,8 +19,8 @@ import pytest
 import requests
 
 from bridge.sim.control import SimControl
-from bridge.sim.jira import JiraSim, create_jira_app
-from bridge.sim.jira_jql import JqlError, parse_jql
+from bridge.sim.jira.app import JiraSim, create_jira_app
+from bridge.sim.jira.jql import JqlError, parse_jql
 from bridge.sim.server import RunningServer, start_in_thread
 from bridge.sim.webhooks import WebhookSender
 

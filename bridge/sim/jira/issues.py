@@ -11,8 +11,8 @@ import copy
 from datetime import datetime
 from typing import Any
 
-from bridge.sim.jira_base import StoreBase, bad_request, json_object, parse_iso_date
-from bridge.sim.jira_catalog import (
+from bridge.sim.jira.base import StoreBase, bad_request, json_object, parse_iso_date
+from bridge.sim.jira.catalog import (
     CANCELED_RESOLUTION,
     CANCELED_STATUSES,
     CUSTOM_FIELD_TYPES,
@@ -26,8 +26,8 @@ from bridge.sim.jira_catalog import (
     Project,
     Transition,
 )
-from bridge.sim.jira_render import View, adf_to_text, issue_json, jira_timestamp
-from bridge.sim.jira_state import Issue
+from bridge.sim.jira.render import View, adf_to_text, issue_json, jira_timestamp
+from bridge.sim.jira.state import Issue
 
 EDITABLE = frozenset({"summary", "description", "priority", "labels", "fixVersions", "versions",
                       "duedate", "resolution", *CUSTOM_FIELD_TYPES})

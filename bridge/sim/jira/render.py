@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from bridge.sim.jira_catalog import (
+from bridge.sim.jira.catalog import (
     FIELDS,
     ISSUE_TYPES,
     LINK_TYPES,
@@ -27,7 +27,7 @@ from bridge.sim.jira_catalog import (
     Status,
     Transition,
 )
-from bridge.sim.jira_state import Issue, IssueLink, JiraState, Version
+from bridge.sim.jira.state import Issue, IssueLink, JiraState, Version
 
 ISSUE_EXPAND = "renderedFields,names,schema,operations,editmeta,changelog,versionedRepresentations"
 ALL_FIELD_IDS: tuple[str, ...] = tuple(f.id for f in FIELDS)

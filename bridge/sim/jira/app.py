@@ -23,14 +23,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bridge.sim.control import ASGIApp, SimControl
-from bridge.sim.jira_base import ApiError
-from bridge.sim.jira_jql import JqlError
-from bridge.sim.jira_render import View
-from bridge.sim.jira_routes import API, Handler
-from bridge.sim.jira_search import SEARCH, WEBHOOKS
-from bridge.sim.jira_seed import SEEDS, build_seed
-from bridge.sim.jira_state import load_state, save_state
-from bridge.sim.jira_store import JiraStore
+from bridge.sim.jira.base import ApiError
+from bridge.sim.jira.jql import JqlError
+from bridge.sim.jira.render import View
+from bridge.sim.jira.routes import API, Handler
+from bridge.sim.jira.search import SEARCH, WEBHOOKS
+from bridge.sim.jira.seed import SEEDS, build_seed
+from bridge.sim.jira.state import load_state, save_state
+from bridge.sim.jira.store import JiraStore
 from bridge.sim.webhooks import WebhookSender
 
 FLAVORS = ("cloud", "server")
