@@ -48,7 +48,7 @@ from _common import AUTH, CallLog, SimProcess, peak_rss_mb  # noqa: E402
 
 from bridge.config import Config  # noqa: E402
 from bridge.runtime import Runtime  # noqa: E402
-from bridge.sim.jira_catalog import CHANGE_WORKFLOW, INCIDENT_WORKFLOW, STATUSES, Workflow  # noqa: E402
+from bridge.sim.jira.catalog import CHANGE_WORKFLOW, INCIDENT_WORKFLOW, STATUSES, Workflow  # noqa: E402
 
 SYSTEMS = ("servicenow", "jira")
 JIRA_MINUTE = 60  # JQL dates have no seconds: a search from a watermark reaches back up to a minute

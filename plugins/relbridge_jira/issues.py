@@ -10,7 +10,9 @@ Call costs (per operation, "search" = one call per page of ``page_size`` issues)
 * create: ``POST issue`` (project, type, fields, correlation label, release and, for an
   incident, its ``caused_by`` link through ``update.issuelinks``, all in one go) + the status
   walk when a status other than the workflow's initial one is asked for: one ``POST
-  issue/{id}/transitions`` per step once the workflow is known (see ``workflow``). The record
+  issue/{id}/transitions`` per step once the workflow is known (see ``workflow``); on Jira
+  Cloud the first step rides in the create body (``transition``, "optional when creating an
+  issue") once a first create has taught the initial status, one call less. The record
   returned is built from the POST's answer (id, key) and the payload: no read-back.
   Should Jira refuse ``issuelinks`` on the create screen (400 naming it), the create is sent
   again without it, followed by ``POST issueLink``, and later creates do that directly.
@@ -51,7 +53,9 @@ from relbridge_jira.records import (
 from relbridge_jira.workflow import (
     Step,
     TransitionCache,
+    choose_transition,
     read_status,
+    transition_target,
     walk_to_status,
     workflow_order,
 )
@@ -142,11 +146,12 @@ class Issues:
         fields["project"] = {"key": self._projects[0]}
         fields["issuetype"] = {"name": self._types[entity]}
         cause = str(payload["caused_by"]) if payload.get("caused_by") else None
-        created = self._post_issue(fields, cause, correlation)
+        target = str(payload["status"]) if payload.get("status") else None
+        first = self._first_step(entity, target) if target else None
+        created, first = self._post_issue(fields, cause, correlation, first)
         issue_id = str(created["id"])
-        target = payload.get("status")
         if target:
-            self._walk_new(entity, issue_id, str(target))
+            self._walk_new(entity, issue_id, target, first)
         key = created.get("key")
         return SystemRecord(
             system=SYSTEM, entity=entity, id=issue_id, key=key,
@@ -212,31 +217,67 @@ class Issues:
         if new_change is not None:
             self._conn.send("POST", "issueLink", link_body(new_change, incident_id))
 
-    def _post_issue(self, fields: dict[str, Any], cause: str | None, correlation: str) -> dict[str, Any]:
+    def _post_issue(self, fields: dict[str, Any], cause: str | None, correlation: str,
+                    first: Mapping[str, Any] | None = None,
+                    ) -> tuple[dict[str, Any], Mapping[str, Any] | None]:
         """``POST issue``, with the incident's ``caused_by`` link in the same call when Jira
-        takes links on its create screen, otherwise followed by ``POST issueLink``."""
+        takes links on its create screen, otherwise followed by ``POST issueLink``; and with
+        ``first``, the first transition of the status walk, when one is known. Returns the
+        answer and the transition the create made (None: the issue is in its initial
+        status)."""
         body: dict[str, Any] = {"fields": fields}
         with_link = cause is not None and self._links_at_create
         if with_link:
             body["update"] = {"issuelinks": [{"add": {"type": {"name": LINK_TYPE},
                                                       "inwardIssue": {"id": cause}}}]}
+        if first is not None:
+            body["transition"] = {"id": str(first["id"])}
         try:
             created = self._conn.send("POST", "issue", body)
         except PermanentError as exc:
-            if not (with_link and exc.status == 400 and "issuelinks" in str(exc)):
+            if exc.status != 400:
+                raise
+            if first is not None and "transition" in str(exc).lower():
+                # the workflow changed since the transition was learned: a 400 created
+                # nothing, so create in the initial status and walk from there
+                log.info("jira: transition %s refused at create; walking after it", first.get("id"))
+                self._transitions.forget_workflow(self._workflow_key_of(fields))
+                return self._post_issue(fields, cause, correlation)
+            if not (with_link and "issuelinks" in str(exc)):
                 raise
             log.info("jira: issue links cannot be set at create here; linking separately")
             self._links_at_create = False  # a 400 created nothing: send it again
-            return self._post_issue(fields, cause, correlation)
+            return self._post_issue(fields, cause, correlation, first)
         if not created or "id" not in created:
             raise PermanentError(f"jira: POST issue for {correlation} returned no issue id")
         if cause is not None and not with_link:
             self._conn.send("POST", "issueLink", link_body(cause, str(created["id"])))
-        return created
+        return created, first
 
-    def _walk_new(self, entity: str, issue_id: str, target: str) -> None:
-        """Walk a just-created issue from its workflow's initial status to ``target``."""
+    def _first_step(self, entity: str, target: str) -> Mapping[str, Any] | None:
+        """The transition out of the workflow's initial status toward ``target``, for the
+        create body (Jira Cloud takes ``transition`` on create: one call less per walk).
+        None until a first create of the type has taught the initial status and its
+        transitions, when ``target`` is the initial status, and on Server/Data Center."""
+        if not self._conn.is_cloud:
+            return None
         key = self._workflow_key(entity)
+        initial = self._transitions.initial(key)
+        transitions = self._transitions.transitions(key, initial) if initial else None
+        if initial is None or transitions is None or initial.casefold() == target.casefold():
+            return None
+        return choose_transition(transitions, initial, target, lambda: self.workflow(entity),
+                                 [initial])
+
+    def _walk_new(self, entity: str, issue_id: str, target: str,
+                  first: Mapping[str, Any] | None = None) -> None:
+        """Walk a just-created issue from its workflow's initial status (or, when the create
+        made the transition ``first``, from where that led) to ``target``."""
+        key = self._workflow_key(entity)
+        if first is not None:
+            walk_to_status(self._conn, issue_id, target, lambda: self.workflow(entity),
+                           cache=self._transitions, workflow=key, current=transition_target(first))
+            return
         initial = self._transitions.initial(key)
         if initial is None:  # the first create of this type: learn where issues start
             order = self.workflow(entity)
@@ -250,6 +291,9 @@ class Issues:
 
     def _workflow_key(self, entity: str) -> str:
         return f"{self._projects[0]}/{self._types[entity]}"
+
+    def _workflow_key_of(self, fields: Mapping[str, Any]) -> str:
+        return f"{fields['project']['key']}/{fields['issuetype']['name']}"
 
     def _scope(self, entity: str) -> str:
         return f"{jql_projects(self._projects)} AND issuetype = {jql_string(self._types[entity])}"

@@ -60,6 +60,13 @@ class TransitionCache:
         with self._lock:
             self._transitions.pop((workflow, status.casefold()), None)
 
+    def forget_workflow(self, workflow: str) -> None:
+        """Drop all that is known of ``workflow`` (its transitions changed under us)."""
+        with self._lock:
+            self._initial.pop(workflow, None)
+            for known in [k for k in self._transitions if k[0] == workflow]:
+                del self._transitions[known]
+
     def initial(self, workflow: str) -> str | None:
         with self._lock:
             return self._initial.get(workflow)
@@ -187,6 +194,11 @@ def workflow_order(statuses: Sequence[Mapping[str, Any]]) -> list[Step]:
     ranked = sorted(enumerate(statuses),
                     key=lambda item: (CATEGORY_ORDER.get(category(item[1]), 1), item[0]))
     return [Step(str(status["name"]), category(status) == "done") for _, status in ranked]
+
+
+def transition_target(transition: Mapping[str, Any]) -> str:
+    """The name of the status a transition leads to."""
+    return _to_name(transition)
 
 
 def _to_name(transition: Mapping[str, Any]) -> str:

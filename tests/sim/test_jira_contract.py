@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from bridge.sim.jira import create_jira_app
+from bridge.sim.jira.app import create_jira_app
 from bridge.sim.server import start_in_thread
 from tests.sim.jira_schemas import assert_issue, assert_schema, schema_errors
 

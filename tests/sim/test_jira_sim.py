@@ -19,8 +19,8 @@ import pytest
 import requests
 
 from bridge.sim.control import SimControl
-from bridge.sim.jira import JiraSim, create_jira_app
-from bridge.sim.jira_jql import JqlError, parse_jql
+from bridge.sim.jira.app import JiraSim, create_jira_app
+from bridge.sim.jira.jql import JqlError, parse_jql
 from bridge.sim.server import RunningServer, start_in_thread
 from bridge.sim.webhooks import WebhookSender
 
@@ -126,7 +126,7 @@ def test_client_start_up_and_projects(demo: JiraHandle, flavor: str) -> None:
     assert [p.key for p in client.projects()] == ["OPS"]
     project = client.project("OPS")
     assert project.id == "10000"
-    assert {t.name for t in project.issueTypes} == {"Change", "Incident", "Task"}
+    assert {t.name for t in project.issueTypes} == {"Change", "Incident", "Task", "Bug", "Sub-task"}
     assert client.myself()["displayName"] == "Administrator"
 
 
@@ -672,7 +672,7 @@ def test_webhook_registry(demo: JiraHandle, webhook_receiver: Any) -> None:
 def test_empty_seed_has_the_schema_only(start_jira: Callable[..., JiraHandle]) -> None:
     empty = start_jira(seed="empty")
     project = empty.call("GET", "project/OPS")
-    assert {t["name"] for t in project["issueTypes"]} == {"Change", "Incident", "Task"}
+    assert {t["name"] for t in project["issueTypes"]} == {"Change", "Incident", "Task", "Bug", "Sub-task"}
     assert project["versions"] == []
     link_types = empty.call("GET", "issueLinkType")["issueLinkTypes"]
     assert {"name": "Problem/Incident", "inward": "is caused by", "outward": "causes"}.items() \

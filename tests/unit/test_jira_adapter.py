@@ -314,6 +314,16 @@ class FakeWorkflow:
             raw["transitions"] = self.transitions(self.status[issue_id])
         return 200, {}, json.dumps(raw)
 
+    def create(self, issue_id: str) -> Any:
+        """A ``POST issue`` answer that applies a ``transition`` of the body, as Cloud does."""
+        def answer(request: Any) -> tuple[int, dict[str, str], str]:
+            wanted = json.loads(request.body).get("transition")
+            if wanted:
+                step = next(t for t in self.transitions(self.status[issue_id]) if t["id"] == wanted["id"])
+                self.status[issue_id] = step["to"]["name"]
+            return 201, {}, json.dumps(created(issue_id))
+        return answer
+
     def post(self, request: Any) -> tuple[int, dict[str, str], str]:
         issue_id = self._id(request)
         wanted = str(json.loads(request.body)["transition"]["id"])
@@ -350,12 +360,44 @@ def test_create_change_with_label_release_and_status_walk(rsps: responses.Reques
     # serverInfo, statuses, GET status+transitions at New and at Assess; POST issue + 2 transitions
     assert adapter.calls == {"GET": 4, "POST": 3}
 
-    # the second create knows where issues start and the way from there: POSTs only
-    rsps.post(f"{API}/issue", status=201, json=created("102"))
+    # the second create knows where issues start and the way from there: POSTs only, and
+    # on Cloud the first step rides in the create body ("transition", optional on create)
+    rsps.add_callback("POST", f"{API}/issue", callback=flow.create("102"))
     adapter.create("change", {"summary": "Deploy 2", "status": "Authorize"}, "CHG-2")
-    assert flow.posted == ["Assess", "Authorize", "Assess", "Authorize"]
+    assert body(rsps.calls[-2])["transition"] == {"id": "10"}
+    assert flow.posted == ["Assess", "Authorize", "Authorize"]
     assert flow.reads == ["101", "101"]
-    assert adapter.calls == {"GET": 4, "POST": 6}
+    assert adapter.calls == {"GET": 4, "POST": 5}
+
+
+def test_server_creates_in_the_initial_status_and_walks(rsps: responses.RequestsMock) -> None:
+    """Jira Server/Data Center documents no ``transition`` on create: the adapter walks."""
+    adapter = make_adapter()
+    server_info(rsps, cloud=False)
+    flow = FakeWorkflow(rsps, "101", "102")
+    for iid in ("101", "102"):
+        rsps.post(f"{API}/issue", status=201, json=created(iid))
+        adapter.create("change", {"summary": "Deploy", "status": "Authorize"}, f"CHG-{iid}")
+        assert "transition" not in body(next(c for c in reversed(rsps.calls)
+                                             if c.request.url == f"{API}/issue"))
+    assert flow.posted == ["Assess", "Authorize", "Assess", "Authorize"]
+
+
+def test_a_create_transition_refused_is_sent_again_without_it(rsps: responses.RequestsMock) -> None:
+    """The workflow changed since the transition was learned: Jira answers 400 (nothing is
+    created), the adapter creates in the initial status, relearns and walks."""
+    adapter = make_adapter()
+    server_info(rsps)
+    flow = FakeWorkflow(rsps, "101", "102")
+    rsps.post(f"{API}/issue", status=201, json=created("101"))
+    adapter.create("change", {"summary": "Deploy", "status": "Assess"}, "CHG-1")
+    rsps.post(f"{API}/issue", status=400, json={
+        "errorMessages": ["Transition id '10' is not valid for this issue."], "errors": {}})
+    rsps.post(f"{API}/issue", status=201, json=created("102"))
+    adapter.create("change", {"summary": "Deploy 2", "status": "Assess"}, "CHG-2")
+    sent = [body(c) for c in rsps.calls if c.request.url == f"{API}/issue"]
+    assert [s.get("transition") for s in sent] == [None, {"id": "10"}, None]
+    assert flow.status["102"] == "Assess" and flow.reads.count("102") == 1
 
 
 def test_create_in_initial_status_needs_no_transition(rsps: responses.RequestsMock) -> None:

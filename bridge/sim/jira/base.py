@@ -15,9 +15,9 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from bridge.sim.jira_catalog import Catalog, Project
-from bridge.sim.jira_render import View, user_json
-from bridge.sim.jira_state import Clock, Issue, JiraState, Version
+from bridge.sim.jira.catalog import Catalog, Project
+from bridge.sim.jira.render import View, user_json
+from bridge.sim.jira.state import Clock, Issue, JiraState, Version
 from bridge.sim.webhooks import WebhookSender, sign_hub
 
 ISSUE_NOT_FOUND = "Issue does not exist or you do not have permission to see it."

@@ -14,10 +14,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bridge.sim.jira_base import ApiError, bad_request, json_object
-from bridge.sim.jira_jql import parse_jql
-from bridge.sim.jira_render import FIELD_NAMES, View
-from bridge.sim.jira_routes import (
+from bridge.sim.jira.base import ApiError, bad_request, json_object
+from bridge.sim.jira.jql import parse_jql
+from bridge.sim.jira.render import FIELD_NAMES, View
+from bridge.sim.jira.routes import (
     RouteTable,
     expand_set,
     int_param,
@@ -28,7 +28,7 @@ from bridge.sim.jira_routes import (
     wanted_fields,
     with_transitions,
 )
-from bridge.sim.jira_store import WEBHOOK_PATH, JiraStore
+from bridge.sim.jira.store import WEBHOOK_PATH, JiraStore
 
 SEARCH_REMOVED = ("The requested API has been removed. Please migrate to the /rest/api/3/search/jql "
                   "API. A full migration guideline is available at "

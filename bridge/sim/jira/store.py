@@ -11,13 +11,14 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from bridge.sim.jira_base import ApiError, bad_request, json_object
-from bridge.sim.jira_catalog import ISSUE_TYPES, LINK_TYPES
-from bridge.sim.jira_issues import IssueOps
-from bridge.sim.jira_jql import DATE_FIELDS, Clause, JqlError, Query, parse_date
-from bridge.sim.jira_render import View, issue_link_json
-from bridge.sim.jira_state import Issue, IssueLink, Webhook
-from bridge.sim.jira_versions import VersionOps
+from bridge.sim.jira.base import ApiError, bad_request, json_object
+from bridge.sim.jira.catalog import ISSUE_TYPES, LINK_TYPES
+from bridge.sim.jira.comments import CommentOps
+from bridge.sim.jira.issues import IssueOps
+from bridge.sim.jira.jql import DATE_FIELDS, Clause, JqlError, Query, parse_date
+from bridge.sim.jira.render import View, issue_link_json
+from bridge.sim.jira.state import Issue, IssueLink, Webhook
+from bridge.sim.jira.versions import VersionOps
 
 WEBHOOK_EVENTS = frozenset({
     "jira:issue_created", "jira:issue_updated", "jira:issue_deleted",
@@ -29,7 +30,7 @@ WEBHOOK_PATH = "/rest/webhooks/1.0/webhook"
 Predicate = Callable[[Issue], bool]
 
 
-class JiraStore(VersionOps, IssueOps):
+class JiraStore(VersionOps, IssueOps, CommentOps):
     # -- issue links --------------------------------------------------------------------------
 
     def create_link(self, view: View, body: Any) -> IssueLink:

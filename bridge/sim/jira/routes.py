@@ -14,8 +14,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bridge.sim.jira_base import ApiError, bad_request
-from bridge.sim.jira_catalog import (
+from bridge.sim.jira.base import ApiError, bad_request
+from bridge.sim.jira.catalog import (
     FIELDS,
     ISSUE_TYPES,
     LINK_TYPES,
@@ -24,7 +24,7 @@ from bridge.sim.jira_catalog import (
     RESOLUTIONS,
     STATUSES,
 )
-from bridge.sim.jira_render import (
+from bridge.sim.jira.render import (
     ALL_FIELD_IDS,
     FIELD_NAMES,
     View,
@@ -39,7 +39,7 @@ from bridge.sim.jira_render import (
     transition_json,
     user_json,
 )
-from bridge.sim.jira_store import JiraStore
+from bridge.sim.jira.store import JiraStore
 
 Handler = Callable[[JiraStore, View, Request, Any], Response]
 

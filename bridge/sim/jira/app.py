@@ -23,14 +23,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bridge.sim.control import ASGIApp, SimControl
-from bridge.sim.jira_base import ApiError
-from bridge.sim.jira_jql import JqlError
-from bridge.sim.jira_render import View
-from bridge.sim.jira_routes import API, Handler
-from bridge.sim.jira_search import SEARCH, WEBHOOKS
-from bridge.sim.jira_seed import SEEDS, build_seed
-from bridge.sim.jira_state import load_state, save_state
-from bridge.sim.jira_store import JiraStore
+from bridge.sim.jira.base import ApiError
+from bridge.sim.jira.jql import JqlError
+from bridge.sim.jira.render import View
+from bridge.sim.jira.resources import RESOURCES
+from bridge.sim.jira.routes import API, Handler
+from bridge.sim.jira.search import SEARCH, WEBHOOKS
+from bridge.sim.jira.seed import SEEDS, build_seed
+from bridge.sim.jira.state import load_state, save_state
+from bridge.sim.jira.store import JiraStore
 from bridge.sim.webhooks import WebhookSender
 
 FLAVORS = ("cloud", "server")
@@ -89,7 +90,7 @@ def create_jira_app(*, flavor: str = "cloud", seed: str = "empty", latency_ms: i
     auth = _Authenticator(*credentials)
     for version, prefix in API_PREFIXES.items():
         api = "2" if version == "latest" else version
-        for path, methods, handler in API.routes + SEARCH.routes:
+        for path, methods, handler in RESOURCES.routes + API.routes + SEARCH.routes:
             routes.append(Route(prefix + path, _endpoint(handler, store, auth, api, flavor),
                                 methods=methods))
     for path, methods, handler in WEBHOOKS.routes:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.sim.jira_base import StoreBase, bad_request, json_object, parse_iso_date
-from bridge.sim.jira_catalog import STATUSES
-from bridge.sim.jira_render import View, version_json
-from bridge.sim.jira_state import Version
+from bridge.sim.jira.base import StoreBase, bad_request, json_object, parse_iso_date
+from bridge.sim.jira.catalog import STATUSES
+from bridge.sim.jira.render import View, version_json
+from bridge.sim.jira.state import Version
 
 DUPLICATE_NAME = "A version with this name already exists in this project."
 #: Properties of Jira's Version bean; others get Jira's "Unrecognized field" 400.

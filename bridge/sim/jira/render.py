@@ -7,12 +7,13 @@ as Atlassian Document Format; `/rest/api/2` (and webhook payloads) as plain stri
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from bridge.sim.jira_catalog import (
+from bridge.sim.jira.catalog import (
     FIELDS,
     ISSUE_TYPES,
     LINK_TYPES,
@@ -21,17 +22,20 @@ from bridge.sim.jira_catalog import (
     RESOLUTIONS,
     STATUS_CATEGORIES,
     STATUSES,
+    USERS,
     IssueType,
     LinkType,
     Project,
     Status,
     Transition,
+    User,
 )
-from bridge.sim.jira_state import Issue, IssueLink, JiraState, Version
+from bridge.sim.jira.state import Issue, IssueLink, JiraState, Version
 
 ISSUE_EXPAND = "renderedFields,names,schema,operations,editmeta,changelog,versionedRepresentations"
 ALL_FIELD_IDS: tuple[str, ...] = tuple(f.id for f in FIELDS)
 FIELD_NAMES: dict[str, str] = {f.id: f.name for f in FIELDS}
+FIELD_SCHEMAS: dict[str, dict[str, Any]] = {f.id: f.schema for f in FIELDS}
 ACCOUNT_ID = "5b10a2844c20165700ede21g"
 
 
@@ -93,22 +97,32 @@ def adf_to_text(doc: Any) -> str:
 
 # -- configuration objects ----------------------------------------------------------------------
 
-def user_json(view: View) -> dict[str, Any]:
-    avatar = "https://avatar.example.invalid/admin.png"
-    user: dict[str, Any] = {
-        "self": f"{view.rest}/user?accountId={ACCOUNT_ID}",
-        "emailAddress": "admin@example.com",
+def user_json(view: View, user: User | None = None) -> dict[str, Any]:
+    """A user as Jira shows it: Cloud by account id, Server/DC by name and key."""
+    user = user or USERS[0]
+    avatar = f"https://avatar.example.invalid/{user.name}.png"
+    body: dict[str, Any] = {
+        "self": f"{view.rest}/user?accountId={user.account_id}",
+        "emailAddress": user.email,
         "avatarUrls": {size: avatar for size in ("16x16", "24x24", "32x32", "48x48")},
-        "displayName": "Administrator",
+        "displayName": user.display_name,
         "active": True,
-        "timeZone": "UTC",
+        "timeZone": user.time_zone,
         "locale": "en_US",
     }
     if view.flavor == "cloud":
-        user.update(accountId=ACCOUNT_ID, accountType="atlassian")
+        body.update(accountId=user.account_id, accountType="atlassian")
     else:
-        user.update(self=f"{view.rest}/user?username=admin", name="admin", key="JIRAUSER10000")
-    return user
+        body.update(self=f"{view.rest}/user?username={user.name}", name=user.name, key=user.key)
+    return body
+
+
+def user_details(view: View, name: str | None) -> dict[str, Any] | None:
+    """The shorter user object embedded in issues and comments (UserDetails: no locale)."""
+    user = next((u for u in USERS if u.name == name), None)
+    if user is None:
+        return None
+    return {k: v for k, v in user_json(view, user).items() if k != "locale"}
 
 
 def status_category_json(view: View, key: str) -> dict[str, Any]:
@@ -135,9 +149,9 @@ def issuetype_json(view: View, issue_type: IssueType) -> dict[str, Any]:
         "iconUrl": f"{view.base}/rest/api/2/universal_avatar/view/type/issuetype/avatar/"
                    f"{issue_type.avatar_id}?size=medium",
         "name": issue_type.name,
-        "subtask": False,
+        "subtask": issue_type.subtask,
         "avatarId": issue_type.avatar_id,
-        "hierarchyLevel": 0,
+        "hierarchyLevel": -1 if issue_type.subtask else 0,
     }
 
 
@@ -322,7 +336,72 @@ def _field_value(view: View, state: JiraState, issue: Issue, field_id: str) -> A
         return resolution_json(view, issue.resolution_id) if issue.resolution_id else None
     if field_id == "duedate":
         return issue.due_date.isoformat() if issue.due_date else None
+    if field_id in ("reporter", "assignee", "creator"):
+        return user_details(view, getattr(issue, field_id))
+    if field_id == "comment":
+        comments = [comment_json(view, issue, c) for c in issue.comments]
+        return {"self": f"{view.rest}/issue/{issue.id}/comment", "comments": comments,
+                "maxResults": len(comments), "total": len(comments), "startAt": 0}
+    if field_id == "parent":
+        parent = state.issues.get(issue.parent_id) if issue.parent_id else None
+        return linked_issue_json(view, parent) if parent else None
     return issue.custom.get(field_id)
+
+
+def html_text(text: str | None) -> str | None:
+    """Wiki text as the HTML Jira renders (`renderedBody`, `renderedFields`): escaped
+    lines, one paragraph per blank-line separated block."""
+    if text is None:
+        return None
+    escaped = html.escape(text).split("\n\n")
+    return "".join(f"<p>{block.replace(chr(10), '<br/>')}</p>" for block in escaped)
+
+
+def comment_json(view: View, issue: Issue, comment: dict[str, Any],
+                 rendered: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "self": f"{view.rest}/issue/{issue.id}/comment/{comment['id']}",
+        "id": str(comment["id"]),
+        "author": user_details(view, comment["author"]),
+        "body": text_to_adf(comment["body"]) if view.adf else comment["body"],
+        "updateAuthor": user_details(view, comment.get("update_author") or comment["author"]),
+        "created": jira_timestamp(comment["created"]),
+        "updated": jira_timestamp(comment["updated"]),
+    }
+    if view.flavor == "cloud":
+        body["jsdPublic"] = True
+    if rendered:
+        body["renderedBody"] = html_text(comment["body"])
+    return body
+
+
+def worklog_json(view: View, issue: Issue, worklog: dict[str, Any]) -> dict[str, Any]:
+    seconds = int(worklog["seconds"])
+    body: dict[str, Any] = {
+        "self": f"{view.rest}/issue/{issue.id}/worklog/{worklog['id']}",
+        "id": str(worklog["id"]),
+        "issueId": str(issue.id),
+        "author": user_details(view, worklog["author"]),
+        "updateAuthor": user_details(view, worklog["author"]),
+        "created": jira_timestamp(worklog["created"]),
+        "updated": jira_timestamp(worklog["updated"]),
+        "started": jira_timestamp(worklog["started"]),
+        "timeSpent": duration_text(seconds),
+        "timeSpentSeconds": seconds,
+    }
+    if worklog.get("comment") is not None:
+        body["comment"] = text_to_adf(worklog["comment"]) if view.adf else worklog["comment"]
+    return body
+
+
+def duration_text(seconds: int) -> str:
+    """Jira's short duration (`1d 2h 30m`, 8-hour days, 5-day weeks)."""
+    parts = []
+    for unit, size in (("w", 5 * 8 * 3600), ("d", 8 * 3600), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return " ".join(parts) or "0m"
 
 
 def history_json(view: View, entry: dict[str, Any]) -> dict[str, Any]:
@@ -347,8 +426,70 @@ def issue_json(view: View, state: JiraState, issue: Issue, wanted: Iterable[str]
     }
     if "names" in expand:
         body["names"] = {f: FIELD_NAMES[f] for f in fields if f in FIELD_NAMES}
+    if "schema" in expand:
+        body["schema"] = {f: FIELD_SCHEMAS[f] for f in fields if f in FIELD_SCHEMAS}
+    if "renderedFields" in expand:
+        body["renderedFields"] = rendered_fields(issue, fields, body["fields"])
+    if "editmeta" in expand:
+        body["editmeta"] = {"fields": edit_meta(view, issue)}
     if "changelog" in expand:
         histories = [history_json(view, h) for h in reversed(issue.history)]
         body["changelog"] = {"startAt": 0, "maxResults": len(histories),
                              "total": len(histories), "histories": histories}
     return body
+
+
+def rendered_fields(issue: Issue, fields: Iterable[str], values: dict[str, Any]) -> dict[str, Any]:
+    """`expand=renderedFields`: rich text as HTML, dates as the user sees them, the rest
+    null (Jira renders only fields with a renderer)."""
+    out: dict[str, Any] = {}
+    for field_id in fields:
+        if field_id == "description":
+            out[field_id] = html_text(issue.description)
+        elif field_id == "comment":
+            page = values.get("comment") or {}
+            comments = [{**c, "body": html_text(raw["body"])}
+                        for c, raw in zip(page.get("comments", []), issue.comments, strict=False)]
+            out[field_id] = {**page, "comments": comments}
+        elif field_id in ("created", "updated", "resolutiondate"):
+            moment = getattr(issue, "resolution_date" if field_id == "resolutiondate" else field_id)
+            out[field_id] = moment.strftime("%d/%b/%y %I:%M %p") if moment else None
+        else:
+            out[field_id] = None
+    return out
+
+
+#: Fields an issue's edit screen has (`editmeta`) and the operations each takes.
+EDIT_OPERATIONS: dict[str, tuple[str, ...]] = {
+    "summary": ("set",), "description": ("set",), "priority": ("set",),
+    "labels": ("add", "set", "remove"), "fixVersions": ("set", "add", "remove"),
+    "versions": ("set", "add", "remove"), "duedate": ("set",), "assignee": ("set",),
+    "reporter": ("set",), "comment": ("add", "edit", "remove"), "issuelinks": ("add",),
+    "customfield_10010": ("set",), "customfield_10011": ("set",),
+    "customfield_10012": ("set",),
+}
+
+
+def field_meta(view: View, field_id: str, required: bool,
+               operations: tuple[str, ...] | None = None, issue: Issue | None = None,
+               project: Project | None = None) -> dict[str, Any]:
+    """FieldMetadata: what the create and edit screens say about one field."""
+    meta: dict[str, Any] = {"required": required, "schema": FIELD_SCHEMAS[field_id],
+                            "name": FIELD_NAMES[field_id], "key": field_id,
+                            "operations": list(operations or EDIT_OPERATIONS.get(field_id, ("set",))),
+                            "hasDefaultValue": field_id == "priority"}
+    if field_id == "priority":
+        meta["allowedValues"] = [priority_json(view, p) for p in PRIORITIES]
+    elif field_id in ("fixVersions", "versions") and project is not None:
+        meta["allowedValues"] = []  # filled by the caller, who knows the versions
+    elif field_id == "issuetype" and project is not None:
+        meta["allowedValues"] = [issuetype_json(view, ISSUE_TYPES[t])
+                                 for t in project.issue_type_ids]
+    elif field_id == "project" and project is not None:
+        meta["allowedValues"] = [project_json(view, project)]
+    return meta
+
+
+def edit_meta(view: View, issue: Issue) -> dict[str, Any]:
+    return {f: field_meta(view, f, f == "summary", issue=issue) for f in EDIT_OPERATIONS
+            if f != "reporter" or view.flavor == "server"}

@@ -11,8 +11,8 @@ import copy
 from datetime import datetime
 from typing import Any
 
-from bridge.sim.jira_base import StoreBase, bad_request, json_object, parse_iso_date
-from bridge.sim.jira_catalog import (
+from bridge.sim.jira.base import StoreBase, bad_request, json_object, parse_iso_date
+from bridge.sim.jira.catalog import (
     CANCELED_RESOLUTION,
     CANCELED_STATUSES,
     CUSTOM_FIELD_TYPES,
@@ -23,14 +23,15 @@ from bridge.sim.jira_catalog import (
     PRIORITIES,
     RESOLUTIONS,
     STATUSES,
+    USERS,
     Project,
     Transition,
 )
-from bridge.sim.jira_render import View, adf_to_text, issue_json, jira_timestamp
-from bridge.sim.jira_state import Issue
+from bridge.sim.jira.render import View, adf_to_text, issue_json, jira_timestamp
+from bridge.sim.jira.state import Issue
 
 EDITABLE = frozenset({"summary", "description", "priority", "labels", "fixVersions", "versions",
-                      "duedate", "resolution", *CUSTOM_FIELD_TYPES})
+                      "duedate", "resolution", "assignee", "reporter", *CUSTOM_FIELD_TYPES})
 #: The `field` name Jira writes in changelog items.
 CHANGELOG_NAMES = {"fixVersions": "Fix Version", "versions": "Version",
                    **{f.id: f.name for f in FIELDS if f.custom}}
@@ -62,7 +63,9 @@ class IssueOps(StoreBase):
                       issuetype_id=issue_type.id if issue_type else "", summary="",
                       status_id="", created=self.clock.now(), updated=self.clock.now(),
                       priority_id=DEFAULT_PRIORITY)
-        settable = {k: v for k, v in fields.items() if k not in ("project", "issuetype")}
+        if issue_type is not None:
+            draft.parent_id = self._create_parent(issue_type, fields.get("parent"), errors)
+        settable = {k: v for k, v in fields.items() if k not in ("project", "issuetype", "parent")}
         self._apply_fields(view, draft, settable, errors)
         update = body.get("update") or {}
         links: list[dict[str, Any]] = []
@@ -70,6 +73,9 @@ class IssueOps(StoreBase):
             update = {k: v for k, v in update.items() if k != "issuelinks"}
             links = self._link_adds(body["update"]["issuelinks"], errors)
         self._apply_updates(view, draft, update, errors)
+        transition = None
+        if issue_type is not None and "transition" in body:
+            transition = self._create_transition(issue_type.workflow, body["transition"])
         if errors:
             raise bad_request(errors)
         assert project is not None and issue_type is not None
@@ -86,7 +92,41 @@ class IssueOps(StoreBase):
         for link in links:  # the other side is named; this new issue is the missing one
             side = "outwardIssue" if "inwardIssue" in link else "inwardIssue"
             self.create_link(view, {**link, side: {"id": str(draft.id)}})  # type: ignore[attr-defined]
+        if transition is not None:  # Cloud runs it right after the create, as its own step
+            self._apply_transition(view, draft, transition, {}, {})
         return draft
+
+    def _create_parent(self, issue_type: Any, ref: Any, errors: dict[str, str]) -> int | None:
+        """A sub-task needs a `parent` (by key or id) that is no sub-task; others take none."""
+        if not issue_type.subtask:
+            if ref is not None:
+                errors["parent"] = cannot_set("parent")
+            return None
+        parent = None
+        if isinstance(ref, dict) and (ref.get("key") or ref.get("id")):
+            parent = self.find_issue(ref.get("key") or ref.get("id"))
+        if parent is None:
+            errors["parent"] = "Could not find issue by id or key." if ref else \
+                "Parent is required for a sub-task."
+            return None
+        if ISSUE_TYPES[parent.issuetype_id].subtask:
+            errors["parent"] = "A sub-task cannot be the parent of another sub-task."
+            return None
+        return parent.id
+
+    def _create_transition(self, workflow: Any, ref: Any) -> Transition:
+        """The `transition` of a create body (Cloud: "optional when creating an issue"): it
+        must be one the workflow offers from its initial status; checked before anything is
+        created, so a refused transition creates nothing."""
+        transition_id = str(ref.get("id", "")) if isinstance(ref, dict) else ""
+        if not transition_id:
+            raise bad_request(None, "Missing 'transition' identifier")
+        transition = next((t for t in workflow.available(workflow.initial)
+                           if t.id == transition_id), None)
+        if transition is None:
+            raise bad_request(None, f"Transition id '{transition_id}' is not valid for this "
+                                    f"issue.")
+        return transition
 
     def _link_adds(self, operations: Any, errors: dict[str, str]) -> list[dict[str, Any]]:
         """Validate `update.issuelinks` of a create: `[{"add": {"type": {...}, "inwardIssue"
@@ -155,12 +195,16 @@ class IssueOps(StoreBase):
         if transition is None:
             raise bad_request(None, f"Transition id '{transition_id}' is not valid for this "
                                     f"issue.")
+        fields = json_object(body.get("fields") or {}, "fields object")
+        self._apply_transition(view, issue, transition, fields, body.get("update") or {})
+
+    def _apply_transition(self, view: View, issue: Issue, transition: Transition,
+                          fields: dict[str, Any], update: Any) -> None:
         errors: dict[str, str] = {}
         draft = copy.deepcopy(issue)
         draft.status_id = transition.to
-        fields = json_object(body.get("fields") or {}, "fields object")
         self._apply_fields(view, draft, fields, errors)
-        self._apply_updates(view, draft, body.get("update") or {}, errors)
+        self._apply_updates(view, draft, update, errors)
         if errors:
             raise bad_request(errors)
         if STATUSES[transition.to].category == "done":
@@ -175,13 +219,15 @@ class IssueOps(StoreBase):
     # -- shared write path --------------------------------------------------------------------
 
     def _commit(self, view: View, issue: Issue, draft: Issue) -> None:
-        """Apply a validated draft; record the changelog, bump `updated`, fire the webhook."""
+        """Apply a validated draft; record the changelog, bump `updated`, fire the webhook.
+        Comments move `updated` but leave no changelog item, as in Jira."""
         items = changelog_items(self, issue, draft)
-        if not items:
+        if not items and issue.comments == draft.comments:
             return
         draft.updated = self.clock.now()
         entry = {"id": self.state.new_id("history"), "created": draft.updated, "items": items}
-        draft.history.append(entry)
+        if items:
+            draft.history.append(entry)
         vars(issue).update(vars(draft))
         self.emit(view, "jira:issue_updated", lambda: {
             "issue_event_type_name": "issue_generic",
@@ -225,7 +271,8 @@ class IssueOps(StoreBase):
             return
         for field_id, operations in update.items():
             if field_id == "comment":
-                continue  # comments are accepted and not kept by the simulator
+                self._comment_operations(draft, operations, errors)
+                continue
             if field_id not in EDITABLE:
                 errors[field_id] = cannot_set(field_id)
                 continue
@@ -238,6 +285,40 @@ class IssueOps(StoreBase):
                     break
                 verb, value = next(iter(operation.items()))
                 self._operate(view, draft, field_id, verb, value, errors)
+
+    def _comment_operations(self, draft: Issue, operations: Any, errors: dict[str, str]) -> None:
+        """`update.comment`: `[{"add": {"body": ...}}, {"edit": {"id", "body"}},
+        {"remove": {"id"}}]`, applied to the draft (kept only when the whole write is valid)."""
+        if not isinstance(operations, list):
+            errors["comment"] = "Operations must be given as a list."
+            return
+        for operation in operations:
+            if not isinstance(operation, dict) or len(operation) != 1:
+                errors["comment"] = "Each operation must be an object with one verb."
+                return
+            verb, value = next(iter(operation.items()))
+            if verb not in ("add", "edit", "remove") or not isinstance(value, dict):
+                errors["comment"] = f"Field 'comment' does not support operation '{verb}'"
+                return
+            found = None
+            if verb != "add":
+                found = next((c for c in draft.comments if str(c["id"]) == str(value.get("id"))), None)
+                if found is None:
+                    errors["comment"] = f"Can not find a comment for the id: {value.get('id')}."
+                    return
+            if verb == "remove":
+                draft.comments.remove(found)
+                continue
+            text = comment_text(value.get("body"))
+            if text is None:
+                errors["comment"] = "Comment body can not be empty!"
+                return
+            now = self.clock.now()
+            if found is not None:
+                found.update(body=text, updated=now, update_author="admin")
+            else:
+                draft.comments.append({"id": self.state.new_id("comment"), "body": text,
+                                       "author": "admin", "created": now, "updated": now})
 
     def _operate(self, view: View, draft: Issue, field_id: str, verb: str, value: Any,
                  errors: dict[str, str]) -> None:
@@ -299,8 +380,30 @@ class IssueOps(StoreBase):
             draft.due_date = parse_iso_date(value, "duedate", errors)
         elif field_id == "resolution":
             self._set_resolution(draft, value, errors)
+        elif field_id in ("assignee", "reporter"):
+            self._set_user(view, draft, field_id, value, errors)
         else:
             self._set_custom(draft, field_id, value, errors)
+
+    @staticmethod
+    def _set_user(view: View, draft: Issue, field_id: str, value: Any,
+                  errors: dict[str, str]) -> None:
+        """A user field: null, or `{"accountId"}` on Cloud / `{"name"}` on Server/DC."""
+        if value is None:
+            if field_id == "reporter":
+                errors[field_id] = "Reporter is required."
+            else:
+                draft.assignee = None
+            return
+        ref_key = "accountId" if view.flavor == "cloud" else "name"
+        ref = value.get(ref_key) if isinstance(value, dict) else None
+        user = next((u for u in USERS if ref in (u.account_id if view.flavor == "cloud" else u.name,)),
+                    None)
+        if user is None:
+            errors[field_id] = (f"Specify a valid '{ref_key}' for {field_id.title()}"
+                                if ref is None else f"User '{ref}' does not exist.")
+            return
+        setattr(draft, field_id, user.name)
 
     @staticmethod
     def _description(view: View, value: Any, errors: dict[str, str]) -> str | None:
@@ -387,6 +490,14 @@ class IssueOps(StoreBase):
 _VERSION_ATTR = {"fixVersions": "fix_versions", "versions": "versions"}
 
 
+def comment_text(body: Any) -> str | None:
+    """A comment body as stored: a non-blank string or an Atlassian Document (v3); None when
+    missing or empty."""
+    if isinstance(body, dict) and body.get("type") == "doc":
+        body = adf_to_text(body)
+    return body if isinstance(body, str) and body.strip() else None
+
+
 def _item(field_id: str, old: Any, new: Any, old_text: Any, new_text: Any) -> dict[str, Any]:
     return {"field": CHANGELOG_NAMES.get(field_id, field_id),
             "fieldtype": "custom" if field_id.startswith("customfield_") else "jira",
@@ -421,6 +532,10 @@ def changelog_items(store: StoreBase, before: Issue, after: Issue) -> list[dict[
             items.append(_item(field_id, str(removed), None, name, None))
         for added in [v for v in new_ids if v not in old_ids]:
             items.append(_item(field_id, None, str(added), None, store.state.versions[added].name))
+    for field_id in ("assignee", "reporter"):
+        old, new = getattr(before, field_id), getattr(after, field_id)
+        if old != new:
+            items.append(_item(field_id, old, new, _display(old), _display(new)))
     if before.due_date != after.due_date:
         old_text = before.due_date.isoformat() if before.due_date else None
         new_text = after.due_date.isoformat() if after.due_date else None
@@ -435,3 +550,7 @@ def changelog_items(store: StoreBase, before: Issue, after: Issue) -> list[dict[
 def _resolution_name(resolution_id: str | None) -> str | None:
     return RESOLUTIONS[resolution_id][0] if resolution_id else None
 
+
+
+def _display(name: str | None) -> str | None:
+    return next((u.display_name for u in USERS if u.name == name), None)

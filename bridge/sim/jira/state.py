@@ -52,6 +52,15 @@ class Issue:
     custom: dict[str, Any] = field(default_factory=dict)
     #: Change history, newest last: {"id", "created" (datetime), "items": [...]}.
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: Comments, oldest first: {"id", "body", "author", "created", "updated"} (user names).
+    comments: list[dict[str, Any]] = field(default_factory=list)
+    #: Work logged, oldest first: {"id", "comment", "author", "started", "seconds",
+    #: "created", "updated"}.
+    worklogs: list[dict[str, Any]] = field(default_factory=list)
+    reporter: str | None = "admin"
+    assignee: str | None = None
+    creator: str = "admin"
+    parent_id: int | None = None
 
 
 @dataclass
@@ -88,7 +97,7 @@ class JiraState:
     issue_numbers: dict[int, int] = field(default_factory=dict)
 
     def new_id(self, kind: str) -> int:
-        value = self.next_ids[kind]
+        value = self.next_ids.get(kind, 10000)  # kinds added later start where others did
         self.next_ids[kind] = value + 1
         return value
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from bridge.sim.jira_catalog import (
+from bridge.sim.jira.catalog import (
     CANCELED_RESOLUTION,
     CANCELED_STATUSES,
     DONE_RESOLUTION,
@@ -18,7 +18,7 @@ from bridge.sim.jira_catalog import (
     PROJECTS,
     STATUSES,
 )
-from bridge.sim.jira_state import Issue, IssueLink, JiraState, Version
+from bridge.sim.jira.state import Issue, IssueLink, JiraState, Version
 
 SEEDS = ("empty", "demo")
 OPS = PROJECTS[10000]

@@ -2,7 +2,8 @@
 
 A real instance is configured by an administrator before anyone syncs with it; the simulator
 has that configuration built in, identical for every seed (DESIGN §7): project `OPS` with the
-issue types `Change`, `Incident` and `Task`, their workflows, and the link types relbridge
+issue types `Change`, `Incident`, `Task`,
+`Bug` and `Sub-task`, their workflows, and the link types relbridge
 uses. Only versions, issues, links and webhooks are data (see `jira_state`).
 """
 
@@ -62,6 +63,7 @@ class IssueType:
     description: str
     workflow: Workflow
     avatar_id: int
+    subtask: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,18 @@ class Project:
     name: str
     description: str
     issue_type_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class User:
+    """A Jira user: Cloud knows it by `account_id`, Server/DC by `name` and `key`."""
+
+    name: str
+    key: str
+    account_id: str
+    display_name: str
+    email: str
+    time_zone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -155,11 +169,26 @@ ISSUE_TYPES: dict[str, IssueType] = {t.id: t for t in (
               CHANGE_WORKFLOW, 10310),
     IssueType("10003", "Incident", "An unplanned interruption or reduction in quality of "
               "a service.", INCIDENT_WORKFLOW, 10303),
+    IssueType("10004", "Bug", "A problem which impairs or prevents the functions of the "
+              "product.", TASK_WORKFLOW, 10303),
+    IssueType("10005", "Sub-task", "A small piece of work that's part of a larger task.",
+              TASK_WORKFLOW, 10316, subtask=True),
 )}
+
+#: The users of the instance; the API user (`admin`) is the first.
+USERS: tuple[User, ...] = (
+    User("admin", "JIRAUSER10000", "5b10a2844c20165700ede21g", "Administrator",
+         "admin@example.com"),
+    User("alice", "JIRAUSER10100", "5b10ac8d82e05b22cc7d4ef5", "Alice Change-Manager",
+         "alice@example.com", "Europe/Berlin"),
+    User("bob", "JIRAUSER10101", "5b10a0effa615349cb016cd8", "Bob On-Call",
+         "bob@example.com", "America/New_York"),
+)
+API_USER = USERS[0]
 
 PROJECTS: dict[int, Project] = {p.id: p for p in (
     Project(10000, "OPS", "Operations", "Release, change and incident records.",
-            ("10001", "10002", "10003")),
+            ("10001", "10002", "10003", "10004", "10005")),
 )}
 
 LINK_TYPES: dict[str, LinkType] = {t.id: t for t in (
@@ -215,6 +244,12 @@ FIELDS: tuple[FieldDef, ...] = (
     FieldDef("resolutiondate", "Resolved", _system("datetime", "resolutiondate"),
              ("resolutiondate", "resolved"), orderable=False),
     FieldDef("duedate", "Due date", _system("date", "duedate"), ("due", "duedate")),
+    FieldDef("reporter", "Reporter", _system("user", "reporter"), ("reporter",)),
+    FieldDef("assignee", "Assignee", _system("user", "assignee"), ("assignee",)),
+    FieldDef("creator", "Creator", _system("user", "creator"), ("creator",), orderable=False),
+    FieldDef("comment", "Comment", _system("comments-page", "comment"), ("comment",),
+             navigable=False),
+    FieldDef("parent", "Parent", _system("issuelink", "parent"), ("parent",)),
     FieldDef("customfield_10010", "Change risk",
              _custom("string", "com.atlassian.jira.plugin.system.customfieldtypes:textfield",
                      10010), ("cf[10010]", "Change risk"), custom=True),
