@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bridge.sim.servicenow_schema import choice_rows, dictionary_rows
-from bridge.sim.servicenow_store import ServiceNowStore
+from bridge.sim.servicenow.schema import choice_rows, dictionary_rows
+from bridge.sim.servicenow.store import ServiceNowStore
 
 #: The admin user's sys_id on every real instance.
 ADMIN_SYS_ID = "6816f79cc0a8016401c5a33be04be441"

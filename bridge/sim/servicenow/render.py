@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.sim.servicenow_schema import CLASS_NAME, REFERENCE, TABLES, Column, Table
-from bridge.sim.servicenow_store import Record, ServiceNowStore
+from bridge.sim.servicenow.schema import CLASS_NAME, REFERENCE, TABLES, Column, Table
+from bridge.sim.servicenow.store import Record, ServiceNowStore
 
 DISPLAY_MODES = ("false", "true", "all")
 

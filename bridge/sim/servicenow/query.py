@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from bridge.sim.servicenow_schema import Table
+from bridge.sim.servicenow.schema import Table
 
 Record = dict[str, str]
 

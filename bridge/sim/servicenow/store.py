@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bridge.sim.servicenow_schema import (
+from bridge.sim.servicenow.schema import (
     AUDITED_TABLES,
     BOOLEAN,
     DATETIME,

@@ -26,11 +26,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bridge.sim.control import ASGIApp, SimControl
-from bridge.sim.servicenow_query import Query, parse_query, plain_conditions
-from bridge.sim.servicenow_render import Renderer, View
-from bridge.sim.servicenow_schema import Table
-from bridge.sim.servicenow_seed import SEEDS
-from bridge.sim.servicenow_store import TABLE_NAME, Record, ServiceNowStore, StateFile
+from bridge.sim.servicenow.query import Query, parse_query, plain_conditions
+from bridge.sim.servicenow.render import Renderer, View
+from bridge.sim.servicenow.schema import Table
+from bridge.sim.servicenow.seed import SEEDS
+from bridge.sim.servicenow.store import TABLE_NAME, Record, ServiceNowStore, StateFile
 from bridge.sim.webhooks import WebhookSender, sign_relbridge
 
 log = logging.getLogger(__name__)
