@@ -26,7 +26,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bridge.sim import start_simulators  # noqa: E402
-from bridge.sim.servicenow_store import ServiceNowStore  # noqa: E402
+from bridge.sim.servicenow.store import ServiceNowStore  # noqa: E402
 
 AUTH = ("admin", "admin")
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -48,6 +48,9 @@ DEFAULT_OBJECTS: Mapping[str, str] = {
 AUDIT_ROWS = 200  # newest first: enough for the last change of a few fields
 FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 SYS_FIELDS = ("sys_id", "number", "sys_created_on", "sys_updated_on", "sys_mod_count", "correlation_id")
+#: Rows read by an equality look-up: the instance matches strings ignoring case, so records
+#: differing only in case come back too and are told apart here.
+CASE_VARIANTS = 20
 #: Shown next to ``correlation_id`` in ServiceNow, so people see who tagged the record.
 CORRELATION_DISPLAY = "relbridge"
 LINKED_ENTITIES = frozenset({"change", "incident"})  # the ones with a ``release`` pseudo-field
@@ -188,7 +191,10 @@ class ServiceNowAdapter:
         table = self._table(entity)
         value = query_value(correlation)
         query = f"correlation_id={value}^ORnumber={value}^ORDERBYsys_created_on^ORDERBYsys_id"
-        rows = self._api.list(table, query=query, fields=(), limit=2)
+        # The instance compares strings ignoring case, so `OPS-1` also finds a record tagged
+        # `ops-1`: only exact matches count (a few case variants are read to find them).
+        rows = [r for r in self._api.list(table, query=query, fields=(), limit=CASE_VARIANTS)
+                if value in (r.get("correlation_id"), r.get("number"))]
         if not rows:
             return None
         if len(rows) > 1:
@@ -205,7 +211,8 @@ class ServiceNowAdapter:
         if not FIELD_NAME.match(field):
             raise BadInput(f"ServiceNow field name {field!r} is not a column name")
         query = f"{field}={query_value(value)}^ORDERBYsys_created_on^ORDERBYsys_id"
-        rows = self._api.list(table, query=query, fields=(), limit=2)
+        rows = [r for r in self._api.list(table, query=query, fields=(), limit=CASE_VARIANTS)
+                if _plain(r.get(field)) == value]  # the instance ignores case; we do not
         if len(rows) != 1:
             if rows:
                 log.warning("ServiceNow %s has several records with %s %r; linking none of them",
@@ -349,6 +356,11 @@ class ServiceNowAdapter:
             field_times=field_times,
             untouched=untouched,
         )
+
+
+def _plain(value: Any) -> str:
+    """A column's value as a string (a reference arrives as ``{"link", "value"}``)."""
+    return reference_value(value) if isinstance(value, dict) else str(value or "")
 
 
 def _optional_datetime(value: Any) -> datetime | None:

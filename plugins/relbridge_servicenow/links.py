@@ -10,15 +10,12 @@ change, so the newest link row wins when reading, and writing leaves exactly one
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 
 from relbridge_servicenow.api import TableApi
-from relbridge_servicenow.values import query_value, reference_value
+from relbridge_servicenow.values import in_lists, query_value, reference_value
 
 M2M_TABLE = "rm_m2m_release_task"
-#: sys_ids per ``IN`` condition. About 35 URL-encoded characters each, so a request line
-#: stays near 5 KB: below the 8 KB that proxies and servlet containers commonly allow.
-MAX_IDS_PER_QUERY = 150
 #: Link rows per page of a link query: several per change fit, so one page is the rule.
 LINK_PAGE_SIZE = 1000
 _LINK_FIELDS = ("sys_id", "release", "task")
@@ -35,8 +32,8 @@ class ReleaseLinks:
         """change sys_id -> release sys_id for the changes that have one."""
         ids = sorted({i for i in change_ids if i})
         found: dict[str, str] = {}
-        for chunk in _chunks(ids, MAX_IDS_PER_QUERY):
-            query = f"taskIN{','.join(query_value(i) for i in chunk)}^{_OLDEST_FIRST}"
+        for operand in in_lists(ids):
+            query = f"taskIN{operand}^{_OLDEST_FIRST}"
             for page in self._api.paged(
                 M2M_TABLE, query=query, fields=_LINK_FIELDS, page_size=LINK_PAGE_SIZE
             ):
@@ -71,7 +68,3 @@ class ReleaseLinks:
         """Insert one link row for a change that has none yet (a change just created)."""
         self._api.create(M2M_TABLE, {"release": release_id, "task": change_id})
 
-
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from bridge.adapter import FieldInfo, Metadata
 from bridge.errors import PermanentError
 from relbridge_servicenow.api import TableApi
-from relbridge_servicenow.values import in_list, reference_value
+from relbridge_servicenow.values import in_lists, reference_value
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +51,22 @@ def _lineage(api: TableApi, tables: Iterable[str], page_size: int) -> dict[str, 
     """table -> [table, parent, grandparent, …] from ``sys_db_object.super_class``."""
     name_of: dict[str, str] = {}  # sys_db_object sys_id -> table name
     parent_of: dict[str, str] = {}  # table name -> parent's sys_db_object sys_id
-    query = f"nameIN{in_list(sorted(set(tables)))}"
+    queries = [f"nameIN{operand}" for operand in in_lists(sorted(set(tables)))]
     for _ in range(_MAX_DEPTH):
         wanted: set[str] = set()
-        for page in api.paged("sys_db_object", query=f"{query}^ORDERBYsys_id",
-                              fields=("sys_id", "name", "super_class"), page_size=page_size):
-            for row in page:
-                name_of[str(row["sys_id"])] = str(row["name"])
-                parent = reference_value(row.get("super_class"))
-                if parent:
-                    parent_of[str(row["name"])] = parent
-                    wanted.add(parent)
+        for query in queries:
+            for page in api.paged("sys_db_object", query=f"{query}^ORDERBYsys_id",
+                                  fields=("sys_id", "name", "super_class"), page_size=page_size):
+                for row in page:
+                    name_of[str(row["sys_id"])] = str(row["name"])
+                    parent = reference_value(row.get("super_class"))
+                    if parent:
+                        parent_of[str(row["name"])] = parent
+                        wanted.add(parent)
         wanted -= set(name_of)
         if not wanted:
             break
-        query = f"sys_idIN{in_list(sorted(wanted))}"
+        queries = [f"sys_idIN{operand}" for operand in in_lists(sorted(wanted))]
     lineage = {}
     for table in tables:
         chain = [table]
@@ -78,9 +79,10 @@ def _lineage(api: TableApi, tables: Iterable[str], page_size: int) -> dict[str, 
 def _field_types(api: TableApi, tables: list[str], page_size: int) -> dict[str, dict[str, str]]:
     """table -> element -> internal_type (the table's own row has no element: skipped)."""
     found: dict[str, dict[str, str]] = {}
-    query = f"nameIN{in_list(tables)}^ORDERBYsys_id"
-    for page in api.paged("sys_dictionary", query=query, page_size=page_size,
-                          fields=("name", "element", "internal_type")):
+    pages = (page for operand in in_lists(tables)
+             for page in api.paged("sys_dictionary", query=f"nameIN{operand}^ORDERBYsys_id",
+                                   page_size=page_size, fields=("name", "element", "internal_type")))
+    for page in pages:
         for row in page:
             if row.get("element"):
                 type_ = reference_value(row.get("internal_type")) or "string"
@@ -91,9 +93,11 @@ def _field_types(api: TableApi, tables: list[str], page_size: int) -> dict[str, 
 def _choices(api: TableApi, tables: list[str], page_size: int) -> dict[str, dict[str, list[str]]]:
     """table -> element -> active choice values (several languages collapse to one value)."""
     found: dict[str, dict[str, list[str]]] = {}
-    query = f"nameIN{in_list(tables)}^ORDERBYsys_id"
-    for page in api.paged("sys_choice", query=query, page_size=page_size,
-                          fields=("name", "element", "value", "label", "inactive")):
+    pages = (page for operand in in_lists(tables)
+             for page in api.paged("sys_choice", query=f"nameIN{operand}^ORDERBYsys_id",
+                                   page_size=page_size,
+                                   fields=("name", "element", "value", "label", "inactive")))
+    for page in pages:
         for row in page:
             if str(row.get("inactive", "")).lower() in ("true", "1"):
                 continue

@@ -323,3 +323,63 @@ def test_simulator_webhook_bodies_parse_into_hints(empty: Simulators) -> None:
 def links_of(sims: Simulators, change_id: str) -> list[str]:
     return [r["release"] for r in raw_all(sims, "rm_m2m_release_task", "task,release")
             if r["task"] == change_id]
+
+
+# -- against an instance as strict as a real one ------------------------------------------------
+
+
+def test_correlation_look_up_picks_the_exact_case(empty: Simulators) -> None:
+    """The instance matches `correlation_id=ABC-CASE` to `abc-case` too; the adapter must
+    still pick the record tagged exactly, even when the other one is older."""
+    other = requests.post(f"{empty.servicenow_url}/api/now/table/change_request", auth=AUTH,
+                          json={"correlation_id": "abc-case"}, timeout=5).json()["result"]
+    adapter = make_adapter(empty)
+    mine = adapter.create("change", {"short_description": "Deploy"}, "ABC-CASE")
+
+    found = adapter.find_by_correlation("change", "ABC-CASE")
+    assert found is not None and found.id == mine.id != other["sys_id"]
+    assert adapter.find_by_correlation("change", "Abc-Case") is None
+    same_name = adapter.find_by_field("change", "short_description", "DEPLOY")
+    assert same_name is None  # "Deploy" is not "DEPLOY", whatever the instance says
+
+
+def test_release_look_up_of_thousands_of_changes_pages_its_in_queries(empty: Simulators) -> None:
+    """3000 change ids in one `taskIN…` would be a ~100 KB URL the instance refuses; the
+    adapter sends them in pages that each stay below the instance's URL limit."""
+    adapter = make_adapter(empty)
+    release = adapter.create("release", {"short_description": "R"}, "OPS-V1")
+    changes = [adapter.create("change", {"short_description": f"c{n}", "release": release.id},
+                              f"OPS-{n}") for n in range(3)]
+    ids = [c.id for c in changes] + [f"{n:032x}" for n in range(3000)]
+    log = SimLog(empty.servicenow_url)
+    log.clear()
+
+    found = adapter._links.releases_of(ids)
+
+    assert found == {c.id: release.id for c in changes}
+    statuses = [(r["method"], r["status"]) for r in log.requests()]
+    assert statuses == [("GET", 200)] * math.ceil(len(ids) / 150)
+
+
+def test_metadata_reads_table_inheritance_without_errors(empty: Simulators,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """`sys_db_object` answers the inheritance look-up (rm_release -> planned_task -> task),
+    so metadata no longer logs that it cannot read it."""
+    caplog.set_level("INFO", logger="relbridge_servicenow")
+    metadata = make_adapter(empty, page_size=50).metadata()
+    assert "short_description" in metadata.objects["rm_release"]
+    assert not [r for r in caplog.records if "inheritance" in r.getMessage()]
+
+
+def test_adapter_reads_raw_utc_values_whatever_the_users_time_zone(empty: Simulators) -> None:
+    """The API user is in New York on the simulator (as users on real instances are rarely
+    UTC); the adapter's datetimes must still be the stored UTC values."""
+    adapter = make_adapter(empty)
+    made = adapter.create("change", {"short_description": "d", "start_date": "2030-07-01 12:00:00"},
+                          "OPS-TZ")
+    read = adapter.read("change", made.id, ["start_date"])
+    assert read is not None and read.fields["start_date"] == "2030-07-01 12:00:00"
+    shown = requests.get(f"{empty.servicenow_url}/api/now/table/change_request/{made.id}",
+                         params={"sysparm_display_value": "true", "sysparm_fields": "start_date"},
+                         auth=AUTH, timeout=5).json()["result"]["start_date"]
+    assert shown == "07/01/2030 08:00:00"  # what a display-value read would have got

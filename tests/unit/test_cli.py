@@ -139,7 +139,7 @@ def test_wheel_ships_plugins_and_default_mappings(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in ("relbridge_servicenow/__init__.py", "relbridge_jira/adapter.py", "relbridge_gate/__init__.py",
                      "bridge/default_mappings/servicenow.toml", "bridge/default_mappings/jira.toml",
-                     "bridge/sim/servicenow.py"):
+                     "bridge/sim/servicenow/app.py"):
         assert expected in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()

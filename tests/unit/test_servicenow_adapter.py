@@ -230,13 +230,25 @@ def test_find_by_correlation(adapter, mocked) -> None:
     sent = params(mocked.calls[0])
     assert sent["sysparm_query"] == ("correlation_id=OPS-V10000^ORnumber=OPS-V10000"
                                      "^ORDERBYsys_created_on^ORDERBYsys_id")
-    assert sent["sysparm_limit"] == "2"
+    assert sent["sysparm_limit"] == "20"  # case variants come back too; exact ones count
     assert sent["sysparm_fields"] == ""
+
+
+def test_find_by_correlation_ignores_other_case_variants(adapter, mocked) -> None:
+    """The instance matches strings ignoring case; only the exactly tagged record counts."""
+    mocked.get(f"{API}/rm_release", json={"result": [
+        row(1, "2025-03-01 10:00:00", correlation_id="ops-v1"),
+        row(2, "2025-03-01 10:00:05", correlation_id="OPS-V1")]})
+
+    record = adapter.find_by_correlation("release", "OPS-V1")
+
+    assert record is not None and record.id == sid(2)
 
 
 def test_find_by_field_links_only_a_single_match(adapter, mocked) -> None:
     mocked.get(f"{API}/rm_release", json={"result": [row(1, "2025-03-01 10:00:00", short_description="R 1.0")]})
-    mocked.get(f"{API}/rm_release", json={"result": [row(2, "2025-03-01 10:00:00"), row(3, "2025-03-01 10:00:00")]})
+    mocked.get(f"{API}/rm_release", json={"result": [row(2, "2025-03-01 10:00:00", short_description="Twin"),
+                                                     row(3, "2025-03-01 10:00:00", short_description="Twin")]})
 
     assert adapter.find_by_field("release", "short_description", "R 1.0").id == sid(1)
     assert adapter.find_by_field("release", "short_description", "Twin") is None
@@ -254,8 +266,9 @@ def test_find_by_correlation_none(adapter, mocked) -> None:
 
 
 def test_find_by_correlation_several_uses_the_oldest(adapter, mocked, caplog) -> None:
-    mocked.get(f"{API}/incident", json={"result": [row(1, "2025-03-01 10:00:09", caused_by=sid(5)),
-                                                   row(2, "2025-03-01 10:00:00")]})
+    mocked.get(f"{API}/incident", json={"result": [
+        row(1, "2025-03-01 10:00:09", caused_by=sid(5), correlation_id="OPS-7"),
+        row(2, "2025-03-01 10:00:00", correlation_id="OPS-7")]})
     mocked.get(M2M, json={"result": [{"sys_id": sid(90), "release": sid(100), "task": sid(5)}]})
     caplog.set_level(logging.WARNING)
 

@@ -11,8 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.sim.servicenow_schema import CLASS_NAME, REFERENCE, TABLES, Column, Table
-from bridge.sim.servicenow_store import Record, ServiceNowStore
+from bridge.sim.servicenow.schema import (
+    CLASS_NAME,
+    DATETIME,
+    JOURNAL,
+    REFERENCE,
+    TABLES,
+    Column,
+    Table,
+)
+from bridge.sim.servicenow.store import Record, ServiceNowStore
+from bridge.sim.servicenow.zones import UserZone
 
 DISPLAY_MODES = ("false", "true", "all")
 
@@ -26,10 +35,11 @@ class View:
     display: str  # "false" | "true" | "all"
     exclude_links: bool
     base_url: str
+    zone: UserZone = UserZone()
 
     @classmethod
     def build(cls, store: ServiceNowStore, table: Table, fields: str, display: str,
-              exclude_links: bool, base_url: str) -> View:
+              exclude_links: bool, base_url: str, zone: UserZone | None = None) -> View:
         wanted = [f.strip() for f in fields.split(",") if f.strip()]
         columns: list[tuple[str, Column | None, str]] = []
         for name in wanted:
@@ -44,7 +54,7 @@ class View:
         if not columns:  # none asked for, or all invalid: the instance ignores them
             columns = [(n, c, "") for n, c in table.columns.items()]
         mode = display.lower() if display.lower() in DISPLAY_MODES else "false"
-        return cls(table, tuple(columns), mode, exclude_links, base_url)
+        return cls(table, tuple(columns), mode, exclude_links, base_url, zone or UserZone())
 
 
 class Renderer:
@@ -80,7 +90,10 @@ class Renderer:
             elif display == "false":
                 out[name] = value
             else:
-                shown = _display(column, value)
+                if column is not None and column.type == JOURNAL:
+                    shown = self._journal(record, column)
+                else:
+                    shown = _display(column, value, self.view.zone)
                 out[name] = shown if display == "true" else {"display_value": shown,
                                                                "value": value}
         return out
@@ -108,16 +121,30 @@ class Renderer:
         target_column = target.columns.get(tail) if target else None
         if self.view.display == "false":
             return value
-        shown = _display(target_column, value)
+        shown = _display(target_column, value, self.view.zone)
         return shown if self.view.display == "true" else {"display_value": shown, "value": value}
+
+    def _journal(self, record: Record, column: Column) -> str:
+        """A journal field's display value: its entries, newest first, each headed by when
+        (user's zone and format), who and which field, as the instance's activity text is."""
+        entries = self.store.journal(record["sys_class_name"], record["sys_id"], column.name)
+        lines = []
+        for entry in entries:
+            who = self.store.find("sys_user", "user_name", entry["sys_created_by"])
+            name = who["name"] if who else entry["sys_created_by"]
+            when = self.view.zone.display(entry["sys_created_on"])
+            lines.append(f"{when} - {name} ({column.label})\n{entry['value']}\n\n")
+        return "".join(lines)
 
     def link(self, table: str, sys_id: str) -> str:
         return f"{self.view.base_url}/api/now/table/{table}/{sys_id}"
 
 
-def _display(column: Column | None, value: str) -> str:
+def _display(column: Column | None, value: str, zone: UserZone) -> str:
     if column is None or not value:
         return value
+    if column.type == DATETIME:
+        return zone.display(value)
     if column.choices:
         return column.label_of(value)
     if column.type == CLASS_NAME:

@@ -20,17 +20,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bridge.sim.servicenow_schema import (
+from bridge.sim.servicenow.schema import (
     AUDITED_TABLES,
     BOOLEAN,
     DATETIME,
+    JOURNAL,
     REFERENCE,
     SYS_FIELDS,
     TABLES,
     Column,
     Table,
-    custom_table,
-    with_columns,
+    descendants,
 )
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,16 @@ class ServiceNowStore:
         return self.tables.get(name)
 
     def records(self, table: str) -> list[Record]:
-        """All rows in the instance's stable default order: by created on, ties in insert order."""
+        """All rows in the instance's stable default order: by created on, ties in insert order.
+
+        A parent table (`task`) lists its own rows and those of every table extending it, as
+        the instance's table-per-hierarchy storage does.
+        """
         with self.lock:
+            family = descendants(table)
+            if len(family) > 1:
+                rows = [r for name in family for r in self.rows.get(name, {}).values()]
+                return sorted(rows, key=lambda r: r["sys_created_on"])
             ordered = self._ordered.get(table)
             if ordered is None:
                 ordered = sorted(self.rows.get(table, {}).values(),
@@ -89,7 +97,17 @@ class ServiceNowStore:
             return ordered
 
     def get(self, table: str, sys_id: str) -> Record | None:
-        return self.rows.get(table, {}).get(sys_id)
+        for name in descendants(table):
+            record = self.rows.get(name, {}).get(sys_id)
+            if record is not None:
+                return record
+        return None
+
+    def journal(self, table: str, sys_id: str, element: str) -> list[Record]:
+        """The `sys_journal_field` entries of one journal field, newest first."""
+        rows = [r for r in self.records("sys_journal_field")
+                if r["element_id"] == sys_id and r["element"] == element and r["name"] == table]
+        return rows[::-1]  # records() is oldest first, ties in insert order
 
     def find(self, table: str, column: str, value: str) -> Record | None:
         for record in self.records(table):
@@ -109,17 +127,25 @@ class ServiceNowStore:
 
     def insert(self, table_name: str, values: Mapping[str, Any], user: str, *,
                input_display: bool = False, sys_values: Mapping[str, str] | None = None) -> Record:
-        """Insert one record; `sys_values` (seeds and state files only) may set sys columns."""
+        """Insert one record; `sys_values` (seeds and state files only) may set sys columns.
+
+        The table must exist (the API refuses others first); a valid client `sys_id` not yet
+        used is kept, as the instance keeps it.
+        """
         with self.lock:
-            table = self._table_for_write(table_name, values)
+            table = self.tables[table_name]
             now = self.clock()
             record: Record = {name: column.default for name, column in table.columns.items()}
+            notes: dict[str, str] = {}
             for name, raw in values.items():
                 column = table.columns.get(name)
                 if column is None or name in SYS_FIELDS:
                     continue
                 value = self._coerce(column, raw, input_display)
-                if not isinstance(value, _Unchanged):
+                if column.type == JOURNAL:
+                    if isinstance(value, str) and value.strip():
+                        notes[name] = value
+                elif not isinstance(value, _Unchanged):
                     record[name] = value
             requested_id = str(values.get("sys_id") or "")
             sys_id = requested_id if (SYS_ID.fullmatch(requested_id)
@@ -139,6 +165,7 @@ class ServiceNowStore:
             self._audit(table, record, {name: ("", record.get(name, "")) for name in values
                                         if name in table.columns and name not in SYS_FIELDS
                                         and record.get(name, "") != ""}, user)
+            self._add_journal(table, record, notes, user)
         self._notify(table.name, record, "insert")
         return record
 
@@ -153,58 +180,51 @@ class ServiceNowStore:
             record = self.get(table_name, sys_id)
             if record is None:
                 return None
-            table = self._table_for_write(table_name, values)
+            table = self.tables[record["sys_class_name"]]
             changes: dict[str, tuple[str, str]] = {}
+            notes: dict[str, str] = {}
             for name, raw in values.items():
                 column = table.columns.get(name)
                 if column is None or name in SYS_FIELDS:
                     continue
                 value = self._coerce(column, raw, input_display)
+                if column.type == JOURNAL:
+                    if isinstance(value, str) and value.strip():
+                        notes[name] = value
+                    continue
                 if isinstance(value, _Unchanged) or record.get(name, "") == value:
                     continue
                 changes[name] = (record.get(name, ""), value)
                 record[name] = value
-            changed = bool(changes)
+            changed = bool(changes) or bool(notes)  # a journal entry updates the record too
             if changed:
                 record["sys_updated_on"] = self.clock()
                 record["sys_updated_by"] = user
                 record["sys_mod_count"] = str(int(record["sys_mod_count"] or 0) + 1)
                 self._audit(table, record, changes, user)
+                self._add_journal(table, record, notes, user)
         if changed:
-            self._notify(table_name, record, "update")
+            self._notify(record["sys_class_name"], record, "update")
         return record, changed
 
     def delete(self, table_name: str, sys_id: str) -> Record | None:
         with self.lock:
-            record = self.rows.get(table_name, {}).pop(sys_id, None)
-            if record is None:
+            found = self.get(table_name, sys_id)
+            if found is None:
                 return None
-            self._ordered.pop(table_name, None)
-        self._notify(table_name, record, "delete")
+            own = found["sys_class_name"]
+            record = self.rows[own].pop(sys_id)
+            self._ordered.pop(own, None)
+        self._notify(own, record, "delete")
         return record
 
     def clear(self) -> None:
-        """Drop every record and custom table (back to a bare instance)."""
+        """Drop every record (back to a bare instance)."""
         with self.lock:
             self.tables = dict(TABLES)
             self.rows = {name: {} for name in self.tables}
             self.counters = {}
             self._ordered = {}
-
-    def _table_for_write(self, name: str, values: Mapping[str, Any]) -> Table:
-        table = self.tables.get(name)
-        if table is None:
-            table = custom_table(name, list(values))
-            self.rows[name] = {}
-        elif not table.predefined:
-            table = with_columns(table, list(values))
-        else:
-            return table
-        self.tables[name] = table
-        for record in self.rows[name].values():
-            for column in table.columns.values():
-                record.setdefault(column.name, column.default)
-        return table
 
     def _next_number(self, table: Table) -> str:
         n = self.counters.get(table.name, table.number_start)
@@ -256,6 +276,24 @@ class ServiceNowStore:
             self.rows["sys_audit"][row["sys_id"]] = row
         self._ordered.pop("sys_audit", None)
 
+    def _add_journal(self, table: Table, record: Record, notes: Mapping[str, str],
+                     user: str) -> None:
+        """One `sys_journal_field` row per journal field written (work notes, comments)."""
+        if not notes:
+            return
+        journal = self.tables["sys_journal_field"]
+        for element, value in notes.items():
+            row: Record = {column: spec.default for column, spec in journal.columns.items()}
+            row.update({
+                "sys_id": new_sys_id(), "name": table.name, "element_id": record["sys_id"],
+                "element": element, "value": value,
+                "sys_created_on": record["sys_updated_on"], "sys_updated_on": record["sys_updated_on"],
+                "sys_created_by": user, "sys_updated_by": user, "sys_mod_count": "0",
+                "sys_class_name": "sys_journal_field",
+            })
+            self.rows["sys_journal_field"][row["sys_id"]] = row
+        self._ordered.pop("sys_journal_field", None)
+
     def _notify(self, table: str, record: Record, operation: str) -> None:
         for listener in list(self.listeners):
             try:
@@ -270,8 +308,6 @@ class ServiceNowStore:
             return {
                 "version": STATE_VERSION,
                 "counters": dict(self.counters),
-                "custom_tables": {n: list(t.columns) for n, t in self.tables.items()
-                                  if not t.predefined},
                 "rows": {n: [dict(r) for r in self.records(n)] for n in self.rows if self.rows[n]},
             }
 
@@ -280,9 +316,6 @@ class ServiceNowStore:
             raise ValueError(f"unsupported state file version {state.get('version')!r}")
         with self.lock:
             self.clear()
-            for name, columns in state.get("custom_tables", {}).items():
-                self.tables[name] = custom_table(name, columns)
-                self.rows[name] = {}
             for name, records in state.get("rows", {}).items():
                 table = self.tables.get(name)
                 if table is None:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bridge.sim.servicenow_schema import choice_rows, dictionary_rows
-from bridge.sim.servicenow_store import ServiceNowStore
+from bridge.sim.servicenow.schema import choice_rows, dictionary_rows, table_rows
+from bridge.sim.servicenow.store import ServiceNowStore
 
 #: The admin user's sys_id on every real instance.
 ADMIN_SYS_ID = "6816f79cc0a8016401c5a33be04be441"
 SYSTEM_USER = "system"
+#: The API user's time zone and date format: deliberately not UTC, so display values
+#: (`sysparm_display_value=true|all`) differ from the stored UTC values, as on most instances.
+ADMIN_TIME_ZONE = "America/New_York"
+ADMIN_DATE_FORMAT = "MM/dd/yyyy"
 
 DEMO_USERS = (
     ("beth.anglin", "Beth", "Anglin"),
@@ -41,8 +45,14 @@ def seed_empty(store: ServiceNowStore) -> None:
     stamps = {"sys_created_on": created, "sys_updated_on": created}
     store.insert("sys_user", {"sys_id": ADMIN_SYS_ID, "user_name": "admin",
                               "name": "System Administrator", "first_name": "System",
-                              "last_name": "Administrator", "email": "admin@example.com"},
+                              "last_name": "Administrator", "email": "admin@example.com",
+                              "time_zone": ADMIN_TIME_ZONE, "date_format": ADMIN_DATE_FORMAT},
                  SYSTEM_USER, sys_values=stamps)
+    table_ids: dict[str, str] = {}
+    for row in table_rows():  # parents first, so super_class can point at them
+        row["super_class"] = table_ids.get(row["super_class"], "")
+        table_ids[row["name"]] = store.insert("sys_db_object", row, SYSTEM_USER,
+                                              sys_values=stamps)["sys_id"]
     for row in dictionary_rows():
         store.insert("sys_dictionary", row, SYSTEM_USER, sys_values=stamps)
     for row in choice_rows():

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 #: `internal_type` values as the real `sys_dictionary` names them.
-STRING, INTEGER, DATETIME, REFERENCE, GUID, BOOLEAN = (
-    "string", "integer", "glide_date_time", "reference", "GUID", "boolean",
+STRING, INTEGER, DATETIME, REFERENCE, GUID, BOOLEAN, JOURNAL, DURATION = (
+    "string", "integer", "glide_date_time", "reference", "GUID", "boolean", "journal_input",
+    "glide_duration",
 )
 CLASS_NAME = "sys_class_name"
 
@@ -66,7 +67,6 @@ class Table:
     number_start: int = 0
     display_column: str = ""
     extends: str = ""
-    predefined: bool = True  # False for tables a client created by inserting into them
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -100,6 +100,9 @@ def _task_columns() -> list[Column]:
         Column("correlation_display", "Correlation display", max_length=100),
         Column("work_start", "Actual start", DATETIME),
         Column("work_end", "Actual end", DATETIME),
+        # Journal fields keep nothing on the record: each write adds a sys_journal_field row.
+        Column("work_notes", "Work notes", JOURNAL, max_length=4000),
+        Column("comments", "Additional comments", JOURNAL, max_length=4000),
     ]
 
 
@@ -135,6 +138,24 @@ INCIDENT_STATES = (
     ("8", "Canceled"),
 )
 
+TASK = _table(
+    "task", "Task", [
+        *_task_columns(),
+        Column("state", "State", INTEGER, default="1"),
+        Column("priority", "Priority", INTEGER, choices=PRIORITIES, default="4"),
+    ],
+    number_prefix="TASK", number_start=10001, display_column="number",
+)
+PLANNED_TASK = _table(
+    "planned_task", "Planned task", [
+        *_task_columns(),
+        Column("state", "State", INTEGER, default="-5"),
+        Column("priority", "Priority", INTEGER, choices=PRIORITIES, default="4"),
+        Column("start_date", "Planned start date", DATETIME),
+        Column("end_date", "Planned end date", DATETIME),
+    ],
+    number_prefix="PTASK", number_start=10001, display_column="number", extends="task",
+)
 RM_RELEASE = _table(
     "rm_release", "Release", [
         *_task_columns(),
@@ -173,6 +194,36 @@ INCIDENT = _table(
     ],
     number_prefix="INC", number_start=10001, display_column="number", extends="task",
 )
+RM_RELEASE_PHASE = _table(
+    "rm_release_phase", "Release Phase", [
+        *_task_columns(),
+        Column("state", "State", INTEGER, choices=RELEASE_STATES, default="-5"),
+        Column("release", "Release", REFERENCE, reference="rm_release", max_length=32),
+        Column("start_date", "Planned start date", DATETIME),
+        Column("end_date", "Planned end date", DATETIME),
+    ],
+    number_prefix="RPHS", number_start=1001, display_column="number", extends="planned_task",
+)
+RM_TASK = _table(
+    "rm_task", "Release Task", [
+        *_task_columns(),
+        Column("state", "State", INTEGER, choices=RELEASE_STATES, default="-5"),
+        Column("release", "Release", REFERENCE, reference="rm_release", max_length=32),
+        Column("phase", "Phase", REFERENCE, reference="rm_release_phase", max_length=32),
+        Column("start_date", "Planned start date", DATETIME),
+        Column("end_date", "Planned end date", DATETIME),
+    ],
+    number_prefix="RTSK", number_start=1001, display_column="number", extends="planned_task",
+)
+TASK_TIME_WORKED = _table(
+    "task_time_worked", "Time Worked", [
+        Column("task", "Task", REFERENCE, reference="task", max_length=32),
+        Column("user", "User", REFERENCE, reference="sys_user", max_length=32),
+        Column("time_worked", "Time worked", DURATION),
+        Column("time_in_seconds", "Time in seconds", INTEGER, default="0"),
+        Column("comments", "Comments", max_length=4000),
+    ],
+)
 RM_M2M_RELEASE_TASK = _table(
     "rm_m2m_release_task", "Release Item", [
         Column("release", "Release", REFERENCE, reference="rm_release", max_length=32),
@@ -187,8 +238,30 @@ SYS_USER = _table(
         Column("last_name", "Last name", max_length=50),
         Column("email", "Email", max_length=100),
         Column("active", "Active", BOOLEAN, default="true"),
+        # Empty means the instance's default (glide.sys.default.tz, UTC here); display values
+        # and gs.dateGenerate() literals are read in this zone and date format.
+        Column("time_zone", "Time zone", max_length=40),
+        Column("date_format", "Date format", max_length=40),
     ],
     display_column="name",
+)
+SYS_DB_OBJECT = _table(
+    "sys_db_object", "Table", [
+        Column("name", "Name", max_length=80),
+        Column("label", "Label", max_length=80),
+        Column("super_class", "Extends table", REFERENCE, reference="sys_db_object",
+               max_length=32),
+        Column("number_ref", "Auto number", max_length=32),
+    ],
+    display_column="label",
+)
+SYS_JOURNAL_FIELD = _table(
+    "sys_journal_field", "Journal Entry", [
+        Column("name", "Table", max_length=80),
+        Column("element_id", "Element ID", GUID, max_length=32),
+        Column("element", "Element", max_length=80),
+        Column("value", "Value", max_length=4000),
+    ],
 )
 SYS_DICTIONARY = _table(
     "sys_dictionary", "Dictionary Entry", [
@@ -235,28 +308,36 @@ AUDITED_TABLES = frozenset({"rm_release", "change_request", "incident"})
 
 #: The tables a fresh instance has, by name.
 TABLES: dict[str, Table] = {
-    t.name: t for t in (RM_RELEASE, RM_M2M_RELEASE_TASK, CHANGE_REQUEST, INCIDENT, SYS_USER,
-                        SYS_DICTIONARY, SYS_CHOICE, SYS_AUDIT)
+    t.name: t for t in (TASK, PLANNED_TASK, RM_RELEASE, RM_RELEASE_PHASE, RM_TASK,
+                        RM_M2M_RELEASE_TASK, CHANGE_REQUEST, INCIDENT, TASK_TIME_WORKED,
+                        SYS_USER, SYS_DB_OBJECT, SYS_DICTIONARY, SYS_CHOICE, SYS_AUDIT,
+                        SYS_JOURNAL_FIELD)
 }
 #: The tables whose schema `sys_dictionary` / `sys_choice` describe.
 DESCRIBED_TABLES = (RM_RELEASE, RM_M2M_RELEASE_TASK, CHANGE_REQUEST, INCIDENT)
 
 
-def custom_table(name: str, column_names: list[str]) -> Table:
-    """A table a client created by inserting into it: string columns, no numbering."""
-    columns = [Column(n, n.replace("_", " ").capitalize()) for n in column_names
-               if n not in SYS_FIELDS]
-    return _table(name, name, columns, predefined=False)
+def descendants(name: str) -> tuple[str, ...]:
+    """`name` and every table extending it, nearest first (`task` -> change_request, ...)."""
+    found = [name]
+    for current in found:
+        found.extend(t.name for t in TABLES.values() if t.extends == current)
+    return tuple(found)
 
 
-def with_columns(table: Table, column_names: list[str]) -> Table:
-    """A custom table grown by the new columns an insert or update brought."""
-    new = [n for n in column_names if n not in table.columns and n not in SYS_FIELDS]
-    if not new:
-        return table
-    columns = dict(table.columns)
-    columns.update({n: Column(n, n.replace("_", " ").capitalize()) for n in new})
-    return Table(name=table.name, label=table.label, columns=columns, predefined=False)
+def table_rows() -> Iterator[dict[str, str]]:
+    """`sys_db_object` rows, parents before children (`super_class` is filled in by the seed)."""
+    for table in sorted(TABLES.values(), key=lambda t: len(ancestors(t.name))):
+        yield {"name": table.name, "label": table.label, "super_class": table.extends}
+
+
+def ancestors(name: str) -> tuple[str, ...]:
+    chain: list[str] = []
+    table = TABLES.get(name)
+    while table is not None and table.extends and table.extends not in chain:
+        chain.append(table.extends)
+        table = TABLES.get(table.extends)
+    return tuple(chain)
 
 
 def dictionary_rows() -> Iterator[dict[str, str]]:

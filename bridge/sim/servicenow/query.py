@@ -14,7 +14,8 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from bridge.sim.servicenow_schema import Table
+from bridge.sim.servicenow.schema import Table
+from bridge.sim.servicenow.zones import UserZone
 
 Record = dict[str, str]
 
@@ -35,8 +36,12 @@ def _number(text: str) -> float | None:
         return None
 
 
-def _resolve_value(raw: str) -> str | None:
-    """Turn the value literals clients send into plain strings; None if unsupported."""
+def _resolve_value(raw: str, zone: UserZone) -> str | None:
+    """Turn the value literals clients send into plain strings; None if unsupported.
+
+    `gs.dateGenerate(date, time)` is read in the session user's time zone, as the instance
+    reads it, and becomes the stored UTC value.
+    """
     raw = raw.replace(_ESCAPED_CARET, "^")
     if "javascript:" not in raw:
         return raw
@@ -49,7 +54,11 @@ def _resolve_value(raw: str) -> str | None:
         if not args or len(args) > 2:
             return None
         date_time = " ".join(args) if len(args) == 2 else args[0]
-        parts.append(date_time if " " in date_time else f"{date_time} 00:00:00")
+        local = date_time if " " in date_time else f"{date_time} 00:00:00"
+        utc = zone.to_utc(local)
+        if utc is None:
+            return None
+        parts.append(utc)
     return "@".join(parts)
 
 
@@ -93,7 +102,8 @@ class Condition:
             a, b = _number(actual), _number(expected)
             if a is not None and b is not None:
                 return a == b
-        return actual == expected
+        # String equality ignores case, as the instance's database collation does.
+        return actual.lower() == expected.lower()
 
     def _compare(self, left: str, right: str) -> int:
         """Numbers numerically when both sides are numbers; else as strings (dates sort so)."""
@@ -158,8 +168,9 @@ class Query:
                 group.extend(clauses)
 
 
-def parse_query(text: str, table: Table) -> Query:
+def parse_query(text: str, table: Table, zone: UserZone | None = None) -> Query:
     """Parse `sysparm_query` for `table`; unknown columns/operators land in `ignored`."""
+    zone = zone or UserZone()
     query = Query()
     text = text.replace("^^", _ESCAPED_CARET)
     for group_text in text.split("^NQ"):
@@ -170,7 +181,7 @@ def parse_query(text: str, table: Table) -> Query:
             for index, piece in enumerate(pieces):
                 if piece in ("", "EQ"):
                     continue
-                condition = _parse_condition(piece, table)
+                condition = _parse_condition(piece, table, zone)
                 if condition is None:
                     query.ignored.append(piece)
                 elif is_or and index == 0 and group:
@@ -215,7 +226,7 @@ def _longest_column_prefix(text: str, columns: Iterable[str]) -> str | None:
     return best
 
 
-def _parse_condition(text: str, table: Table) -> Condition | None:
+def _parse_condition(text: str, table: Table, zone: UserZone) -> Condition | None:
     match = _CONDITION.fullmatch(text)
     if match is None:
         return None
@@ -223,7 +234,7 @@ def _parse_condition(text: str, table: Table) -> Condition | None:
     column = table.columns.get(column_name)
     if column is None:
         return None
-    value = _resolve_value(raw)
+    value = _resolve_value(raw, zone)
     if value is None or (operator == "BETWEEN" and "@" not in value):
         return None
     return Condition(column_name, operator, value, column.is_numeric)

@@ -22,15 +22,16 @@ from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from bridge.sim.control import ASGIApp, SimControl
-from bridge.sim.servicenow_query import Query, parse_query, plain_conditions
-from bridge.sim.servicenow_render import Renderer, View
-from bridge.sim.servicenow_schema import Table
-from bridge.sim.servicenow_seed import SEEDS
-from bridge.sim.servicenow_store import TABLE_NAME, Record, ServiceNowStore, StateFile
+from bridge.sim.servicenow.query import Query, parse_query, plain_conditions
+from bridge.sim.servicenow.render import Renderer, View
+from bridge.sim.servicenow.schema import Table
+from bridge.sim.servicenow.seed import SEEDS
+from bridge.sim.servicenow.store import TABLE_NAME, Record, ServiceNowStore, StateFile
+from bridge.sim.servicenow.zones import UserZone
 from bridge.sim.webhooks import WebhookSender, sign_relbridge
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,22 @@ log = logging.getLogger(__name__)
 #: Default credentials (the ones in config.example.toml).
 DEFAULT_USERS = {"admin": "admin"}
 DEFAULT_LIMIT = 10_000
+#: Longest path + query string served. Instances run on Tomcat, which refuses a request whose
+#: line and headers pass its header buffer with "400 Request header is too large" and an HTML
+#: page (ServiceNow KB0826932); 16 KB is the size observed on instances. Refusing here
+#: keeps clients honest: a long `sys_idIN…` list must be paged, not sent in one URL.
+MAX_URL_LENGTH = 16 * 1024
+#: A `Link` header longer than this carries only `rel="next"` (the one clients follow), so a
+#: long query is never repeated four times in one header line.
+MAX_LINK_HEADER = 16 * 1024
+_TOO_LONG_PAGE = (
+    "<!doctype html><html lang=\"en\"><head><title>HTTP Status 400 – Bad Request</title>"
+    "</head><body><h1>HTTP Status 400 – Bad Request</h1><hr class=\"line\" />"
+    "<p><b>Type</b> Exception Report</p><p><b>Message</b> Request header is too large</p>"
+    "<p><b>Description</b> The server cannot or will not process the request due to "
+    "something that is perceived to be a client error (e.g., malformed request syntax, "
+    "invalid request message framing, or deceptive request routing).</p></body></html>"
+)
 _API_PATH = re.compile(r"/api/now(?:/(v1|v2))?/table/([^/]+)(?:/([^/]+))?/?")
 
 _ERRORS = {
@@ -211,6 +228,9 @@ class ServiceNowSim:
         return user
 
     async def _api(self, request: Request) -> Response:
+        if len(request.scope.get("raw_path", b"")) + len(request.scope.get("query_string", b"")) \
+                > MAX_URL_LENGTH:
+            return HTMLResponse(_TOO_LONG_PAGE, 400)
         user = self._user(request)
         if user is None:
             return _error(401, headers={"WWW-Authenticate": 'Basic realm="Service-now"'})
@@ -236,12 +256,17 @@ class ServiceNowSim:
     def _base_url(self, request: Request) -> str:
         return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
 
+    def _zone(self, request: Request) -> UserZone:
+        """The session user's time zone and date format (from their `sys_user` row)."""
+        name = self._user(request) or ""
+        return UserZone.of(self.store.find("sys_user", "user_name", name))
+
     def _view(self, request: Request, table: Table) -> Renderer:
         params = request.query_params
         view = View.build(self.store, table, params.get("sysparm_fields", ""),
                           params.get("sysparm_display_value", "false"),
                           _flag(params.get("sysparm_exclude_reference_link")),
-                          self._base_url(request))
+                          self._base_url(request), self._zone(request))
         return Renderer(self.store, view)
 
     def _table(self, name: str) -> Table | None:
@@ -272,13 +297,14 @@ class ServiceNowSim:
             link = _link_header(self._base_url(request) + request.url.path,
                                 list(params.multi_items()), offset, limit,
                                 len(matched) if count else None, len(page))
-            headers["Link"] = link
+            if link:
+                headers["Link"] = link
         return JSONResponse({"result": [renderer.render(r) for r in page]}, headers=headers)
 
     def _query(self, request: Request, table: Table) -> Query:
         text = request.query_params.get("sysparm_query", "")
         if text:
-            return parse_query(text, table)
+            return parse_query(text, table, self._zone(request))
         query = Query()
 
         def to_value(name: str, raw: str) -> str:  # name=value params accept display values
@@ -302,7 +328,7 @@ class ServiceNowSim:
         return JSONResponse({"result": self._view(request, table).render(record)})
 
     async def _insert(self, request: Request, table_name: str, user: str) -> Response:
-        if not TABLE_NAME.fullmatch(table_name):
+        if self._table(table_name) is None:  # the instance never creates tables on insert
             return _error(400, f"Invalid table {table_name}", "")
         body = await _json_object(request)
         if isinstance(body, Response):
@@ -364,7 +390,10 @@ def _link_header(url: str, params: list[tuple[str, str]], offset: int, limit: in
         links.append(f'{at(offset + limit)};rel="next"')
     if total is not None:
         links.append(f'{at(max(0, (total - 1) // limit * limit))};rel="last"')
-    return ",".join(links)
+    header = ",".join(links)
+    if len(header) > MAX_LINK_HEADER:
+        header = f'{at(offset + limit)};rel="next"' if more else ""
+    return header
 
 
 async def _json_object(request: Request) -> dict[str, Any] | Response:
