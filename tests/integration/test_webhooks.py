@@ -18,19 +18,21 @@ from openapi_spec_validator import validate
 from pydantic import SecretStr
 from relbridge_jira.adapter import JiraAdapter
 from relbridge_servicenow.adapter import ServiceNowAdapter
+from relbridge_servicenow.signature import TIMESTAMP_TOLERANCE
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from bridge.adapter import Adapter, WebhookHint
-from bridge.config import WebhooksConfig
+from bridge.config import Config, WebhooksConfig
 from bridge.metrics import Metrics
+from bridge.plugins import Hooks, make_plugin_manager
 from bridge.queue import Event, Inbox
 from bridge.sim import Simulators, start_simulators
 from bridge.sim.server import start_in_thread
 from bridge.store import Store, schema
-from bridge.webhooks import READY_CACHE_SECONDS, TIMESTAMP_TOLERANCE, create_app
+from bridge.webhooks import READY_CACHE_SECONDS, create_app
 from tests.integration.helpers import AUTH, Jira, ServiceNow, requests_log
 
 JIRA_SECRET = "jira-webhook-secret"
@@ -77,9 +79,12 @@ class Harness:
     clock: Any = field(default_factory=FakeTime)  # FakeTime, or time.time over real HTTP
     metrics: Metrics = field(default_factory=Metrics)
     ready: Any = None
+    extra_plugins: list[tuple[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.app = create_app(inbox=self.inbox, adapters=self.adapters, config=self.config,
+        hooks = Hooks(make_plugin_manager(extra=self.extra_plugins))
+        schemes = hooks.webhook_schemes(Config(webhooks=self.config))
+        self.app = create_app(inbox=self.inbox, adapters=self.adapters, config=self.config, schemes=schemes,
                               metrics=self.metrics, ready=self.ready, clock=self.clock)
         self.client = TestClient(self.app, raise_server_exceptions=True)
 
