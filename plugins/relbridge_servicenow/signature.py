@@ -14,7 +14,13 @@ from collections.abc import Mapping
 
 from pydantic import SecretStr
 
-from bridge.signatures import SignatureRejected, SignedHeader, WebhookScheme, check_sha256_header, hmac_sha256_hex
+from bridge.signatures import (
+    SignatureRejected,
+    SignedHeader,
+    WebhookScheme,
+    check_sha256_header,
+    hmac_sha256_hex,
+)
 from relbridge_servicenow.webhook import SYSTEM
 
 TIMESTAMP_TOLERANCE = 300.0  # seconds a delivery may be early or late
