@@ -87,11 +87,14 @@ class Metadata:
     """What exists in a live system, for ``relbridge mappings check``."""
 
     objects: dict[str, dict[str, FieldInfo]] = field(default_factory=dict)  # object -> field -> info
+    # (entity, field) pairs the adapter builds from links or flags: mappable, though the
+    # live system lists no such column.
+    pseudo_fields: frozenset[tuple[str, str]] = frozenset()
 
 
 @runtime_checkable
 class Adapter(Protocol):
-    name: str  # "servicenow" | "jira"
+    name: str  # the system it talks to; mapping files, refs and events use this name
     entities: tuple[str, ...]
 
     def list_changed(

@@ -261,10 +261,6 @@ def sim_command(servicenow_port: int, jira_port: int, jira_flavor: str, latency_
                    latency_ms=latency_ms, seed=seed, state_file=state_file)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 # --- sync, status, release ---------------------------------------------------------------------
 
 
@@ -690,3 +686,7 @@ def held_release(config_path: Path | None, ids: tuple[int, ...], release_all: bo
         click.echo(f"error: {error}", err=True)
     if result.still_held or report.errors:
         sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
