@@ -23,9 +23,11 @@ import click
 from bridge import __version__
 from bridge.config import Config, load_config, locate_config
 from bridge.errors import BadInput, RelbridgeError
+from bridge.model import System
 from bridge.runtime import Runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
+SYSTEMS = [system.value for system in System]
 
 
 def fail(message: str, code: int) -> None:
@@ -141,7 +143,7 @@ def mappings_check(config_path: Path | None, offline: bool) -> None:
     """
     rt = runtime(config_path)
     problems: list[str] = []
-    for system in ("servicenow", "jira"):
+    for system in SYSTEMS:
         mapping = rt.mappings.for_system(system)
         problems += [f"{system}: {p}" for p in mapping.check_offline()]
         if not offline:
@@ -153,7 +155,7 @@ def mappings_check(config_path: Path | None, offline: bool) -> None:
 
 @mappings_group.command("preview")
 @config_option
-@click.option("--system", type=click.Choice(["servicenow", "jira"]), required=True)
+@click.option("--system", type=click.Choice(SYSTEMS), required=True)
 @click.option("--entity", type=click.Choice(["release", "change", "incident"]), required=True)
 @click.option(
     "--record",

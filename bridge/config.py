@@ -313,7 +313,7 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, 
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:
-    for system in ("servicenow", "jira"):
+    for system in MappingsConfig.model_fields:
         path = getattr(config.mappings, system)
         if path is not None and not path.is_absolute():
             setattr(config.mappings, system, base / path)
