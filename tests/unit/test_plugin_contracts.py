@@ -186,3 +186,18 @@ def test_the_first_party_sections_keep_their_keys() -> None:
     """The system plugins' sections stay where admins know them: same keys, same variables."""
     config = load_config(None, env={"RELBRIDGE_SERVICENOW__USER": "svc", "RELBRIDGE_JIRA__PROJECTS": '["A"]'})
     assert (config.servicenow.user, config.jira.projects) == ("svc", ["A"])
+
+
+def test_the_cli_takes_a_plugin_section_and_refuses_an_unknown_one(acme: Path) -> None:
+    from click.testing import CliRunner
+
+    from bridge.cli import main
+
+    runner = CliRunner()
+    ok = runner.invoke(main, ["plugins", "--config", str(write(acme, '[acme]\nteam = "ops"\n'))], env={})
+    assert ok.exit_code == 0, ok.output
+    assert "relbridge_config_sections" in ok.output and "relbridge_configure" in ok.output
+    bad = runner.invoke(main, ["plugins", "--config", str(write(acme, '[acmee]\nteam = "ops"\n'))], env={})
+    assert bad.exit_code == 2
+    assert "acmee — unknown key (did you mean 'acme'?)" in bad.output
+    assert "Traceback" not in bad.output
