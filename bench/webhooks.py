@@ -47,6 +47,7 @@ from starlette.routing import Route
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from relbridge_servicenow import ServiceNowAdapter  # noqa: E402
+from relbridge_servicenow import signature as servicenow_signature  # noqa: E402
 
 from bench._common import SimProcess  # noqa: E402
 from bridge.config import WebhooksConfig, load_config  # noqa: E402
@@ -253,7 +254,9 @@ def measure_receiver(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             else:
                 adapter = ServiceNowAdapter("http://127.0.0.1:9", "admin", SecretStr("admin"))  # parsing only
                 config = WebhooksConfig(servicenow_secret=SecretStr(SN_SECRET), jira_secret=SecretStr(JIRA_SECRET))
-                app = create_app(inbox=inbox, adapters={"servicenow": adapter}, config=config, metrics=Metrics())
+                schemes = {"servicenow": servicenow_signature.scheme(config.servicenow_secret)}
+                app = create_app(inbox=inbox, adapters={"servicenow": adapter}, config=config, schemes=schemes,
+                                 metrics=Metrics())
             servers[name] = start_in_thread(app)
             post_load(f"{servers[name].url}/webhooks/servicenow", 200, args.threads)  # warm up
         rounds: dict[str, list[float]] = {"bare": [], "receiver": []}

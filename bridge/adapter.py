@@ -11,8 +11,11 @@ reference field:
 * a change carries ``release`` (the system id of its release), whatever the system stores
   underneath (ServiceNow ``rm_m2m_release_task`` rows, Jira ``fixVersions``);
 * an incident carries ``caused_by`` (system id of the change) and ``release``;
-* a Jira version carries ``state`` (``unreleased`` | ``released`` | ``archived``), built
-  from its ``released``/``archived`` flags.
+* a release may carry ``state`` built from flags of the system's own (what those flags
+  mean is the plugin's knowledge: ``relbridge_jira.records`` for Jira versions).
+
+``Metadata.pseudo_fields`` lists an adapter's pseudo-fields, so the mapping check does not
+take them for missing columns.
 
 Optional: ``find_by_key(entity, key, fields) -> SystemRecord | None`` finds an object by
 the name people use for it (a ServiceNow number, a Jira issue key or version name), for
@@ -87,11 +90,14 @@ class Metadata:
     """What exists in a live system, for ``relbridge mappings check``."""
 
     objects: dict[str, dict[str, FieldInfo]] = field(default_factory=dict)  # object -> field -> info
+    # (entity, field) pairs the adapter builds from links or flags: mappable, though the
+    # live system lists no such column.
+    pseudo_fields: frozenset[tuple[str, str]] = frozenset()
 
 
 @runtime_checkable
 class Adapter(Protocol):
-    name: str  # "servicenow" | "jira"
+    name: str  # the system it talks to; mapping files, refs and events use this name
     entities: tuple[str, ...]
 
     def list_changed(

@@ -23,9 +23,11 @@ import click
 from bridge import __version__
 from bridge.config import Config, load_config, locate_config
 from bridge.errors import BadInput, RelbridgeError
+from bridge.model import System
 from bridge.runtime import Runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
+SYSTEMS = [system.value for system in System]
 
 
 def fail(message: str, code: int) -> None:
@@ -141,7 +143,7 @@ def mappings_check(config_path: Path | None, offline: bool) -> None:
     """
     rt = runtime(config_path)
     problems: list[str] = []
-    for system in ("servicenow", "jira"):
+    for system in SYSTEMS:
         mapping = rt.mappings.for_system(system)
         problems += [f"{system}: {p}" for p in mapping.check_offline()]
         if not offline:
@@ -153,7 +155,7 @@ def mappings_check(config_path: Path | None, offline: bool) -> None:
 
 @mappings_group.command("preview")
 @config_option
-@click.option("--system", type=click.Choice(["servicenow", "jira"]), required=True)
+@click.option("--system", type=click.Choice(SYSTEMS), required=True)
 @click.option("--entity", type=click.Choice(["release", "change", "incident"]), required=True)
 @click.option(
     "--record",
@@ -259,10 +261,6 @@ def sim_command(servicenow_port: int, jira_port: int, jira_flavor: str, latency_
 
     run_simulators(servicenow_port=servicenow_port, jira_port=jira_port, jira_flavor=jira_flavor,
                    latency_ms=latency_ms, seed=seed, state_file=state_file)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
 
 
 # --- sync, status, release ---------------------------------------------------------------------
@@ -690,3 +688,7 @@ def held_release(config_path: Path | None, ids: tuple[int, ...], release_all: bo
         click.echo(f"error: {error}", err=True)
     if result.still_held or report.errors:
         sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

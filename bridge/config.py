@@ -6,6 +6,11 @@ SQLite store) resolve against the folder of the config file, so a config works f
 working directory. An error about a key set from the environment names the variable,
 since that is where the admin has to fix it.
 
+Plugins declare sections of their own (``relbridge_config_sections``): ``load_config``
+loads the plugins the file names and validates their sections the same way, so a
+plugin's ``[acme]`` works, its typos are errors with a did-you-mean, its keys take
+``RELBRIDGE_ACME__<KEY>`` overrides, and a section nobody declares is still an error.
+
 Commands find the file with ``locate_config``: ``--config``, else ``RELBRIDGE_CONFIG``,
 else ``./relbridge.toml``; with none of them they refuse to start rather than run on the
 simulator defaults against whatever answers on 127.0.0.1.
@@ -14,16 +19,29 @@ simulator defaults against whatever answers on 127.0.0.1.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 
 from bridge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bridge.plugins import PluginManager
 
 ENV_PREFIX = "RELBRIDGE_"
 CONFIG_VARIABLE = "RELBRIDGE_CONFIG"
@@ -146,6 +164,12 @@ class Config(Section):
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
 
     source: str = Field(default="<defaults>", exclude=True)  # where it was loaded from, for messages
+    # The plugin manager load_config built to find the plugins' sections; a Runtime reuses it.
+    _plugin_manager: PluginManager | None = PrivateAttr(default=None)
+
+    @property
+    def plugin_manager(self) -> PluginManager | None:
+        return self._plugin_manager
 
 
 def locate_config(path: str | os.PathLike[str] | None, cwd: Path | None = None) -> Path:
@@ -164,32 +188,104 @@ def locate_config(path: str | os.PathLike[str] | None, cwd: Path | None = None) 
     )
 
 
-def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    sections: Mapping[str, type[BaseModel]] | None = None,
+) -> Config:
     """Load ``path`` (or defaults when None), apply environment overrides, validate.
 
-    Raises ``ConfigError`` with a ``file: dotted.key — message`` text.
+    ``sections``: the plugins' own sections; None loads the plugins the configuration
+    names (entry points and ``[plugins] modules``) and asks them. Raises ``ConfigError``
+    with a ``file: dotted.key — message`` text.
     """
     env = os.environ if env is None else env
     source = str(path) if path is not None else "<defaults>"
-    data: dict[str, Any] = {}
-    base = Path.cwd()
-    if path is not None:
-        file = Path(path)
-        try:
-            data = tomllib.loads(file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{source}: file not found") from None
-        except OSError as exc:
-            raise ConfigError(f"{source}: cannot read ({exc.strerror})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: invalid TOML — {exc}") from None
-        base = file.resolve().parent
+    data, base = _read(path, source)
     from_env = _apply_env(data, env)
-    try:
-        config = Config.model_validate({**data, "source": source})
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(source, exc, Config, from_env)) from None
+    plugin_manager = None
+    if sections is None:
+        core = {name: value for name, value in data.items() if name in Config.model_fields}
+        plugins = _validate(Config, {**core, "source": source}, source, from_env).plugins
+        plugin_manager = _plugin_manager(plugins)
+        sections = plugin_manager_sections(plugin_manager)
+    config = _validate(config_model(sections), {**data, "source": source}, source, from_env)
+    config._plugin_manager = plugin_manager
     return _resolve_paths(config, base)
+
+
+def with_sections(config: Config, sections: Mapping[str, type[BaseModel]]) -> Config:
+    """``config`` with defaults for the ``sections`` it lacks (plugins registered in code,
+    as tests do, after the file was loaded)."""
+    model = config_model(sections)
+    if type(config) is model:
+        return config
+    values = {name: getattr(config, name) for name in type(config).model_fields if name in model.model_fields}
+    extended = _validate(model, values, config.source, {})
+    extended._plugin_manager = config.plugin_manager
+    return extended
+
+
+def _read(path: str | os.PathLike[str] | None, source: str) -> tuple[dict[str, Any], Path]:
+    if path is None:
+        return {}, Path.cwd()
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML — {exc}") from None
+    return data, file.resolve().parent
+
+
+def _validate(model: type[Config], data: dict[str, Any], source: str,
+              from_env: Mapping[tuple[str, ...], str]) -> Config:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc, model, from_env)) from None
+
+
+def _plugin_manager(plugins: PluginsConfig) -> PluginManager:
+    from bridge.plugins import make_plugin_manager
+
+    return make_plugin_manager(plugins.modules, plugins.disabled)
+
+
+def plugin_manager_sections(pm: PluginManager) -> dict[str, type[BaseModel]]:
+    from bridge.plugins import Hooks
+
+    return Hooks(pm).config_sections()
+
+
+def config_model(sections: Mapping[str, type[BaseModel]]) -> type[Config]:
+    """``Config`` plus the plugins' sections as fields (``Config`` itself when there are none)."""
+    return _config_model(tuple(sorted(sections.items())))
+
+
+@functools.lru_cache(maxsize=64)
+def _config_model(sections: tuple[tuple[str, type[BaseModel]], ...]) -> type[Config]:
+    if not sections:
+        return Config
+    fields: dict[str, Any] = {}
+    for name, model in sections:
+        if name in Config.model_fields:
+            raise ConfigError(f"a plugin declares a config section [{name}], which relbridge itself uses")
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise ConfigError(f"a plugin declares config section [{name}] with {model!r}, not a pydantic model")
+        fields[name] = (model, Field(default_factory=model) if _has_defaults(model) else ...)
+    return create_model("Config", __base__=Config, **fields)
+
+
+def _has_defaults(model: type[BaseModel]) -> bool:
+    try:
+        model()
+    except ValidationError:
+        return False
+    return True
 
 
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, ...], str]:
@@ -217,7 +313,7 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, 
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:
-    for system in ("servicenow", "jira"):
+    for system in MappingsConfig.model_fields:
         path = getattr(config.mappings, system)
         if path is not None and not path.is_absolute():
             setattr(config.mappings, system, base / path)

@@ -308,7 +308,8 @@ class Daemon:
         from bridge.webhooks import create_app
 
         app = create_app(inbox=_RingingInbox(self.inbox, self.doorbell.ring), adapters=self.runtime.adapters,
-                         config=self.config.webhooks, metrics=self.metrics, ready=self.readiness)
+                         config=self.config.webhooks, schemes=self.runtime.hooks.webhook_schemes(self.runtime.config),
+                         metrics=self.metrics, ready=self.readiness)
         return Receiver(app, self.config.webhooks.bind)
 
     @staticmethod

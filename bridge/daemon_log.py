@@ -23,7 +23,6 @@ from sqlalchemy.exc import ArgumentError
 from bridge.config import Config
 
 LogFormat = Literal["text", "json"]
-CONTEXT_FIELDS = ("event_id", "system", "entity", "ext_id", "key", "worker")
 MASK = "***"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(context_text)s: %(message)s"
 

@@ -20,11 +20,14 @@ import pluggy
 from bridge import PROJECT_NAME
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from bridge.adapter import Adapter
     from bridge.config import Config
     from bridge.lifecycle import Veto
     from bridge.mapping import Transform
     from bridge.model import ChangeRequest, Incident, Release
+    from bridge.signatures import WebhookScheme
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
@@ -33,9 +36,25 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
 
 @hookspec
+def relbridge_config_sections() -> dict[str, type[BaseModel]]:
+    """Return the TOML sections this plugin owns: section name -> pydantic model.
+
+    Called while the configuration loads, before ``relbridge_configure``. Each section is
+    validated like the core's: give the model ``extra="forbid"`` (subclass
+    ``bridge.config.Section``) so a mistyped key is an error with a did-you-mean, and
+    ``RELBRIDGE_<SECTION>__<KEY>`` variables override the file. A section name taken by the
+    core or by another plugin is an error; a section no loaded plugin declares is an error.
+    The validated section is an attribute of the config: ``config.<section>``.
+    """
+
+
+@hookspec
 def relbridge_configure(config: Config) -> None:
-    """Called once after all plugins are loaded, before any other hook, with the validated
-    configuration. Plugins read their settings here (e.g. the gate reads ``[gate] policy``)."""
+    """Called once per run, after all plugins are loaded and before the first adapter,
+    transform or notification hook, with the validated configuration (core sections and
+    every plugin's own sections, e.g. ``config.acme`` for a plugin that declared
+    ``[acme]``). Keep what you need from it; raise ``bridge.errors.ConfigError`` for a
+    setting that is valid on its own but unusable (the command stops with exit 2)."""
 
 
 # --- contributions -----------------------------------------------------------------------
@@ -45,8 +64,8 @@ def relbridge_configure(config: Config) -> None:
 def relbridge_adapters(config: Config, on_call: Callable[[str, str, int], None]) -> Iterable[Adapter]:
     """Return the system adapters this plugin provides (see ``bridge.adapter.Adapter``).
 
-    Called once when the engine starts. Each adapter has a unique ``name`` ("servicenow",
-    "jira"); two plugins providing the same name is an error. Adapters should call
+    Called once when the engine starts. Each adapter has a unique ``name`` (the system it
+    talks to); two plugins providing the same name is an error. Adapters should call
     ``on_call(system, method, status)`` after every HTTP request (status 0: no response), which
     feeds the ``relbridge_api_calls`` metrics.
     """
@@ -57,6 +76,19 @@ def relbridge_transforms() -> Iterable[Transform]:
     """Return named value transforms usable in mapping files as ``transform = "<name>"``.
 
     Called once when mappings load. Names must be unique across plugins.
+    """
+
+
+@hookspec
+def relbridge_webhook_schemes(config: Config) -> Iterable[WebhookScheme]:
+    """Return the webhook signature schemes this plugin provides (``bridge.signatures.WebhookScheme``).
+
+    Called once when the webhook receiver starts. Each scheme is served at
+    ``POST /webhooks/<system>``: the receiver checks the size, then calls
+    ``scheme.verify(secret, headers, body, now)`` on the raw bytes (raise
+    ``SignatureRejected`` to refuse with a 401), then hands the JSON body to the adapter
+    named ``system``. A scheme carries its secret (``None`` or empty: every delivery is
+    refused). Two plugins providing a scheme for the same system is an error.
     """
 
 
@@ -129,3 +161,13 @@ def relbridge_check_transition(release: Release, old: str, new: str, changes: li
     firstresult: the first plugin returning a ``Veto`` stops the move; return None to allow.
     ``changes`` are the release's linked change requests as currently known.
     """
+
+
+#: The 1:N notification hooks: each implementation is called on its own and one that raises
+#: is logged, not passed on (``bridge.plugins.PluginManager``).
+NOTIFICATIONS = frozenset({
+    "relbridge_release_created", "relbridge_release_updated", "relbridge_release_state_changed",
+    "relbridge_release_rescheduled", "relbridge_release_deployed", "relbridge_release_rolled_back",
+    "relbridge_change_linked", "relbridge_incident_linked", "relbridge_conflict",
+    "relbridge_sync_failed",
+})

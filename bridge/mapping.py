@@ -119,7 +119,7 @@ def load_mappings(
     built = {
         name: SystemMapping(spec, owners, timezone, transforms) for name, spec in specs.items()
     }
-    return Mappings(servicenow=built["servicenow"], jira=built["jira"], owners=owners, sources=sources)
+    return Mappings(**built, owners=owners, sources=sources)
 
 
 def _read(system: str, path: Path | None) -> tuple[str, str]:

@@ -18,19 +18,6 @@ from bridge.mapping_spec import EntitySpec, FieldSpec, FileSpec, enum_of, sugges
 from bridge.mapping_types import as_text
 from bridge.model import model_for
 
-# Fields the adapters build from links or flags: not columns the live system lists.
-PSEUDO_FIELDS: dict[str, frozenset[tuple[str, str]]] = {
-    "servicenow": frozenset({("change", "release"), ("incident", "release")}),
-    "jira": frozenset(
-        {
-            ("release", "state"),
-            ("change", "release"),
-            ("incident", "release"),
-            ("incident", "caused_by"),
-        }
-    ),
-}
-
 
 def check_offline(spec: FileSpec, owners: Mapping[tuple[str, str], str]) -> list[str]:
     lines: list[str] = []
@@ -113,17 +100,18 @@ def live_check(spec: FileSpec, metadata: Metadata) -> LiveCheck:
             )
             continue
         for field in entity.fields.values():
-            missing += _missing(spec, entity, field, columns)
+            missing += _missing(spec, entity, field, columns, metadata.pseudo_fields)
             unmapped += _unmapped(spec, entity, field, columns)
     return LiveCheck(missing, unmapped)
 
 
 def _missing(
-    spec: FileSpec, entity: EntitySpec, field: FieldSpec, columns: Mapping[str, FieldInfo]
+    spec: FileSpec, entity: EntitySpec, field: FieldSpec, columns: Mapping[str, FieldInfo],
+    pseudo_fields: frozenset[tuple[str, str]],
 ) -> list[str]:
     info = columns.get(field.source)
     if info is None:
-        if (field.entity, field.source) in PSEUDO_FIELDS.get(spec.system, frozenset()):
+        if (field.entity, field.source) in pseudo_fields:
             return []  # built by the adapter
         return [
             f"{spec.label}: {field.dotted}.source — {entity.object} has no field "

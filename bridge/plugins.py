@@ -11,9 +11,10 @@ gate that did not load must never fail open.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -44,13 +45,44 @@ class LoadProblem:
 
 
 class PluginManager(pluggy.PluginManager):
-    """pluggy's manager plus what we learnt while loading (for ``relbridge plugins``)."""
+    """pluggy's manager plus what we learnt while loading (for ``relbridge plugins``).
+
+    Registering a plugin guards its notification implementations: one that raises is logged
+    and the call goes on to the next plugin, so a broken plugin never stops the sync nor
+    keeps the others from hearing about the event. Wrappers are left as they are.
+    """
 
     def __init__(self) -> None:
         super().__init__(PROJECT_NAME)
         self.sources: dict[str, str] = {}
         self.versions: dict[str, str] = {}
         self.problems: list[LoadProblem] = []
+
+    def register(self, plugin: Any, name: str | None = None) -> str | None:
+        plugin_name = super().register(plugin, name)
+        if plugin_name is None:  # blocked
+            return None
+        for caller in self.get_hookcallers(plugin) or ():
+            if caller.name not in hookspecs.NOTIFICATIONS:
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper):
+                    impl.function = _logged(impl.function, plugin_name, caller.name)
+        return plugin_name
+
+
+def _logged(function: Callable[..., Any], plugin_name: str, hook_name: str) -> Callable[..., Any]:
+    """``function``, with an exception logged instead of raised (see ``PluginManager``)."""
+
+    @functools.wraps(function)
+    def guarded(*args: Any) -> Any:
+        try:
+            return function(*args)
+        except Exception:
+            log.exception("plugin %s failed in %s", plugin_name, hook_name)
+            return None
+
+    return guarded
 
 
 def make_plugin_manager(
@@ -119,6 +151,22 @@ def _load_module(pm: PluginManager, module_name: str) -> None:
     pm.sources[module_name] = "config module"
 
 
+def collect(what: str, batches: Iterable[Any], *, key: str = "name", named: bool = True) -> dict[str, Any]:
+    """One dict of the contributions a hook returned, by name; a name given twice is an error.
+
+    ``batches`` holds one iterable per plugin (None: nothing); each item has ``key`` as its
+    name, or is a ``(name, item)`` pair when ``named`` is False.
+    """
+    found: dict[str, Any] = {}
+    for batch in batches:
+        for item in batch or ():
+            name, value = (getattr(item, key), item) if named else item
+            if name in found:
+                raise ConfigError(f"two plugins provide {what} named {name!r}")
+            found[name] = value
+    return found
+
+
 def describe(pm: PluginManager) -> list[PluginInfo]:
     """What ``relbridge plugins`` prints: each plugin, its version and the hooks it implements."""
     infos = []
@@ -134,8 +182,10 @@ def describe(pm: PluginManager) -> list[PluginInfo]:
 class Hooks:
     """Typed facade over the hooks: the only way core code calls plugins.
 
-    Notifications call each implementation on its own so that one plugin raising is logged
-    and the others still hear about the event.
+    Every call goes through pluggy (``pm.hook.<name>``), so ``wrapper=True``
+    implementations and pluggy's tracing see it. Contribution hooks (adapters, transforms,
+    config sections, webhook schemes) are gathered by one collector: each contribution has
+    a name, and two with the same name are an error.
     """
 
     def __init__(self, pm: PluginManager) -> None:
@@ -146,22 +196,19 @@ class Hooks:
 
     # contributions
     def adapters(self, config: Any, on_call: Any = None) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        for batch in self.pm.hook.relbridge_adapters(config=config, on_call=on_call):
-            for adapter in batch or ():
-                if adapter.name in found:
-                    raise ConfigError(f"two plugins provide an adapter named {adapter.name!r}")
-                found[adapter.name] = adapter
-        return found
+        return collect("an adapter", self.pm.hook.relbridge_adapters(config=config, on_call=on_call))
 
     def transforms(self) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        for batch in self.pm.hook.relbridge_transforms():
-            for transform in batch or ():
-                if transform.name in found:
-                    raise ConfigError(f"two plugins provide a transform named {transform.name!r}")
-                found[transform.name] = transform
-        return found
+        return collect("a transform", self.pm.hook.relbridge_transforms())
+
+    def config_sections(self) -> dict[str, Any]:
+        return collect("a config section", (
+            [(name, model) for name, model in (batch or {}).items()]
+            for batch in self.pm.hook.relbridge_config_sections()), named=False)
+
+    def webhook_schemes(self, config: Any) -> dict[str, Any]:
+        return collect("a webhook scheme", self.pm.hook.relbridge_webhook_schemes(config=config),
+                       key="system")
 
     # gate
     def check_transition(self, release: Any, old: str, new: str, changes: list[Any], source: str) -> Any:
@@ -175,12 +222,12 @@ class Hooks:
         return bool(getattr(self.pm.hook, f"relbridge_{name}").get_hookimpls())
 
     def _notify(self, hook_name: str, **kwargs: Any) -> None:
-        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-            try:
-                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
-            except Exception:
-                log.exception("plugin %s failed in %s", impl.plugin_name, hook_name)
-
+        # Implementations are guarded one by one at registration; this catches a wrapper
+        # that raises, which must not stop the sync either.
+        try:
+            getattr(self.pm.hook, hook_name)(**kwargs)
+        except Exception:
+            log.exception("a plugin wrapper failed in %s", hook_name)
     def release_created(self, release: Any, source: str) -> None:
         self._notify("relbridge_release_created", release=release, source=source)
 

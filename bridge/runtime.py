@@ -11,7 +11,7 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from bridge.config import Config
+from bridge.config import Config, plugin_manager_sections, with_sections
 from bridge.plugins import Hooks, PluginManager, make_plugin_manager
 
 if TYPE_CHECKING:
@@ -29,9 +29,16 @@ class Runtime:
 
     @cached_property
     def plugin_manager(self) -> PluginManager:
-        return make_plugin_manager(
-            self.config.plugins.modules, self.config.plugins.disabled, extra=self._extra_plugins
-        )
+        """The manager ``load_config`` built to find the plugins' sections, or a new one (a
+        config built in code, or plugins registered in code). Either way the config then
+        has every section the plugins declare."""
+        pm = self.config.plugin_manager
+        if pm is None or self._extra_plugins:
+            pm = make_plugin_manager(
+                self.config.plugins.modules, self.config.plugins.disabled, extra=self._extra_plugins
+            )
+            self.config = with_sections(self.config, plugin_manager_sections(pm))
+        return pm
 
     @cached_property
     def hooks(self) -> Hooks:

@@ -1,7 +1,7 @@
 """The webhook receiver: an ASGI app that turns signed deliveries into inbox events.
 
-Endpoints: ``POST /webhooks/jira``, ``POST /webhooks/servicenow``, ``GET /healthz``,
-``GET /readyz``, ``GET /metrics``, ``GET /openapi.json``.
+Endpoints: ``POST /webhooks/<system>`` for each webhook scheme the plugins provide,
+``GET /healthz``, ``GET /readyz``, ``GET /metrics``, ``GET /openapi.json``.
 
 A delivery is checked in this order, on the raw bytes, before anything parses it, so a
 stranger cannot make us spend more than ``max_body_bytes`` of memory or run the JSON parser
@@ -9,9 +9,9 @@ and the adapter on their input:
 
 1. size: 413 above ``max_body_bytes`` (the declared ``Content-Length`` first, then while
    the body streams in, so a chunked body is cut off at the limit too);
-2. signature: 401 when it is missing, malformed or wrong, when the ServiceNow timestamp is
-   outside ``TIMESTAMP_TOLERANCE`` either way (replays), or when no secret is configured
-   for that system (an unsigned delivery is never accepted);
+2. signature: the system plugin's scheme (``relbridge_webhook_schemes``) checks it; 401
+   when it is missing, malformed, wrong or stale (replays), or when no secret is
+   configured for that system (an unsigned delivery is never accepted);
 3. content type: 415 unless ``application/json`` (UTF-8);
 4. JSON: 400 for malformed JSON or a body that is not an object;
 5. the adapter's ``parse_webhook``: 400 when it cannot read the body.
@@ -25,18 +25,14 @@ bad input (503 only when the store is unreachable, so the sender retries).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -51,21 +47,16 @@ from bridge.daemon_store import describe as store_error
 from bridge.errors import BadInput
 from bridge.metrics import CONTENT_TYPE_LATEST, Metrics
 from bridge.queue import Inbox
+from bridge.signatures import SignatureRejected, WebhookScheme
 
 log = logging.getLogger(__name__)
 
-__all__ = ["create_app", "openapi_document", "TIMESTAMP_TOLERANCE", "READY_CACHE_SECONDS"]
+__all__ = ["create_app", "openapi_document", "READY_CACHE_SECONDS"]
 
-TIMESTAMP_TOLERANCE = 300.0  # seconds a ServiceNow delivery may be early or late
 READY_CACHE_SECONDS = 5.0  # probes within this time reuse the last readiness answer
 READY_LEASE = "heartbeat/receiver"  # the row the default readiness check writes
-HUB_SIGNATURE = "x-hub-signature"
-RELBRIDGE_SIGNATURE = "x-relbridge-signature"
-RELBRIDGE_TIMESTAMP = "x-relbridge-timestamp"
 
 _DIGITS = re.compile(r"[0-9]{1,20}")
-_TIMESTAMP = re.compile(r"[0-9]{1,12}")
-_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 _UTF8 = {"utf-8", "utf8"}
 
 ReadyCheck = Callable[[], Mapping[str, str | None]]
@@ -93,65 +84,17 @@ def error_response(status: int, code: str, message: str,
 # -- signatures --------------------------------------------------------------------------------
 
 
-def _secret(value: SecretStr | None, system: str) -> bytes:
-    secret = value.get_secret_value() if value is not None else ""
+def check_signature(scheme: WebhookScheme, headers: Headers, body: bytes, now: float) -> None:
+    """The plugin's check of ``body``; a missing secret refuses every delivery."""
+    secret = scheme.secret.get_secret_value() if scheme.secret is not None else ""
     if not secret:
         raise Refusal(401, "secret_not_configured",
-                      f"no webhook secret is configured for {system}: set [webhooks] "
-                      f"{system}_secret; unsigned deliveries are never accepted")
-    return secret.encode()
-
-
-def _check_digest(headers: Headers, name: str, expected_hex: str) -> None:
-    """Compare ``sha256=<hex>`` in header ``name`` with ``expected_hex`` in constant time."""
-    value = headers.get(name)
-    if value is None:
-        raise Refusal(401, "missing_signature", f"the {name} header is required")
-    scheme, _, digest = value.strip().partition("=")
-    if scheme.lower() != "sha256" or not _SHA256_HEX.fullmatch(digest):
-        raise Refusal(401, "malformed_signature",
-                      f"the {name} header must be 'sha256=' followed by 64 hex digits")
-    if not hmac.compare_digest(digest.lower().encode(), expected_hex.encode()):
-        raise Refusal(401, "invalid_signature",
-                      f"{name} does not match the body: check that both sides use the same secret")
-
-
-def verify_jira(secret: bytes, headers: Headers, body: bytes, now: float) -> None:
-    """Jira: ``X-Hub-Signature: sha256=hex(HMAC-SHA256(secret, body))``."""
-    _check_digest(headers, HUB_SIGNATURE, hmac.new(secret, body, hashlib.sha256).hexdigest())
-
-
-def verify_servicenow(secret: bytes, headers: Headers, body: bytes, now: float) -> None:
-    """relbridge's ServiceNow contract: the signature covers ``timestamp + "." + body``, and
-    the timestamp must be recent, so a captured delivery cannot be replayed later."""
-    timestamp = headers.get(RELBRIDGE_TIMESTAMP)
-    if timestamp is None:
-        raise Refusal(401, "missing_timestamp", f"the {RELBRIDGE_TIMESTAMP} header is required")
-    timestamp = timestamp.strip()
-    if not _TIMESTAMP.fullmatch(timestamp):
-        raise Refusal(401, "malformed_timestamp",
-                      f"{RELBRIDGE_TIMESTAMP} must be unix time in whole seconds")
-    message = timestamp.encode() + b"." + body
-    _check_digest(headers, RELBRIDGE_SIGNATURE,
-                  hmac.new(secret, message, hashlib.sha256).hexdigest())
-    if abs(now - int(timestamp)) > TIMESTAMP_TOLERANCE:
-        raise Refusal(401, "stale_timestamp",
-                      f"{RELBRIDGE_TIMESTAMP} is more than {TIMESTAMP_TOLERANCE:.0f} seconds "
-                      "away from our clock: check the sender's clock, or this is a replay")
-
-
-Verifier = Callable[[bytes, Headers, bytes, float], None]
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    system: str
-    verify: Verifier
-    secret: SecretStr | None
-
-    @property
-    def path(self) -> str:
-        return f"/webhooks/{self.system}"
+                      f"no webhook secret is configured for {scheme.system}: set "
+                      f"{scheme.secret_setting}; unsigned deliveries are never accepted")
+    try:
+        scheme.verify(secret.encode(), headers, body, now)
+    except SignatureRejected as exc:
+        raise Refusal(401, exc.code, exc.message) from None
 
 
 # -- reading a delivery ------------------------------------------------------------------------
@@ -231,7 +174,7 @@ class Receiver:
         self.inbox, self.adapters, self.config = inbox, adapters, config
         self.metrics, self.clock = metrics, clock
 
-    def endpoint(self, spec: Endpoint) -> Callable[[Request], Any]:
+    def endpoint(self, spec: WebhookScheme) -> Callable[[Request], Any]:
         async def handle(request: Request) -> Response:
             response = await self.receive(spec, request)
             self.metrics.webhook_requests.labels(spec.path, str(response.status_code)).inc()
@@ -240,13 +183,13 @@ class Receiver:
         handle.__name__ = f"receive_{spec.system}"
         return handle
 
-    async def receive(self, spec: Endpoint, request: Request) -> Response:
+    async def receive(self, spec: WebhookScheme, request: Request) -> Response:
         try:
             adapter = self.adapters.get(spec.system)
             if adapter is None:
                 raise Refusal(404, "system_not_enabled", f"no {spec.system} adapter is enabled")
             body = await read_body(request, self.config.max_body_bytes)
-            spec.verify(_secret(spec.secret, spec.system), request.headers, body, self.clock())
+            check_signature(spec, request.headers, body, self.clock())
             check_content_type(request.headers)
             hints = hints_of(adapter, request.headers, parse_object(body))
         except Refusal as refusal:
@@ -390,17 +333,18 @@ def create_app(
     inbox: Inbox,
     adapters: Mapping[str, Adapter],
     config: WebhooksConfig,
+    schemes: Mapping[str, WebhookScheme],
     metrics: Metrics,
     ready: ReadyCheck | None = None,
     clock: Clock = time.time,
 ) -> Starlette:
-    """The receiver app. ``ready()`` returns ``{check: None | problem}`` (None = ok); without
-    one, readiness only checks that the store takes a write."""
+    """The receiver app: one endpoint per webhook scheme (``Hooks.webhook_schemes``).
+    ``ready()`` returns ``{check: None | problem}`` (None = ok); without one, readiness only
+    checks that the store takes a write."""
     receiver = Receiver(inbox, adapters, config, metrics, clock)
-    endpoints = (Endpoint("jira", verify_jira, config.jira_secret),
-                 Endpoint("servicenow", verify_servicenow, config.servicenow_secret))
+    endpoints = [schemes[system] for system in sorted(schemes)]
     readiness = Readiness(ready or store_check(inbox), clock)
-    document = openapi_document()
+    document = openapi_document(endpoints)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
@@ -478,24 +422,19 @@ _SCHEMAS: dict[str, Any] = {
         "checks": {"type": "object", "additionalProperties": {"type": "string"},
                    "description": "\"ok\" or what is wrong, per check"}}},
 }
-_SIGNATURE = "^sha256=[0-9a-fA-F]{64}$"
 
 
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.1 description served at ``/openapi.json``."""
+def openapi_document(schemes: Iterable[WebhookScheme] = ()) -> dict[str, Any]:
+    """The OpenAPI 3.1 description served at ``/openapi.json``: the fixed routes and one
+    webhook path per scheme, with the headers the scheme requires."""
+    webhooks = {scheme.path: _webhook(scheme.summary, [
+        _header(header.name, header.description, header.pattern) for header in scheme.headers])
+        for scheme in schemes}
     return {
         "openapi": "3.1.0",
         "info": {"title": "relbridge webhook receiver", "version": "1"},
         "paths": {
-            "/webhooks/jira": _webhook("A Jira webhook delivery", [
-                _header("X-Hub-Signature", "sha256=hex(HMAC-SHA256(jira_secret, raw body))",
-                        _SIGNATURE)]),
-            "/webhooks/servicenow": _webhook("A ServiceNow business-rule delivery", [
-                _header("X-Relbridge-Timestamp", "unix seconds; within 5 minutes of ours",
-                        "^[0-9]{1,12}$"),
-                _header("X-Relbridge-Signature",
-                        'sha256=hex(HMAC-SHA256(servicenow_secret, timestamp + "." + raw body))',
-                        _SIGNATURE)]),
+            **webhooks,
             "/healthz": _get("Liveness", {"200": _json("the process is alive", "Health")}),
             "/readyz": _get("Readiness: the store takes a write, both systems authenticated", {
                 "200": _json("ready", "Ready"), "503": _json("not ready", "Ready")}),

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.engine.envelope import Envelope, SyncReport
 from bridge.errors import RelbridgeError
 from bridge.mapping import OutboundResult, RefResolver, SystemMapping, UnmappableValue
-from bridge.model import CloseCode, ReleaseState
+from bridge.model import CloseCode, ReleaseState, System
 from bridge.store.rows import HeldWriteRow, RefRow, StaleRecord
 from bridge.store.schema import dump_json
 
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DELETE_FIELD = "_delete"  # the held_writes "field" of a held delete
-SYSTEMS = ("servicenow", "jira")
+SYSTEMS = tuple(system.value for system in System)
 
 _RELEASED = frozenset({ReleaseState.DEPLOYED.value, ReleaseState.CLOSED.value})
 # Moving a released release to one of these is not "backwards": closing it, or cancelling

@@ -80,13 +80,16 @@ _UPDATE_RECORD = (
     .values(data=bindparam("new_data"), updated_at=bindparam("new_at"), revision=_records.c.revision + 1)
     .returning(_records.c.revision)
 )
-_FIND_REF = select(_refs).where(
+# external_refs.fields_fingerprint is a column nothing reads or writes any more; it stays
+# in the table (dropping it would need a migration for no gain) but not in RefRow.
+_REF_FIELDS = [column for column in _refs.c if column.name != "fields_fingerprint"]
+_FIND_REF = select(*_REF_FIELDS).where(
     _refs.c.system == bindparam("system"), _refs.c.entity == bindparam("entity"),
     _refs.c.ext_id == bindparam("ext_id"))
 _REFS_BY_IDS = select(_refs.c.ext_id, _refs.c.key).where(
     _refs.c.system == bindparam("system"), _refs.c.entity == bindparam("entity"),
     _refs.c.ext_id.in_(bindparam("ext_ids", expanding=True)))
-_REFS_BY_KEYS = select(_refs).where(
+_REFS_BY_KEYS = select(*_REF_FIELDS).where(
     _refs.c.entity == bindparam("entity"), _refs.c.key.in_(bindparam("keys", expanding=True)))
 _REF_OWNER = select(_refs.c.key).where(
     _refs.c.system == bindparam("system"), _refs.c.entity == bindparam("entity"),
@@ -106,7 +109,7 @@ _GET_WATERMARK = select(t.watermarks.c.value).where(
 _data_text = type_coerce(_records.c.data, Text)
 _MAYBE_UNFINISHED = select(_records.c.entity, _records.c.key, _records.c.data, _records.c.updated_at).where(
     or_(~_data_text.like('{"creating":{}%'), ~_data_text.like('%"pending":{}%')))
-_REF_COLUMNS = ("ext_id", "ext_key", "url", "version", "updated_at", "fields_fingerprint")
+_REF_COLUMNS = ("ext_id", "ext_key", "url", "version", "updated_at")
 
 
 class _Upserts:
@@ -300,7 +303,6 @@ class Operations:
     def put_ref(
         self, entity: str, key: str, system: str, ext_id: str, ext_key: str | None = None,
         url: str | None = None, version: str | None = None, updated_at: datetime | None = None,
-        fields_fingerprint: str | None = None,
     ) -> None:
         """Link (or update the link of) ``entity``/``key`` to an object in ``system``.
 
@@ -313,8 +315,7 @@ class Operations:
                 raise RefConflict(
                     f"{system} {entity} {ext_id} is already linked to {owner}, not {key}")
             _run(conn, _upserts(conn).ref, entity=entity, key=key, system=system, ext_id=ext_id,
-                 ext_key=ext_key, url=url, version=version, updated_at=updated_at,
-                 fields_fingerprint=fields_fingerprint)
+                 ext_key=ext_key, url=url, version=version, updated_at=updated_at)
 
     def drop_ref(self, system: str, entity: str, ext_id: str) -> bool:
         refs = t.external_refs

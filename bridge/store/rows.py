@@ -42,7 +42,6 @@ class RefRow:
     url: str | None
     version: str | None
     updated_at: datetime | None
-    fields_fingerprint: str | None
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ external_refs = Table(
     Column("url", Text),
     Column("version", String(EXT_ID)),
     Column("updated_at", UtcDateTime),
-    Column("fields_fingerprint", String(128)),
+    Column("fields_fingerprint", String(128)),  # unused; kept so old and new databases match
     UniqueConstraint("system", "entity", "ext_id", name="uq_external_refs_ext_id"),
     Index("ix_external_refs_ext_key", "system", "entity", "ext_key"),
 )

@@ -1,4 +1,5 @@
-"""relbridge's Jira plugin: contributes the ``jira`` adapter (see ``adapter.JiraAdapter``)."""
+"""relbridge's Jira plugin: contributes the ``jira`` adapter (see ``adapter.JiraAdapter``) and
+the signature scheme of Jira's webhooks (``signature``)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ from collections.abc import Callable
 
 from bridge import hookimpl
 from bridge.config import Config
+from bridge.signatures import WebhookScheme
+from relbridge_jira import signature
 from relbridge_jira.adapter import JiraAdapter
 
 OnCall = Callable[[str, str, int], None]
 
-__all__ = ["JiraAdapter", "relbridge_adapters"]
+__all__ = ["JiraAdapter", "relbridge_adapters", "relbridge_webhook_schemes"]
 
 
 @hookimpl
@@ -29,3 +32,9 @@ def relbridge_adapters(config: Config, on_call: OnCall | None = None) -> list[Ji
             on_call=on_call,
         )
     ]
+
+
+@hookimpl
+def relbridge_webhook_schemes(config: Config) -> list[WebhookScheme]:
+    """``X-Hub-Signature`` over the body, with ``[webhooks] jira_secret``."""
+    return [signature.scheme(config.webhooks.jira_secret)]

@@ -24,6 +24,12 @@ VERSION_OBJECT = {
 }
 
 
+# Fields the adapter builds rather than reads: a version's state from its released and
+# archived flags, an issue's release from fixVersions/versions, caused_by from its links.
+PSEUDO_FIELDS = frozenset({("release", "state"), ("change", "release"), ("incident", "release"),
+                           ("incident", "caused_by")})
+
+
 def build_metadata(
     fields: Sequence[Mapping[str, Any]],
     projects: Iterable[Mapping[str, Any]],
@@ -34,7 +40,7 @@ def build_metadata(
     """``projects``: project JSON with ``issueTypes``; ``statuses``: type name → status names;
     ``issue_types``: entity → type name. An issue type missing from every project gets no
     object, which is what the mapping check reports."""
-    metadata = Metadata(objects={"version": dict(VERSION_OBJECT)})
+    metadata = Metadata(objects={"version": dict(VERSION_OBJECT)}, pseudo_fields=PSEUDO_FIELDS)
     present = {t.get("name") for p in projects for t in p.get("issueTypes") or []}
     plain = {
         str(f["id"]): FieldInfo(str(f["id"]), _field_type(f))

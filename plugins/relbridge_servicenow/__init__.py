@@ -1,7 +1,8 @@
 """relbridge's ServiceNow plugin: contributes the ServiceNow adapter (Table API, via pysnow).
 
 Registered under the ``relbridge`` entry-point group; the adapter is built from the
-``[servicenow]`` section of the configuration and pages by ``[sync] page_size``.
+``[servicenow]`` section of the configuration and pages by ``[sync] page_size``. The
+plugin also gives the receiver relbridge's ServiceNow webhook signature (``signature``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bridge import hookimpl
+from bridge.signatures import WebhookScheme
+from relbridge_servicenow import signature
 from relbridge_servicenow.adapter import ServiceNowAdapter
 
 if TYPE_CHECKING:
@@ -17,7 +20,7 @@ if TYPE_CHECKING:
 
 OnCall = Callable[[str, str, int], None]
 
-__all__ = ["ServiceNowAdapter", "relbridge_adapters"]
+__all__ = ["ServiceNowAdapter", "relbridge_adapters", "relbridge_webhook_schemes"]
 
 
 @hookimpl
@@ -35,3 +38,9 @@ def relbridge_adapters(config: Config, on_call: OnCall | None = None) -> list[Se
             on_call=on_call,
         )
     ]
+
+
+@hookimpl
+def relbridge_webhook_schemes(config: Config) -> list[WebhookScheme]:
+    """``X-Relbridge-Signature`` over timestamp and body, with ``[webhooks] servicenow_secret``."""
+    return [signature.scheme(config.webhooks.servicenow_secret)]

@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 _MAX_DEPTH = 10  # table inheritance is a few levels deep; this only guards against cycles
 
 
+# A change's or incident's release is a row of rm_m2m_release_task, not a column.
+PSEUDO_FIELDS = frozenset({("change", "release"), ("incident", "release")})
+
+
 def read_metadata(api: TableApi, table_names: Iterable[str], page_size: int) -> Metadata:
     """``Metadata`` keyed by table name (``rm_release``, ``change_request``, …)."""
     tables = sorted(set(table_names))
@@ -36,7 +40,7 @@ def read_metadata(api: TableApi, table_names: Iterable[str], page_size: int) -> 
     every_table = sorted({t for chain in lineage.values() for t in chain})
     types = _field_types(api, every_table, page_size)
     choices = _choices(api, every_table, page_size)
-    metadata = Metadata()
+    metadata = Metadata(pseudo_fields=PSEUDO_FIELDS)
     for table in tables:
         fields: dict[str, FieldInfo] = {}
         for name in _merged(lineage[table], types):

@@ -141,6 +141,7 @@ def test_readyz_shows_the_jira_connection_error_like_servicenow(bridge: Bridge) 
     port = closed_port()
     rt = bridge.runtime(jira={"url": f"http://127.0.0.1:{port}"})
     app = create_app(inbox=Inbox(rt.store), adapters=rt.adapters, config=WebhooksConfig(),
+                     schemes=rt.hooks.webhook_schemes(rt.config),
                      metrics=Metrics(), ready=Readiness(rt, lambda: None))
     response = TestClient(app).get("/readyz")
     assert response.status_code == 503

@@ -18,19 +18,24 @@ from openapi_spec_validator import validate
 from pydantic import SecretStr
 from relbridge_jira.adapter import JiraAdapter
 from relbridge_servicenow.adapter import ServiceNowAdapter
+from relbridge_servicenow.signature import TIMESTAMP_TOLERANCE
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from bridge import hookimpl, signatures
 from bridge.adapter import Adapter, WebhookHint
-from bridge.config import WebhooksConfig
+from bridge.config import Config, WebhooksConfig
+from bridge.errors import ConfigError
 from bridge.metrics import Metrics
+from bridge.plugins import Hooks, make_plugin_manager
 from bridge.queue import Event, Inbox
+from bridge.signatures import SignedHeader, WebhookScheme, check_sha256_header, hmac_sha256_hex
 from bridge.sim import Simulators, start_simulators
 from bridge.sim.server import start_in_thread
 from bridge.store import Store, schema
-from bridge.webhooks import READY_CACHE_SECONDS, TIMESTAMP_TOLERANCE, create_app
+from bridge.webhooks import READY_CACHE_SECONDS, create_app
 from tests.integration.helpers import AUTH, Jira, ServiceNow, requests_log
 
 JIRA_SECRET = "jira-webhook-secret"
@@ -77,9 +82,12 @@ class Harness:
     clock: Any = field(default_factory=FakeTime)  # FakeTime, or time.time over real HTTP
     metrics: Metrics = field(default_factory=Metrics)
     ready: Any = None
+    extra_plugins: list[tuple[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.app = create_app(inbox=self.inbox, adapters=self.adapters, config=self.config,
+        hooks = Hooks(make_plugin_manager(extra=self.extra_plugins))
+        schemes = hooks.webhook_schemes(Config(webhooks=self.config))
+        self.app = create_app(inbox=self.inbox, adapters=self.adapters, config=self.config, schemes=schemes,
                               metrics=self.metrics, ready=self.ready, clock=self.clock)
         self.client = TestClient(self.app, raise_server_exceptions=True)
 
@@ -706,3 +714,72 @@ def test_an_oversized_chunked_upload_over_http_is_cut_off(
     assert hx.queued() == (0, 0)
     # The server is still fine afterwards.
     assert requests.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}
+
+
+# -- schemes come from plugins -----------------------------------------------------------------
+
+ACME_SECRET = "acme-webhook-secret"
+
+
+class AcmeAdapter:
+    name = "acme"
+    entities = ("change",)
+
+    def parse_webhook(self, headers: Any, body: Any) -> list[WebhookHint]:
+        return [WebhookHint("acme", "change", str(body["id"]), delivery_id=str(body["id"]))]
+
+
+class AcmePlugin:
+    """A third-party system: ``X-Acme-Signature: sha256=hex(HMAC(secret, body))``."""
+
+    @hookimpl
+    def relbridge_webhook_schemes(self) -> list[WebhookScheme]:
+        def verify(secret: bytes, headers: Any, body: bytes, now: float) -> None:
+            check_sha256_header(headers, "x-acme-signature", hmac_sha256_hex(secret, body))
+
+        return [WebhookScheme("acme", verify, SecretStr(ACME_SECRET), "[acme] webhook_secret",
+                              "An Acme delivery", (SignedHeader("X-Acme-Signature", "sha256=…", "^sha256="),))]
+
+
+def test_a_third_party_webhook_scheme_is_served_and_checked(inbox: Inbox) -> None:
+    hx = Harness(inbox, {"acme": AcmeAdapter()}, extra_plugins=[("acme", AcmePlugin())])  # type: ignore[dict-item]
+    raw = encode({"id": 7})
+    signed = {"Content-Type": "application/json", "X-Acme-Signature": hub_signature(ACME_SECRET, raw)}
+    assert hx.client.post("/webhooks/acme", content=raw, headers=signed).json() == {"accepted": 1, "duplicates": 0}
+    wrong = {**signed, "X-Acme-Signature": hub_signature("not-the-secret", raw)}
+    refused = hx.client.post("/webhooks/acme", content=raw, headers=wrong)
+    assert (refused.status_code, refused.json()["error"]) == (401, "invalid_signature")
+    assert "/webhooks/acme" in hx.client.get("/openapi.json").json()["paths"]
+    assert {(e.system, e.ext_id) for e in claim_all(inbox)} == {("acme", "7")}
+
+
+def test_the_first_party_schemes_come_from_the_system_plugins() -> None:
+    schemes = Hooks(make_plugin_manager()).webhook_schemes(Config(webhooks=webhooks_config()))
+    assert {system: scheme.verify.__module__ for system, scheme in schemes.items()} == {
+        "jira": "relbridge_jira.signature", "servicenow": "relbridge_servicenow.signature"}
+    assert schemes["jira"].secret is not None and schemes["jira"].secret.get_secret_value() == JIRA_SECRET
+
+
+def test_two_plugins_with_a_scheme_for_one_system_is_an_error() -> None:
+    class Twin:
+        @hookimpl
+        def relbridge_webhook_schemes(self) -> list[WebhookScheme]:
+            return [WebhookScheme("jira", lambda *args: None, None, "-", "-")]
+
+    with pytest.raises(ConfigError, match="two plugins provide a webhook scheme named 'jira'"):
+        Hooks(make_plugin_manager(extra=[("twin", Twin())])).webhook_schemes(Config())
+
+
+@pytest.mark.parametrize("system", ["jira", "servicenow"])
+def test_signatures_are_compared_in_constant_time(hx: Harness, system: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(signatures.hmac, "compare_digest", spy)
+    response = hx.jira(jira_issue_body()) if system == "jira" else hx.servicenow(sn_body())
+    assert response.status_code == 202
+    assert len(compared) == 1

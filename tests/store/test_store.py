@@ -197,14 +197,14 @@ def test_delete_record_removes_its_refs(store):
 def test_refs_round_trip_with_aware_datetimes(store):
     local = datetime(2024, 3, 10, 14, 30, 15, 123456, tzinfo=CEST)
     store.put_ref("release", "RLSE1", "servicenow", "a" * 32, "RLSE0001001",
-                  "http://sn/rm_release/aaa", "3", local, "fp1")
+                  "http://sn/rm_release/aaa", "3", local)
     store.put_ref("release", "RLSE1", "jira", "10000", "R 1.0", None, None,
-                  datetime(2024, 3, 10, 12, 0), None)  # naive = UTC
+                  datetime(2024, 3, 10, 12, 0))  # naive = UTC
     refs = store.refs("release", "RLSE1")
     assert set(refs) == {"servicenow", "jira"}
     sn = refs["servicenow"]
-    assert (sn.ext_id, sn.ext_key, sn.url, sn.version, sn.fields_fingerprint) == (
-        "a" * 32, "RLSE0001001", "http://sn/rm_release/aaa", "3", "fp1")
+    assert (sn.ext_id, sn.ext_key, sn.url, sn.version) == (
+        "a" * 32, "RLSE0001001", "http://sn/rm_release/aaa", "3")
     assert sn.updated_at == local and sn.updated_at.tzinfo is UTC
     assert sn.updated_at.hour == 12
     assert refs["jira"].updated_at == datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
@@ -228,7 +228,7 @@ def test_record_and_refs_come_back_together(store):
 
 def test_put_ref_updates_in_place_and_refuses_a_second_owner(store):
     store.put_ref("change", "CHG1", "jira", "100", "OPS-1", version="1")
-    store.put_ref("change", "CHG1", "jira", "100", "OPS-1", version="2", fields_fingerprint="f")
+    store.put_ref("change", "CHG1", "jira", "100", "OPS-1", version="2")
     assert store.refs("change", "CHG1")["jira"].version == "2"
     with pytest.raises(RefConflict, match="already linked to CHG1"):
         store.put_ref("change", "CHG2", "jira", "100")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from relbridge_servicenow.metadata import PSEUDO_FIELDS as SERVICENOW_PSEUDO_FIELDS
 
 from bridge.adapter import FieldInfo, Metadata
 from bridge.errors import MappingError, PermanentError
@@ -739,7 +740,8 @@ def test_check_against_reports_choices_the_system_lacks(sn) -> None:
                 "rm_release": columns,
                 "change_request": {"short_description": FieldInfo("x")},
                 "incident": {"short_description": FieldInfo("x"), "priority": FieldInfo("p")},
-            }
+            },
+            pseudo_fields=SERVICENOW_PSEUDO_FIELDS,  # what the ServiceNow adapter's metadata carries
         )
     )
     assert lines == [

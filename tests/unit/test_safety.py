@@ -36,7 +36,7 @@ def test_classify(entity: str, field: str, old: object, new: object, kind: Kind 
     assert classify(entity, field, old, new) == kind
 
 
-REF = RefRow("release", "RLSE1", "jira", "10001", "1.0", None, None, None, None)
+REF = RefRow("release", "RLSE1", "jira", "10001", "1.0", None, None, None)
 
 
 @pytest.mark.parametrize("system, current, state, kind", [
@@ -89,7 +89,7 @@ def store(tmp_path: Path):
 
 
 def deleting(brake: SafetyBrake, n: int) -> bool:
-    ref = RefRow("change", f"CHG{n}", "jira", f"{n}", f"OPS-{n}", None, None, None, None)
+    ref = RefRow("change", f"CHG{n}", "jira", f"{n}", f"OPS-{n}", None, None, None)
     return brake.admit_delete("change", f"CHG{n}", "jira", ref, SyncReport())
 
 

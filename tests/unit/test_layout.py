@@ -1,0 +1,61 @@
+"""The shape of the tree: what the core may know about the systems, and the command line's
+entry points."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from bridge.cli import main
+
+BRIDGE = Path(__file__).resolve().parents[2] / "bridge"
+SYSTEM_NAMES = frozenset({"servicenow", "jira"})
+#: The simulators and the demo are about the two systems by design.
+OUTSIDE_THE_CORE = ("sim/", "demo.py")
+
+#: The most "servicenow"/"jira" string constants the core may hold. Lower it when you take
+#: system knowledge out of the core (into plugins/); never raise it. At 16: engine.py 8,
+#: release_bookkeeping.py 3, model.py 2 (the System enum, the one list of the systems),
+#: status.py 2 (the JSON keys of a conflict), mapping_types.py 1 (ServiceNow's string values).
+MAX_SYSTEM_LITERALS = 16
+
+
+def system_literals(root: Path = BRIDGE) -> Counter[str]:
+    """Per core module, how many string constants are exactly a system's name."""
+    found: Counter[str] = Counter()
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root).as_posix()
+        if relative.startswith(OUTSIDE_THE_CORE):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        count = sum(isinstance(node, ast.Constant) and node.value in SYSTEM_NAMES for node in ast.walk(tree))
+        if count:
+            found[relative] = count
+    return found
+
+
+def test_the_core_names_the_systems_no_more_often_than_it_did() -> None:
+    found = system_literals()
+    assert sum(found.values()) <= MAX_SYSTEM_LITERALS, (
+        f"{sum(found.values())} system-name literals in bridge/ (at most {MAX_SYSTEM_LITERALS}): "
+        f"{dict(found.most_common())} — put what is system-specific in its plugin")
+
+
+def test_the_ratchet_counts_what_it_claims(tmp_path: Path) -> None:
+    """A literal in a core module is counted, one in the simulators or the demo is not."""
+    (tmp_path / "sim").mkdir()
+    (tmp_path / "core.py").write_text('"""Talks to "jira"."""\nSYSTEM = "jira"\nname = {"servicenow": 1}\n')
+    (tmp_path / "sim" / "jira.py").write_text('SYSTEM = "jira"\n')
+    (tmp_path / "demo.py").write_text('SYSTEM = "servicenow"\n')
+    assert system_literals(tmp_path) == {"core.py": 2}
+
+
+def test_python_m_bridge_cli_help_lists_every_command() -> None:
+    result = subprocess.run([sys.executable, "-m", "bridge.cli", "--help"], capture_output=True, text=True,
+                            check=True)
+    commands = result.stdout.split("Commands:", 1)[1]
+    listed = {line.split()[0] for line in commands.splitlines() if line.strip()}
+    assert listed == set(main.commands)
