@@ -18,6 +18,7 @@ gate, hooks, links and derived lifecycle in ``bridge.release.bookkeeping``.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -43,7 +44,7 @@ from bridge.engine.merge import MergeResult, merge
 from bridge.engine.safety import SafetyBrake
 from bridge.errors import NotThisEntity, PermanentError, RelbridgeError, TransientError
 from bridge.mapping import Mappings, SystemMapping, UnmappableValue
-from bridge.model import KEY_PATTERN, Release, json_value, model_for
+from bridge.model import KEY_PATTERN, Release, System, json_value, model_for
 from bridge.plugins import Hooks
 from bridge.queue import queued_events
 from bridge.release.bookkeeping import (
@@ -61,7 +62,8 @@ log = logging.getLogger(__name__)
 __all__ = ["Engine", "ENTITY_ORDER", "SYSTEMS", "OTHER"]
 
 ENTITY_ORDER = ("release", "change", "incident")
-OTHER = {"servicenow": "jira", "jira": "servicenow"}
+#: The other system, for each: changes flow from one to the other.
+OTHER = {a.value: b.value for a, b in itertools.permutations(System, 2)}
 
 
 def utc_now() -> datetime:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge import lifecycle
 from bridge.engine.envelope import Envelope
-from bridge.model import ExternalRef, Release, ReleaseState
+from bridge.model import ExternalRef, Release, ReleaseState, System
 from bridge.store.rows import StaleRecord
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("bridge.engine")
 
 DERIVED = "relbridge"  # history source for facts relbridge derived itself
-SYSTEMS = ("servicenow", "jira")
+SYSTEMS = tuple(system.value for system in System)
 STALE_RETRIES = 5
 # Canonical fields that no system holds: maintained by the engine from links and history.
 ENGINE_FIELDS = {
