@@ -18,7 +18,7 @@ OUTSIDE_THE_CORE = ("sim/", "demo.py")
 
 #: The most "servicenow"/"jira" string constants the core may hold. Lower it when you take
 #: system knowledge out of the core (into plugins/); never raise it. At 10: model.py 2 (the
-#: System enum, the one list of the systems), status.py 2 and engine/pipeline.py 1 (the
+#: System enum, the one list of the systems), status.py 2 and engine/pipeline.py 2 (the
 #: conflicts' columns), engine/pipeline.py and engine/creates.py 1 each (Jira versions
 #: correlate by name), release/bookkeeping.py 1 (Jira's released flag), mapping_types.py 1
 #: (ServiceNow's string values).
