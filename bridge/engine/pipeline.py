@@ -55,7 +55,7 @@ from bridge.release.bookkeeping import (
     ReleaseBookkeeping,
 )
 from bridge.store import Store
-from bridge.store.rows import RefRow, StaleRecord
+from bridge.store.rows import RefConflict, RefRow, StaleRecord
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,9 @@ class Engine(ReleaseBookkeeping):
         for attempt in range(STALE_RETRIES):
             try:
                 return self._ingest(record, report)
-            except StaleRecord:
+            except (StaleRecord, RefConflict):
+                # Another worker changed the record, or linked this object to a record of
+                # its own (a pair met from both sides at once): read the link again.
                 if attempt == STALE_RETRIES - 1:
                     raise
             except UnmappableValue as exc:

@@ -205,3 +205,28 @@ def test_generated_pairs_quick(bridge_factory, tmp_path) -> None:
     assert after[1]["due"] == ("2027-04-15", "2027-04-15")
     assert after[1]["summary"] == before[1]["summary"] == ("Patch db", "Upgrade kernel")
     assert after[2] == before[2]
+
+
+def test_an_object_another_worker_linked_meanwhile_is_read_again(bridge, monkeypatch) -> None:
+    """Two workers meet a pair from both sides at once: one links the Jira version to the
+    ServiceNow release while the other, having looked a moment earlier, is about to make a
+    record of its own for the version. Its save meets the link (RefConflict) and reads
+    again, ending on the same record instead of a dead letter or a second release."""
+    bridge.sn.create("rm_release", short_description="Release 5.0", state="1")
+    version = bridge.jira.create_version("Release 5.0")
+    rt = bridge.runtime()
+    assert not rt.engine.sync_once().errors
+    linked = rt.store.find_ref("jira", "release", version["id"])
+    assert linked is not None
+
+    real, calls = rt.store.find_ref, []
+
+    def looked_too_early(system, entity, ext_id):
+        calls.append(ext_id)
+        return None if len(calls) == 1 else real(system, entity, ext_id)
+
+    monkeypatch.setattr(rt.store, "find_ref", looked_too_early)
+    record = rt.adapters["jira"].read("release", version["id"], rt.mappings.for_system("jira").fields_to_read("release"))
+    from bridge.engine import SyncReport
+    assert rt.engine.ingest(record, SyncReport()) == linked.key
+    assert [key for key, _ in rt.store.records("release")] == [linked.key]
