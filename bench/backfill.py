@@ -118,6 +118,24 @@ CHANGE_STATUS = {"-5": "New", "-4": "Assess", "-3": "Authorize", "-2": "Schedule
 INCIDENT_STATUS = {"1": "Open", "2": "In Progress", "3": "In Progress", "6": "Resolved",
                    "7": "Closed", "8": "Closed"}
 PRIORITY = {"1": "Highest", "2": "High", "3": "Medium", "4": "Low", "5": "Lowest"}
+#: The Jira flavor the benchmark's simulators serve (relbridge and the floor see the same one).
+JIRA_FLAVOR = "cloud"
+
+
+def creates_with_transition(flavor: str) -> bool:
+    """Whether a create body may carry the first workflow step (`transition`): Jira Cloud's
+    create-issue documents it ("optional when creating an issue"); relbridge sends it there."""
+    return flavor == "cloud"
+
+
+def search_path(flavor: str) -> str:
+    """Cloud searches with `/search/jql` (its `/search` is gone); Server with `/search`."""
+    return "search/jql" if flavor == "cloud" else "search"
+
+
+def separate_transitions(path: list[str], flavor: str) -> list[str]:
+    """The steps of ``path`` that need their own `POST issue/{id}/transitions`."""
+    return path[1:] if creates_with_transition(flavor) else path
 
 
 def transition_path(workflow: Workflow, target: str) -> list[str]:
@@ -145,7 +163,8 @@ class Floor:
     parallel), plus one Jira versions call and one JQL search for both issue types.
     Writes: one POST per version (state as released/archived flags in the body), one POST
     per issue (fix/affects version, correlation label and, for an incident, its
-    Problem/Incident link through ``update.issuelinks``), and one POST per workflow
+    Problem/Incident link through ``update.issuelinks`` and, where the flavor allows it, the
+    first workflow step as the create body's ``transition``), and one POST per remaining
     transition on the shortest path to the issue's status (transition ids are workflow
     configuration, known up front, so no GET precedes a transition).
     """
@@ -154,6 +173,7 @@ class Floor:
     jira: str
     concurrency: int
     page_size: int
+    flavor: str = JIRA_FLAVOR
     calls: Counter[str] = field(default_factory=Counter)
     _local: threading.local = field(default_factory=threading.local)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -174,7 +194,7 @@ class Floor:
     def _read(self, pool: ThreadPoolExecutor) -> dict[str, list[dict[str, Any]]]:
         first = {table: pool.submit(self._sn_page, table, 0) for table in SN_COLUMNS}
         jira = [pool.submit(self._get, f"{self.jira}/rest/api/2/project/OPS/versions"),
-                pool.submit(self._get, f"{self.jira}/rest/api/2/search/jql",
+                pool.submit(self._get, f"{self.jira}/rest/api/2/{search_path(self.flavor)}",
                             {"jql": "project = OPS AND issuetype in (Change, Incident)",
                              "fields": "summary", "maxResults": self.page_size})]
         rows: dict[str, list[dict[str, Any]]] = {}
@@ -211,8 +231,8 @@ class Floor:
                   "summary": row["short_description"], "duedate": row["end_date"][:10] or None,
                   "fixVersions": [{"id": version}] if version else [],
                   "labels": [f"relbridge-{row['number']}"]}
-        issue = self._send("POST", f"{self.jira}/rest/api/2/issue", json={"fields": fields}).json()
-        self._walk(issue["id"], transition_path(CHANGE_WORKFLOW, CHANGE_STATUS[row["state"]]))
+        path = transition_path(CHANGE_WORKFLOW, CHANGE_STATUS[row["state"]])
+        issue = self._create_issue({"fields": fields}, path)
         return row["sys_id"], str(issue["id"])
 
     def _create_incident(self, row: dict[str, Any], changes: dict[str, str], release_of: dict[str, str]) -> None:
@@ -226,8 +246,16 @@ class Floor:
         if cause in changes:
             body["update"] = {"issuelinks": [{"add": {"type": {"name": "Problem/Incident"},
                                                       "inwardIssue": {"id": changes[cause]}}}]}
+        self._create_issue(body, transition_path(INCIDENT_WORKFLOW, INCIDENT_STATUS[row["state"]]))
+
+    def _create_issue(self, body: dict[str, Any], path: list[str]) -> dict[str, Any]:
+        """POST the issue (with the first step of ``path`` when the flavor takes it), then
+        walk the rest of the path."""
+        if path and creates_with_transition(self.flavor):
+            body = {**body, "transition": {"id": path[0]}}
         issue = self._send("POST", f"{self.jira}/rest/api/2/issue", json=body).json()
-        self._walk(issue["id"], transition_path(INCIDENT_WORKFLOW, INCIDENT_STATUS[row["state"]]))
+        self._walk(issue["id"], separate_transitions(path, self.flavor))
+        return issue
 
     def _walk(self, issue_id: str, path: Iterable[str]) -> None:
         for transition in path:
@@ -251,11 +279,13 @@ class Floor:
         return response
 
 
-def minimal_calls(counts: dict[str, int], changes: list[str], incidents: list[str], page_size: int) -> int:
+def minimal_calls(counts: dict[str, int], changes: list[str], incidents: list[str], page_size: int,
+                  flavor: str = JIRA_FLAVOR) -> int:
     """The minimal call count for the seeded data (what ``Floor`` sends): see its docstring."""
     reads = sum(max(1, math.ceil(counts.get(t, 0) / page_size)) for t in SN_COLUMNS) + 2
-    transitions = (sum(len(transition_path(CHANGE_WORKFLOW, CHANGE_STATUS[s])) for s in changes)
-                   + sum(len(transition_path(INCIDENT_WORKFLOW, INCIDENT_STATUS[s])) for s in incidents))
+    paths = ([transition_path(CHANGE_WORKFLOW, CHANGE_STATUS[s]) for s in changes]
+             + [transition_path(INCIDENT_WORKFLOW, INCIDENT_STATUS[s]) for s in incidents])
+    transitions = sum(len(separate_transitions(path, flavor)) for path in paths)
     creates = counts.get("rm_release", 0) + len(changes) + len(incidents)
     return reads + creates + transitions
 
@@ -287,7 +317,8 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
                               "page_size": args.page_size, "overlap_s": args.overlap}
     with tempfile.TemporaryDirectory(prefix="relbridge-bench-") as folder:
         say(f"seeding {args.n} releases")
-        with SimProcess.start(args.n, seed=args.seed, latency_ms=args.latency_ms) as sims:
+        with SimProcess.start(args.n, seed=args.seed, latency_ms=args.latency_ms,
+                              flavor=JIRA_FLAVOR) as sims:
             records = sum(v for k, v in sims.counts.items() if k != "rm_m2m_release_task")
             changes, incidents = seeded_states(sims.servicenow)
             config = relbridge_config(sims, f"sqlite:///{folder}/relbridge.db", args)
@@ -310,9 +341,11 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
     floor_wall, floor_logs = math.nan, {s: CallLog(0, {}, []) for s in SYSTEMS}
     if not args.no_floor:
         say("floor")
-        with SimProcess.start(args.n, seed=args.seed, latency_ms=args.latency_ms) as sims:
+        with SimProcess.start(args.n, seed=args.seed, latency_ms=args.latency_ms,
+                              flavor=JIRA_FLAVOR) as sims:
             sims.clear_logs()
-            floor_wall = Floor(sims.servicenow, sims.jira, args.concurrency, args.page_size).run()
+            floor_wall = Floor(sims.servicenow, sims.jira, args.concurrency, args.page_size,
+                               JIRA_FLAVOR).run()
             floor_logs = sims.logs()
     result.update({
         "records": records,

@@ -166,7 +166,7 @@ def test_error_bodies(api: Client, method: str, path: str, body: Any, status: in
 def test_search_error_bodies(api: Client) -> None:
     cloud = api.call("GET", "serverInfo")["deploymentType"] == "Cloud"
     path = "search/jql" if cloud else "search"
-    error = api.call("GET", path, 400, params={"jql": "project = OPS OR labels = x"})
+    error = api.call("GET", path, 400, params={"jql": "project = OPS OR summary = x"})
     assert_schema("ErrorCollection", error)
     removed = api.call("GET", "search", 410 if cloud else 200, params={"jql": "project = OPS"})
     assert_schema("ErrorCollection" if cloud else "SearchResults", removed)

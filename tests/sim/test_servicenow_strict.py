@@ -267,3 +267,80 @@ def test_audit_rows_still_follow_writes(servicenow_url: str) -> None:
     rows = get(servicenow_url, "sys_audit",
                sysparm_query=f"documentkey={made['sys_id']}").json()["result"]
     assert [(r["fieldname"], r["newvalue"]) for r in rows] == [("short_description", "a")]
+
+
+# -- schema of the newer tables, datetime input as display values ----------------------------
+
+
+@pytest.mark.parametrize(("table", "column", "internal_type", "reference"), [
+    ("rm_release_phase", "release", "reference", "rm_release"),
+    ("rm_release_phase", "state", "integer", ""),
+    ("rm_task", "phase", "reference", "rm_release_phase"),
+    ("rm_task", "release", "reference", "rm_release"),
+    ("rm_task", "end_date", "glide_date_time", ""),
+    ("task_time_worked", "task", "reference", "task"),
+    ("task_time_worked", "user", "reference", "sys_user"),
+    ("task_time_worked", "time_worked", "glide_duration", ""),
+    ("task_time_worked", "time_in_seconds", "integer", ""),
+    ("sys_journal_field", "element_id", "GUID", ""),
+    ("sys_journal_field", "element", "string", ""),
+    ("sys_journal_field", "value", "string", ""),
+])
+def test_dictionary_describes_the_newer_tables(servicenow_url: str, table: str, column: str,
+                                               internal_type: str, reference: str) -> None:
+    """Every table has `sys_dictionary` rows, one per column with its `internal_type` and,
+    for a reference, its target table (Data dictionary tables:
+    https://www.servicenow.com/docs/r/yokohama/platform-administration/c_DataDictionaryTables.html),
+    read here through pysnow as a client discovering the schema would."""
+    rows = snow(servicenow_url).resource(api_path="/table/sys_dictionary").get(
+        query=f"name={table}^element={column}").all()
+    assert [(r["internal_type"], r["reference"]) for r in rows] == [(internal_type, reference)]
+    collection = get(servicenow_url, "sys_dictionary",
+                     sysparm_query=f"name={table}^internal_type=collection").json()["result"]
+    assert len(collection) == 1
+
+
+@pytest.mark.parametrize("table", ["rm_release_phase", "rm_task"])
+def test_choices_of_the_release_planning_tables(servicenow_url: str, table: str) -> None:
+    """`sys_choice` lists each choice column's values and labels in order (planned_task's
+    states: Pending, Open, Work in Progress, Closed Complete/Incomplete/Skipped;
+    Choice lists: https://www.servicenow.com/docs/r/yokohama/platform-administration/c_ChoiceLists.html)."""
+    gr = snc(servicenow_url).GlideRecord("sys_choice")
+    gr.add_query("name", table)
+    gr.add_query("element", "state")
+    gr.order_by("sequence")
+    gr.query()
+    assert [(r.get_value("value"), r.get_value("label")) for r in gr] == [
+        ("-5", "Pending"), ("1", "Open"), ("2", "Work in Progress"), ("3", "Closed Complete"),
+        ("4", "Closed Incomplete"), ("7", "Closed Skipped")]
+    priorities = get(servicenow_url, "sys_choice",
+                     sysparm_query=f"name={table}^element=priority").json()["result"]
+    assert len(priorities) == 5
+
+
+def test_input_display_value_reads_datetimes_in_the_users_zone_and_format(
+        servicenow_url: str) -> None:
+    """`sysparm_input_display_value=true`: "set field values using their display value",
+    which for a date/time is the session user's format and time zone (TABLE_API). The admin
+    user is America/New_York with `MM/dd/yyyy`, so 08:00 on 07/01/2030 there is 12:00 UTC."""
+    client = snow(servicenow_url)
+    changes = client.resource(api_path="/table/change_request")
+    changes.parameters.add_custom({"sysparm_input_display_value": "true"})
+    made = changes.create({"start_date": "07/01/2030 08:00:00",
+                           "end_date": "2030-07-01 09:30:00",  # internal format, still local
+                           "state": "Assess"}).one()
+    stored = get(servicenow_url, f"change_request/{made['sys_id']}",
+                 sysparm_fields="start_date,end_date,state").json()["result"]
+    assert stored == {"start_date": "2030-07-01 12:00:00", "end_date": "2030-07-01 13:30:00",
+                      "state": "-4"}
+    response = requests.patch(
+        f"{servicenow_url}/api/now/table/change_request/{made['sys_id']}", auth=AUTH,
+        timeout=10, params={"sysparm_input_display_value": "true"},
+        json={"start_date": "12/24/2030 18:00:00", "end_date": "not a date"})
+    assert response.status_code == 200
+    stored = get(servicenow_url, f"change_request/{made['sys_id']}",
+                 sysparm_fields="start_date,end_date").json()["result"]
+    # winter: New York is UTC-5; an unreadable value leaves the field as it was
+    assert stored == {"start_date": "2030-12-24 23:00:00", "end_date": "2030-07-01 13:30:00"}
+    plain = post(servicenow_url, "change_request", start_date="2030-07-01 08:00:00")
+    assert plain.json()["result"]["start_date"] == "2030-07-01 08:00:00"  # without: UTC as is

@@ -261,6 +261,7 @@ FIELDS: tuple[FieldDef, ...] = (
                      10012), ("cf[10012]", "Planned end"), custom=True),
 )
 FIELD_IDS: frozenset[str] = frozenset(f.id for f in FIELDS)
+NAVIGABLE_FIELD_IDS: frozenset[str] = frozenset(f.id for f in FIELDS if f.navigable)
 CUSTOM_FIELD_TYPES: dict[str, str] = {f.id: f.schema["type"] for f in FIELDS if f.custom}
 
 

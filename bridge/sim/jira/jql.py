@@ -1,18 +1,25 @@
-"""The JQL subset relbridge needs, parsed strictly.
+"""The JQL subset relbridge and admins use, parsed strictly into an expression tree.
 
-Supported: `AND`-joined clauses (parentheses allowed) over project, issuetype, status,
-fixVersion, affectedVersion, labels, key/id, resolution, created and updated, with `=`,
-`!=`, `IN`, `NOT IN`, `IS [NOT] EMPTY`, and `> >= < <=` on dates (absolute
-`"yyyy/MM/dd HH:mm"`, `"yyyy-MM-dd"` or relative `-5m`, `-2h`, `-1d`, `-1w`); then
-`ORDER BY` updated, created, key or id. Anything else (OR, NOT, functions, `~`, other
-fields) is refused with a Jira-style error instead of being answered wrongly.
+Supported: clauses over project, issuetype, status, priority, fixVersion, affectedVersion,
+labels, key/id, resolution, created and updated with `=`, `!=`, `IN`, `NOT IN`,
+`IS [NOT] EMPTY`, and `> >= < <=` on dates (absolute `"yyyy/MM/dd HH:mm"`, `"yyyy-MM-dd"`
+or relative `-5m`, `-2h`, `-1d`, `-1w`); text search `~` / `!~` on summary, description,
+comment and `text`; clauses combined with `AND`, `OR`, `NOT` and parentheses, with Jira's
+precedence NOT > AND > OR; then `ORDER BY` created, updated, key, priority, status, summary
+or duedate, each ASC or DESC. Anything else (functions, WAS/CHANGED, other fields) is
+refused with a Jira-style error instead of being answered wrongly.
 
-`parse_jql` only checks syntax; `jira_store` resolves names to ids and evaluates.
+`NOT` is pushed down to the clauses as Jira does (De Morgan, then the clause's operator
+negated), so `NOT status = Open` is `status != Open` and, like it, does not match issues
+where the field is empty (Atlassian: "field != value is the same as NOT field = value").
+
+`parse_jql` only checks syntax; `JiraStore.search` resolves names to ids and evaluates.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -28,15 +35,25 @@ FIELD_ALIASES: dict[str, str] = {
     "resolution": "resolution",
     "created": "created", "createddate": "created",
     "updated": "updated", "updateddate": "updated",
+    "priority": "priority",
+    "summary": "summary", "description": "description", "comment": "comment",
+    "text": "text",
 }
 DATE_FIELDS = frozenset({"created", "updated"})
+#: Free-text fields: searched with `~`/`!~` (Lucene-style word match), never with `=`.
+TEXT_FIELDS = frozenset({"summary", "description", "comment", "text"})
+TEXT_OPS = frozenset({"~", "!~"})
+#: Text fields that can be EMPTY (a summary never is, `text` is not a stored field).
+EMPTY_TEXT_FIELDS = frozenset({"description", "comment"})
 SORT_FIELDS: dict[str, str] = {"updated": "updated", "updateddate": "updated",
                                "created": "created", "createddate": "created",
-                               "key": "key", "issuekey": "key", "id": "key"}
+                               "key": "key", "issuekey": "key", "id": "key",
+                               "priority": "priority", "status": "status",
+                               "summary": "summary", "duedate": "duedate", "due": "duedate"}
 #: Real Jira fields outside the subset: refused as unsupported rather than as unknown.
 OTHER_JIRA_FIELDS = frozenset({
-    "summary", "description", "text", "comment", "environment", "assignee", "reporter",
-    "creator", "watcher", "voter", "priority", "component", "sprint", "parent", "epic link",
+    "environment", "assignee", "reporter",
+    "creator", "watcher", "voter", "component", "sprint", "parent", "epic link",
     "due", "duedate", "resolved", "resolutiondate", "lastviewed", "filter", "level",
     "originalestimate", "remainingestimate", "timespent", "votes", "watchers", "category",
     "issuelinktype", "attachments", "statuscategory"})
@@ -44,6 +61,10 @@ RESERVED = frozenset("+;?|*%^$#@[]{}")
 EQUALITY_OPS = frozenset({"=", "!=", "in", "not in"})
 RANGE_OPS = frozenset({"<", "<=", ">", ">="})
 EMPTY_OPS = frozenset({"is", "is not"})
+#: What `NOT` turns each operator into when it is pushed down to a clause.
+NEGATED_OPS = {"=": "!=", "!=": "=", "in": "not in", "not in": "in", "is": "is not",
+               "is not": "is", ">": "<=", ">=": "<", "<": ">=", "<=": ">", "~": "!~",
+               "!~": "~"}
 KEYWORDS = frozenset({"and", "or", "not", "in", "is", "empty", "null", "order", "by", "asc",
                       "desc", "was", "changed"})
 
@@ -86,6 +107,17 @@ class Clause:
 
 
 @dataclass(frozen=True)
+class Junction:
+    """`AND` or `OR` over two or more sub-expressions."""
+
+    op: str  # "and" | "or"
+    children: tuple[Node, ...]
+
+
+Node = Clause | Junction
+
+
+@dataclass(frozen=True)
 class SortKey:
     field: str
     descending: bool
@@ -93,12 +125,37 @@ class SortKey:
 
 @dataclass
 class Query:
-    clauses: list[Clause] = field(default_factory=list)
+    where: Node | None = None
     order: list[SortKey] = field(default_factory=list)
 
     @property
     def bounded(self) -> bool:
-        return bool(self.clauses)
+        return self.where is not None
+
+    @property
+    def clauses(self) -> list[Clause]:
+        """The leaf clauses, left to right."""
+        return list(_leaves(self.where)) if self.where is not None else []
+
+
+def _leaves(node: Node) -> Iterator[Clause]:
+    if isinstance(node, Clause):
+        yield node
+    else:
+        for child in node.children:
+            yield from _leaves(child)
+
+
+def negate(node: Node) -> Node:
+    """`NOT node`, pushed down to the clauses (De Morgan), as Jira rewrites it."""
+    if isinstance(node, Clause):
+        return Clause(node.field, NEGATED_OPS[node.op], node.values, node.written_field)
+    return Junction("or" if node.op == "and" else "and",
+                    tuple(negate(child) for child in node.children))
+
+
+def _join(op: str, nodes: list[Node]) -> Node:
+    return nodes[0] if len(nodes) == 1 else Junction(op, tuple(nodes))
 
 
 def syntax_error(message: str) -> JqlError:
@@ -153,43 +210,47 @@ class _Parser:
     def parse(self) -> Query:
         query = Query()
         if self.peek().kind != "end" and not self.is_word("order"):
-            self.parse_and(query, depth=0)
+            query.where = self.parse_or()
         if self.is_word("order"):
             self.take()
             self.expect_word("by")
             query.order = self.parse_order()
         token = self.peek()
         if token.kind != "end":
-            if token.kind == "word" and token.lower == "or":
-                raise unsupported("the OR operator")
             raise syntax_error(f"Expecting either 'OR' or 'AND' but got '{token.text}'. "
                                f"(line 1, character {token.position})")
         return query
 
-    def parse_and(self, query: Query, depth: int) -> None:
-        self.parse_term(query, depth)
-        while True:
-            if self.is_word("and"):
-                self.take()
-                self.parse_term(query, depth)
-            elif self.is_word("or"):
-                raise unsupported("the OR operator")
-            else:
-                return
+    def parse_or(self) -> Node:
+        """OR binds loosest: `a OR b AND c` is `a OR (b AND c)`."""
+        nodes = [self.parse_and()]
+        while self.is_word("or"):
+            self.take()
+            nodes.append(self.parse_and())
+        return _join("or", nodes)
 
-    def parse_term(self, query: Query, depth: int) -> None:
+    def parse_and(self) -> Node:
+        nodes = [self.parse_not()]
+        while self.is_word("and"):
+            self.take()
+            nodes.append(self.parse_not())
+        return _join("and", nodes)
+
+    def parse_not(self) -> Node:
+        """NOT binds tightest: `NOT a AND b` is `(NOT a) AND b`."""
+        if self.is_word("not"):
+            self.take()
+            return negate(self.parse_not())
         token = self.peek()
         if token.kind == "punct" and token.text == "(":
             self.take()
-            self.parse_and(query, depth + 1)
+            node = self.parse_or()
             closing = self.take()
             if closing.text != ")" or closing.kind != "punct":
-                raise syntax_error(f"Expecting ')' but got '{closing.text}'. "
+                raise syntax_error(f"Expecting ')' but got '{closing.text or 'the end'}'. "
                                    f"(line 1, character {closing.position})")
-            return
-        if token.kind == "word" and token.lower == "not":
-            raise unsupported("the NOT operator")
-        query.clauses.append(self.parse_clause())
+            return node
+        return self.parse_clause()
 
     def parse_clause(self) -> Clause:
         token = self.take()
@@ -213,8 +274,6 @@ class _Parser:
     def parse_operator(self) -> str:
         token = self.take()
         if token.kind == "op":
-            if token.text in ("~", "!~"):
-                raise unsupported(f"the '{token.text}' operator")
             return token.text
         if token.kind == "word":
             if token.lower == "in":
@@ -273,12 +332,19 @@ class _Parser:
             if values != (None,):
                 raise syntax_error(f"The operator '{op.upper()}' can only be used with EMPTY "
                                    f"or NULL (field '{written}').")
+            if name in TEXT_FIELDS and name not in EMPTY_TEXT_FIELDS:
+                raise JqlError(f"The operator '{op.upper()}' is not supported by the "
+                               f"'{written}' field.")
             return
         if None in values:
             raise syntax_error(f"The operator '{op}' cannot be used with EMPTY for field "
                                f"'{written}'.")
         if op in RANGE_OPS and name not in DATE_FIELDS:
             raise JqlError(f"The operator '{op}' is not supported by the '{written}' field.")
+        if (op in TEXT_OPS) != (name in TEXT_FIELDS) or (name == "text" and op != "~"):
+            raise JqlError(f"The operator '{op}' is not supported by the '{written}' field.")
+        if op in TEXT_OPS:
+            check_text_query(values[0] or "", written)
 
     def parse_order(self) -> list[SortKey]:
         keys = [self.parse_sort_key()]
@@ -329,3 +395,44 @@ def parse_date(value: str, written_field: str, now: datetime) -> datetime:
     raise JqlError(f"Date value '{value}' for field '{written_field}' is invalid. Valid formats "
                    f"include: 'yyyy/MM/dd HH:mm', 'yyyy-MM-dd HH:mm', 'yyyy/MM/dd', "
                    f"'yyyy-MM-dd', or a period format e.g. '-5d', '4w 2d'.")
+
+
+# -- text search (`~`) --------------------------------------------------------------------------
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def check_text_query(text: str, written_field: str) -> None:
+    """Refuse what Jira's text search refuses: nothing to search for, a leading wildcard."""
+    terms = text.strip().strip('"')
+    if not _WORD.search(terms):
+        raise JqlError(f"The field '{written_field}' does not support searching for an empty "
+                       f"string.")
+    for term in terms.split():
+        if term[0] in "*?":
+            raise JqlError(f"The text query '{text}' for field '{written_field}' is not allowed "
+                           f"to start with '{term[0]}'.")
+
+
+def text_matches(query: str, text: str | None) -> bool:
+    """Jira's `~`: case-insensitive whole-word match. Unquoted words must all occur (any
+    order; a trailing `*`/`?` is a wildcard); `"a phrase"` inside the value must occur as
+    consecutive words. No stemming or stop words: a simulator match is always a Jira match.
+    """
+    if not text:
+        return False
+    words = [w.lower() for w in _WORD.findall(text)]
+    stripped = query.strip()
+    if len(stripped) > 1 and stripped[0] == stripped[-1] == '"':
+        phrase = [w.lower() for w in _WORD.findall(stripped)]
+        return any(words[i:i + len(phrase)] == phrase
+                   for i in range(len(words) - len(phrase) + 1))
+    return all(any(_term_pattern(term).fullmatch(w) for w in words)
+               for term in stripped.split() if _WORD.search(term))
+
+
+def _term_pattern(term: str) -> re.Pattern[str]:
+    wildcards = {"*": r"\w*", "?": r"\w"}
+    parts = [wildcards.get(ch, re.escape(ch)) for ch in term.lower() if ch in wildcards
+             or _WORD.fullmatch(ch)]
+    return re.compile("".join(parts))

@@ -19,6 +19,7 @@ from bridge.sim.jira.catalog import (
     FIELDS,
     ISSUE_TYPES,
     LINK_TYPES,
+    NAVIGABLE_FIELD_IDS,
     PRIORITIES,
     PROJECTS,
     RESOLUTIONS,
@@ -107,14 +108,21 @@ def split_list(values: Any) -> list[str]:
 
 
 def wanted_fields(requested: list[str], default: str) -> tuple[str, ...] | None:
-    """Field ids to render (Jira's order); None means every field."""
+    """Field ids to render (Jira's order); None means every field.
+
+    `*all` is every field; `*navigable` leaves out the non-navigable ones (`comment`), which
+    is why a search (default `*navigable`) carries no comments while an issue GET (default
+    `*all`) does.
+    """
     tokens = requested or [default]
     include: set[str] = set()
     exclude: set[str] = set()
     everything = False
     for token in tokens:
-        if token in ("*all", "*navigable"):
+        if token == "*all":
             everything = True
+        elif token == "*navigable":
+            include |= NAVIGABLE_FIELD_IDS
         elif token.startswith("-"):
             exclude.add(token[1:])
         elif token in FIELD_NAMES:

@@ -12,10 +12,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bridge.sim.jira.base import ApiError, bad_request, json_object
-from bridge.sim.jira.catalog import ISSUE_TYPES, LINK_TYPES
+from bridge.sim.jira.catalog import ISSUE_TYPES, LINK_TYPES, PRIORITIES, STATUSES
 from bridge.sim.jira.comments import CommentOps
 from bridge.sim.jira.issues import IssueOps
-from bridge.sim.jira.jql import DATE_FIELDS, Clause, JqlError, Query, parse_date
+from bridge.sim.jira.jql import (
+    DATE_FIELDS,
+    TEXT_FIELDS,
+    Clause,
+    JqlError,
+    Node,
+    Query,
+    parse_date,
+    text_matches,
+)
 from bridge.sim.jira.render import View, issue_link_json
 from bridge.sim.jira.state import Issue, IssueLink, Webhook
 from bridge.sim.jira.versions import VersionOps
@@ -101,8 +110,8 @@ class JiraStore(VersionOps, IssueOps, CommentOps):
     def search(self, query: Query) -> list[Issue]:
         """Issues matching `query`, ordered as asked (then by id, so paging is stable)."""
         now = self.clock.now()
-        predicates = [self._predicate(clause, now) for clause in query.clauses]
-        found = [i for i in self.state.issues.values() if all(p(i) for p in predicates)]
+        matches = self._matcher(query.where, now) if query.where is not None else None
+        found = [i for i in self.state.issues.values() if matches is None or matches(i)]
         if not query.order:
             found.sort(key=lambda i: i.id, reverse=True)
             return found
@@ -111,9 +120,21 @@ class JiraStore(VersionOps, IssueOps, CommentOps):
             found.sort(key=_SORT_KEYS[key.field], reverse=key.descending)
         return found
 
+    def _matcher(self, node: Node, now: datetime) -> Predicate:
+        """A predicate for the whole tree; every clause is resolved up front, so an unknown
+        value is a 400 even in a branch that would not be evaluated."""
+        if isinstance(node, Clause):
+            return self._predicate(node, now)
+        parts = [self._matcher(child, now) for child in node.children]
+        if node.op == "and":
+            return lambda issue: all(p(issue) for p in parts)
+        return lambda issue: any(p(issue) for p in parts)
+
     def _predicate(self, clause: Clause, now: datetime) -> Predicate:
         if clause.field in DATE_FIELDS:
             return self._date_predicate(clause, now)
+        if clause.field in TEXT_FIELDS:
+            return _text_predicate(clause)
         if clause.op in ("is", "is not"):
             empty = _EMPTY_TESTS.get(clause.field)
             if empty is None:
@@ -156,6 +177,8 @@ class JiraStore(VersionOps, IssueOps, CommentOps):
             return {t.id for t in ISSUE_TYPES.values() if lowered in (t.id, t.name.lower())}
         if field == "status":
             return {s.id for s in self.catalog.statuses_named(value)}
+        if field == "priority":
+            return {pid for pid, name in PRIORITIES.items() if lowered in (pid, name.lower())}
         if field in ("fixVersion", "affectedVersion"):
             return {v.id for v in self.state.versions.values()
                     if lowered in (str(v.id), v.name.lower())}
@@ -237,11 +260,52 @@ def _key_order(issue: Issue) -> tuple[str, int]:
     return project, int(number)
 
 
+def _text_values(field: str, issue: Issue) -> list[str]:
+    """The texts a `~` clause looks in; `text` is Jira's all-text-fields pseudo field."""
+    comments = [str(c.get("body") or "") for c in issue.comments]
+    if field == "summary":
+        return [issue.summary]
+    if field == "description":
+        return [issue.description] if issue.description else []
+    if field == "comment":
+        return comments
+    return [issue.summary, *([issue.description] if issue.description else []), *comments]
+
+
+def _text_predicate(clause: Clause) -> Predicate:
+    """`~` matches when any of the field's texts matches; `!~`, like `!=`, only issues
+    that have a value and do not match; `IS [NOT] EMPTY` on the texts' presence."""
+    field, query = clause.field, clause.values[0]
+    if clause.op in ("is", "is not"):
+        empty = clause.op == "is"
+        return lambda issue: (not _text_values(field, issue)) == empty
+    assert query is not None
+    if clause.op == "~":
+        return lambda issue: any(text_matches(query, t) for t in _text_values(field, issue))
+    return lambda issue: bool(_text_values(field, issue)) and not any(
+        text_matches(query, t) for t in _text_values(field, issue))
+
+
+_PRIORITY_RANK = {pid: -n for n, pid in enumerate(PRIORITIES)}  # Highest sorts last ASC
+_STATUS_RANK = {sid: n for n, sid in enumerate(STATUSES)}
+
+
+def _due_order(issue: Issue) -> tuple[bool, Any]:
+    """Issues without a due date sort after all dates ascending (first descending)."""
+    return (issue.due_date is None, issue.due_date or 0)
+
+
+#: Sort keys: priority and status by their configured order (as Jira's admin screens list
+#: them), not by name; summary case-insensitively.
 _SORT_KEYS: dict[str, Callable[[Issue], Any]] = {
-    "updated": lambda i: i.updated, "created": lambda i: i.created, "key": _key_order}
+    "updated": lambda i: i.updated, "created": lambda i: i.created, "key": _key_order,
+    "priority": lambda i: _PRIORITY_RANK.get(i.priority_id, 0),
+    "status": lambda i: _STATUS_RANK.get(i.status_id, len(_STATUS_RANK)),
+    "summary": lambda i: i.summary.lower(), "duedate": _due_order}
 _SINGLE_VALUE: dict[str, Callable[[Issue], Any]] = {
     "project": lambda i: i.project_id, "issuetype": lambda i: i.issuetype_id,
     "status": lambda i: i.status_id, "key": lambda i: i.id,
+    "priority": lambda i: i.priority_id,
     "resolution": lambda i: i.resolution_id}
 _MULTI_VALUE: dict[str, Callable[[Issue], list[Any]]] = {
     "fixVersion": lambda i: i.fix_versions, "affectedVersion": lambda i: i.versions,

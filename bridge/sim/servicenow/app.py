@@ -261,6 +261,12 @@ class ServiceNowSim:
         name = self._user(request) or ""
         return UserZone.of(self.store.find("sys_user", "user_name", name))
 
+    def _input_mode(self, request: Request) -> dict[str, Any]:
+        """`sysparm_input_display_value=true`: written values are display values, datetimes
+        in the session user's zone and format."""
+        display = _flag(request.query_params.get("sysparm_input_display_value"))
+        return {"input_display": display, "zone": self._zone(request) if display else None}
+
     def _view(self, request: Request, table: Table) -> Renderer:
         params = request.query_params
         view = View.build(self.store, table, params.get("sysparm_fields", ""),
@@ -333,8 +339,7 @@ class ServiceNowSim:
         body = await _json_object(request)
         if isinstance(body, Response):
             return body
-        record = self.store.insert(table_name, body, user, input_display=_flag(
-            request.query_params.get("sysparm_input_display_value")))
+        record = self.store.insert(table_name, body, user, **self._input_mode(request))
         location = f"{self._base_url(request)}{request.url.path.rstrip('/')}/{record['sys_id']}"
         return self._write_response(request, table_name, record, 201, {"Location": location})
 
@@ -347,8 +352,7 @@ class ServiceNowSim:
         body = await _json_object(request)
         if isinstance(body, Response):
             return body
-        result = self.store.update(table_name, sys_id, body, user, input_display=_flag(
-            request.query_params.get("sysparm_input_display_value")))
+        result = self.store.update(table_name, sys_id, body, user, **self._input_mode(request))
         if result is None:
             return _error(404)
         return self._write_response(request, table_name, result[0], 200, {})

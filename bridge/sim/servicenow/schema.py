@@ -198,6 +198,7 @@ RM_RELEASE_PHASE = _table(
     "rm_release_phase", "Release Phase", [
         *_task_columns(),
         Column("state", "State", INTEGER, choices=RELEASE_STATES, default="-5"),
+        Column("priority", "Priority", INTEGER, choices=PRIORITIES, default="4"),
         Column("release", "Release", REFERENCE, reference="rm_release", max_length=32),
         Column("start_date", "Planned start date", DATETIME),
         Column("end_date", "Planned end date", DATETIME),
@@ -208,6 +209,7 @@ RM_TASK = _table(
     "rm_task", "Release Task", [
         *_task_columns(),
         Column("state", "State", INTEGER, choices=RELEASE_STATES, default="-5"),
+        Column("priority", "Priority", INTEGER, choices=PRIORITIES, default="4"),
         Column("release", "Release", REFERENCE, reference="rm_release", max_length=32),
         Column("phase", "Phase", REFERENCE, reference="rm_release_phase", max_length=32),
         Column("start_date", "Planned start date", DATETIME),
@@ -313,8 +315,10 @@ TABLES: dict[str, Table] = {
                         SYS_USER, SYS_DB_OBJECT, SYS_DICTIONARY, SYS_CHOICE, SYS_AUDIT,
                         SYS_JOURNAL_FIELD)
 }
-#: The tables whose schema `sys_dictionary` / `sys_choice` describe.
-DESCRIBED_TABLES = (RM_RELEASE, RM_M2M_RELEASE_TASK, CHANGE_REQUEST, INCIDENT)
+#: The tables whose schema `sys_dictionary` / `sys_choice` describe: every table relbridge
+#: reads or writes (DESIGN §7), so a client can discover each one's columns and choices.
+DESCRIBED_TABLES = (RM_RELEASE, RM_RELEASE_PHASE, RM_TASK, RM_M2M_RELEASE_TASK, CHANGE_REQUEST,
+                    INCIDENT, TASK_TIME_WORKED, SYS_JOURNAL_FIELD)
 
 
 def descendants(name: str) -> tuple[str, ...]:

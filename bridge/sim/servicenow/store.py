@@ -32,6 +32,7 @@ from bridge.sim.servicenow.schema import (
     Table,
     descendants,
 )
+from bridge.sim.servicenow.zones import UserZone
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,8 @@ class ServiceNowStore:
     # -- writes ------------------------------------------------------------------------
 
     def insert(self, table_name: str, values: Mapping[str, Any], user: str, *,
-               input_display: bool = False, sys_values: Mapping[str, str] | None = None) -> Record:
+               input_display: bool = False, zone: UserZone | None = None,
+               sys_values: Mapping[str, str] | None = None) -> Record:
         """Insert one record; `sys_values` (seeds and state files only) may set sys columns.
 
         The table must exist (the API refuses others first); a valid client `sys_id` not yet
@@ -141,7 +143,7 @@ class ServiceNowStore:
                 column = table.columns.get(name)
                 if column is None or name in SYS_FIELDS:
                     continue
-                value = self._coerce(column, raw, input_display)
+                value = self._coerce(column, raw, input_display, zone)
                 if column.type == JOURNAL:
                     if isinstance(value, str) and value.strip():
                         notes[name] = value
@@ -170,7 +172,8 @@ class ServiceNowStore:
         return record
 
     def update(self, table_name: str, sys_id: str, values: Mapping[str, Any], user: str, *,
-               input_display: bool = False) -> tuple[Record, bool] | None:
+               input_display: bool = False,
+               zone: UserZone | None = None) -> tuple[Record, bool] | None:
         """Apply changed values; returns (record, changed) or None when there is no such record.
 
         A write that changes nothing leaves the record (and its sys_mod_count) alone, as the
@@ -187,7 +190,7 @@ class ServiceNowStore:
                 column = table.columns.get(name)
                 if column is None or name in SYS_FIELDS:
                     continue
-                value = self._coerce(column, raw, input_display)
+                value = self._coerce(column, raw, input_display, zone)
                 if column.type == JOURNAL:
                     if isinstance(value, str) and value.strip():
                         notes[name] = value
@@ -234,9 +237,16 @@ class ServiceNowStore:
         self.counters[table.name] = n + 1
         return table.format_number(n)
 
-    def _coerce(self, column: Column, raw: Any, input_display: bool) -> str | _Unchanged:
+    def _coerce(self, column: Column, raw: Any, input_display: bool,
+                zone: UserZone | None = None) -> str | _Unchanged:
+        """The stored form of a written value. With `sysparm_input_display_value=true` the
+        value is a display value: a choice label, or a datetime in the session user's time
+        zone and date format (`zone`)."""
         value = _to_text(raw)
         if column.type == DATETIME:
+            if input_display and value.strip():
+                stored = (zone or UserZone()).from_display(value)
+                return UNCHANGED if stored is None else stored
             return _to_datetime(value)
         if column.type == REFERENCE and value and column.reference:
             return self.resolve_reference(column.reference, value)

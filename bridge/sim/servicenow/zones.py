@@ -3,8 +3,9 @@
 Values are stored in UTC (`YYYY-MM-DD HH:MM:SS`); display values
 (`sysparm_display_value=true|all`) show them in the user's time zone (`sys_user.time_zone`)
 and date format (`sys_user.date_format`, a Java pattern such as `MM/dd/yyyy`), and
-`gs.dateGenerate()` literals in queries are read in that zone. An empty time zone or format
-means the instance default: UTC and `yyyy-MM-dd`.
+`gs.dateGenerate()` literals in queries and datetimes written with
+`sysparm_input_display_value=true` are read in that zone (and, for the latter, that format).
+An empty time zone or format means the instance default: UTC and `yyyy-MM-dd`.
 """
 
 from __future__ import annotations
@@ -56,3 +57,15 @@ class UserZone:
         except ValueError:
             return None
         return moment.astimezone(UTC).strftime(STORED)
+
+    def from_display(self, text: str) -> str | None:
+        """A datetime as the user types it (their date format and zone) as the stored UTC
+        value; the internal `yyyy-MM-dd HH:mm:ss` is accepted too, still read in the user's
+        zone (a display value is always local time). None when neither format fits."""
+        for pattern in (self._pattern(), STORED):
+            try:
+                moment = datetime.strptime(text.strip(), pattern).replace(tzinfo=self.zone)
+            except ValueError:
+                continue
+            return moment.astimezone(UTC).strftime(STORED)
+        return None
