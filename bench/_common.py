@@ -12,21 +12,17 @@ import multiprocessing as mp
 import random
 import re
 import resource
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bridge.sim import start_simulators  # noqa: E402
-from bridge.sim.servicenow.store import ServiceNowStore  # noqa: E402
+from bridge.sim import start_simulators
+from bridge.sim.servicenow.store import ServiceNowStore
 
 AUTH = ("admin", "admin")
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

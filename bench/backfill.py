@@ -36,19 +36,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import requests
+from _common import AUTH, CallLog, SimProcess, peak_rss_mb
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from _common import AUTH, CallLog, SimProcess, peak_rss_mb  # noqa: E402
-
-from bridge.config import Config  # noqa: E402
-from bridge.runtime import Runtime  # noqa: E402
-from bridge.sim.jira.catalog import CHANGE_WORKFLOW, INCIDENT_WORKFLOW, STATUSES, Workflow  # noqa: E402
+from bridge.config import Config
+from bridge.runtime import Runtime
+from bridge.sim.jira.catalog import CHANGE_WORKFLOW, INCIDENT_WORKFLOW, STATUSES, Workflow
 
 SYSTEMS = ("servicenow", "jira")
 JIRA_MINUTE = 60  # JQL dates have no seconds: a search from a watermark reaches back up to a minute

@@ -20,12 +20,9 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from pathlib import Path
 from urllib.parse import urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bridge.sim import start_simulators  # noqa: E402
+from bridge.sim import start_simulators
 
 SERVICENOW_PATH = "/api/now/table/change_request/{sys_id}"
 JIRA_PATH = "/rest/api/2/serverInfo"

@@ -38,24 +38,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from _common import SimProcess
 from pydantic import SecretStr
+from relbridge_servicenow import ServiceNowAdapter
+from relbridge_servicenow import signature as servicenow_signature
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from relbridge_servicenow import ServiceNowAdapter  # noqa: E402
-from relbridge_servicenow import signature as servicenow_signature  # noqa: E402
-
-from bench._common import SimProcess  # noqa: E402
-from bridge.config import WebhooksConfig, load_config  # noqa: E402
-from bridge.metrics import Metrics  # noqa: E402
-from bridge.queue import Inbox  # noqa: E402
-from bridge.runtime import Runtime  # noqa: E402
-from bridge.sim.server import start_in_thread  # noqa: E402
-from bridge.webhooks import create_app  # noqa: E402
+from bridge.config import WebhooksConfig, load_config
+from bridge.metrics import Metrics
+from bridge.queue import Inbox
+from bridge.runtime import Runtime
+from bridge.sim.server import start_in_thread
+from bridge.webhooks import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 AUTH = ("admin", "admin")
