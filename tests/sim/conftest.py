@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import jira
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -14,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.sim import Simulators, start_simulators
+from bridge.sim.jira.app import create_jira_app
 from bridge.sim.server import RunningServer, start_in_thread
 
 SimsFactory = Callable[..., Simulators]
@@ -80,3 +82,25 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
     receiver.server = start_in_thread(app)
     yield receiver
     receiver.server.stop()
+
+
+# --- a demo Jira of each flavor, shared by a test module, with the real client -----------
+
+
+@pytest.fixture(scope="module", params=["cloud", "server"])
+def flavor(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def url(flavor: str) -> Iterator[str]:
+    """A demo-seeded Jira simulator of ``flavor``, for one test module."""
+    sim = create_jira_app(flavor=flavor, seed="demo")
+    server = start_in_thread(sim.app)
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(url: str) -> jira.JIRA:
+    return jira.JIRA(server=url, basic_auth=("admin", "admin"), max_retries=0)

@@ -19,37 +19,17 @@ Vendor pages:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import jira
 import pytest
 import requests
 
-from bridge.sim.jira.app import create_jira_app
-from bridge.sim.server import start_in_thread
 from tests.sim.jira_schemas import assert_issue, assert_schema
 
 AUTH = ("admin", "admin")
 TAG = "jqltest"
 
-
-@pytest.fixture(scope="module", params=["cloud", "server"])
-def flavor(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
-@pytest.fixture(scope="module")
-def url(flavor: str) -> Iterator[str]:
-    sim = create_jira_app(flavor=flavor, seed="demo")
-    server = start_in_thread(sim.app)
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def client(url: str) -> jira.JIRA:
-    return jira.JIRA(server=url, basic_auth=AUTH, max_retries=0)
 
 
 @pytest.fixture(scope="module")
