@@ -40,10 +40,21 @@ class RecordLocks:
     def __init__(self) -> None:
         self._locks = [threading.RLock() for _ in range(LOCKS)]
         self._local = threading.local()
+        self._named: dict[str, threading.RLock] = {}
+        self._named_lock = threading.Lock()
 
     @contextmanager
     def hold(self, entity: str, key: str) -> Iterator[None]:
-        lock = self._locks[zlib.crc32(f"{entity}:{key}".encode()) % len(self._locks)]
+        local = self._state
+        with self._counted(self._locks[zlib.crc32(f"{entity}:{key}".encode()) % len(self._locks)]):
+            local.records += 1  # record locks held: never more than one (see the module docstring)
+            try:
+                yield
+            finally:
+                local.records -= 1
+
+    @contextmanager
+    def _counted(self, lock: threading.RLock) -> Iterator[None]:
         local = self._state
         with lock:
             local.depth += 1
@@ -53,6 +64,15 @@ class RecordLocks:
                 local.depth -= 1
         while local.depth == 0 and local.after:
             local.after.pop(0)()
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """A named lock over a kind of work (e.g. pairing releases by name), counted like a
+        record lock: queued work waits for it too. Take it before any record lock."""
+        with self._named_lock:
+            lock = self._named.setdefault(name, threading.RLock())
+        with self._counted(lock):
+            yield
 
     def after_unlock(self, action: Callable[[], None]) -> None:
         """Run ``action`` now, or once this thread holds no record lock."""
@@ -70,5 +90,5 @@ class RecordLocks:
     def _state(self) -> threading.local:
         local = self._local
         if not hasattr(local, "depth"):
-            local.depth, local.after, local.follow_ups = 0, [], FollowUps()
+            local.depth, local.records, local.after, local.follow_ups = 0, 0, [], FollowUps()
         return local

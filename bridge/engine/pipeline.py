@@ -62,6 +62,9 @@ log = logging.getLogger(__name__)
 __all__ = ["Engine", "ENTITY_ORDER", "SYSTEMS", "OTHER"]
 
 ENTITY_ORDER = ("release", "change", "incident")
+#: Releases pair up by name across systems: one worker of a process at a time pairs or
+#: creates one (taken before any record lock).
+PAIRING = "release-pairing"
 #: The other system, for each: changes flow from one to the other.
 OTHER = {a.value: b.value for a, b in itertools.permutations(System, 2)}
 
@@ -171,7 +174,8 @@ class Engine(ReleaseBookkeeping):
         """
         report = report or SyncReport()
         known = self.store.find_ref(system, entity, ext_id)
-        with self.locks.hold(entity, known.key) if known else nullcontext():
+        pairing = self.locks.exclusive(PAIRING) if entity == "release" else nullcontext()
+        with pairing, self.locks.hold(entity, known.key) if known else nullcontext():
             key = self._settle(system, entity, ext_id, deleted, report)
         if key is None:
             return None
@@ -313,9 +317,21 @@ class Engine(ReleaseBookkeeping):
                 report.add(entity, system, "unchanged")
                 return key
         else:
+            if entity == "release":
+                return self._ingest_unlinked_release(record, report)
             key = self._correlate(record)
         with self.locks.hold(entity, key):
             return self._ingest_locked(record, key, report)
+
+    def _ingest_unlinked_release(self, record: SystemRecord, report: SyncReport) -> str | None:
+        """Releases pair up by name: matching one to a record and saving the link happen
+        while no other worker of this process pairs or creates a release, so two workers
+        meeting a pair from both sides at once cannot make two records of it."""
+        with self.locks.exclusive(PAIRING):
+            ref = self.store.find_ref(record.system, record.entity, record.id)
+            key = ref.key if ref is not None else self._correlate(record)
+            with self.locks.hold(record.entity, key):
+                return self._ingest_locked(record, key, report)
 
     def _ingest_locked(self, record: SystemRecord, key: str, report: SyncReport) -> str | None:
         system, entity = record.system, record.entity
@@ -633,7 +649,10 @@ class Engine(ReleaseBookkeeping):
         """Write what changed to each system that lacks it; create where missing."""
         systems = [(system, mapping) for system in SYSTEMS
                    if entity in (mapping := self.mappings.for_system(system)).entities]
-        with self.locks.hold(entity, key):
+        # A release's create looks its counterpart up by name: pair releases one at a time
+        # (taken before the record lock, always in that order: no lock-order deadlock).
+        pairing = self.locks.exclusive(PAIRING) if entity == "release" else nullcontext()
+        with pairing, self.locks.hold(entity, key):
             loaded: tuple[Envelope, dict[str, RefRow]] | None = None
             for system, mapping in systems:
                 try:

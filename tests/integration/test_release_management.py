@@ -212,7 +212,7 @@ def test_no_record_lock_is_held_while_another_record_is_locked(bridge, monkeypat
     original = RecordLocks.hold
 
     def watching(self, entity: str, key: str):
-        depths.append(self._state.depth)
+        depths.append(self._state.records)
         return original(self, entity, key)
 
     monkeypatch.setattr(RecordLocks, "hold", watching)
