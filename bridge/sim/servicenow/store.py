@@ -138,17 +138,8 @@ class ServiceNowStore:
             table = self.tables[table_name]
             now = self.clock()
             record: Record = {name: column.default for name, column in table.columns.items()}
-            notes: dict[str, str] = {}
-            for name, raw in values.items():
-                column = table.columns.get(name)
-                if column is None or name in SYS_FIELDS:
-                    continue
-                value = self._coerce(column, raw, input_display, zone)
-                if column.type == JOURNAL:
-                    if isinstance(value, str) and value.strip():
-                        notes[name] = value
-                elif not isinstance(value, _Unchanged):
-                    record[name] = value
+            given, notes = self._incoming(table, values, input_display, zone)
+            record.update(given)
             requested_id = str(values.get("sys_id") or "")
             sys_id = requested_id if (SYS_ID.fullmatch(requested_id)
                                       and requested_id not in self.rows[table.name]) else ""
@@ -184,21 +175,10 @@ class ServiceNowStore:
             if record is None:
                 return None
             table = self.tables[record["sys_class_name"]]
-            changes: dict[str, tuple[str, str]] = {}
-            notes: dict[str, str] = {}
-            for name, raw in values.items():
-                column = table.columns.get(name)
-                if column is None or name in SYS_FIELDS:
-                    continue
-                value = self._coerce(column, raw, input_display, zone)
-                if column.type == JOURNAL:
-                    if isinstance(value, str) and value.strip():
-                        notes[name] = value
-                    continue
-                if isinstance(value, _Unchanged) or record.get(name, "") == value:
-                    continue
-                changes[name] = (record.get(name, ""), value)
-                record[name] = value
+            given, notes = self._incoming(table, values, input_display, zone)
+            changes = {name: (record.get(name, ""), value) for name, value in given.items()
+                       if record.get(name, "") != value}
+            record.update({name: new for name, (_, new) in changes.items()})
             changed = bool(changes) or bool(notes)  # a journal entry updates the record too
             if changed:
                 record["sys_updated_on"] = self.clock()
@@ -209,6 +189,24 @@ class ServiceNowStore:
         if changed:
             self._notify(record["sys_class_name"], record, "update")
         return record, changed
+
+    def _incoming(self, table: Table, values: Mapping[str, Any], input_display: bool,
+                  zone: UserZone | None) -> tuple[dict[str, Any], dict[str, str]]:
+        """A write's column values as stored (sys columns, unknown columns and values left
+        as they were dropped), and its journal entries (non-empty text per journal field)."""
+        given: dict[str, Any] = {}
+        notes: dict[str, str] = {}
+        for name, raw in values.items():
+            column = table.columns.get(name)
+            if column is None or name in SYS_FIELDS:
+                continue
+            value = self._coerce(column, raw, input_display, zone)
+            if column.type == JOURNAL:
+                if isinstance(value, str) and value.strip():
+                    notes[name] = value
+            elif not isinstance(value, _Unchanged):
+                given[name] = value
+        return given, notes
 
     def delete(self, table_name: str, sys_id: str) -> Record | None:
         with self.lock:
