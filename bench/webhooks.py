@@ -48,11 +48,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bridge.config import WebhooksConfig, load_config
-from bridge.metrics import Metrics
-from bridge.queue import Inbox
+from bridge.daemon.inbox import Inbox
+from bridge.daemon.metrics import Metrics
+from bridge.daemon.receiver import create_app
 from bridge.runtime import Runtime
 from bridge.sim.server import start_in_thread
-from bridge.webhooks import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 AUTH = ("admin", "admin")

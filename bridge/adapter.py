@@ -28,13 +28,20 @@ Errors: adapters raise ``bridge.errors.TransientError`` for 429/5xx/connection p
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import requests
+
+#: The adapters' call observer, ``on_call(system, HTTP method, status)`` after every request
+#: (status 0: no response); the daemon counts API calls with it.
+OnCall = Callable[[str, str, int], None]
+
+#: Records per page when an adapter lists or searches (``[sync] page_size``).
+DEFAULT_PAGE_SIZE = 500
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,10 @@ import click
 from bridge import __version__
 from bridge.config import Config, load_config, locate_config
 from bridge.errors import BadInput, RelbridgeError
-from bridge.model import System
+from bridge.model import SYSTEMS
 from bridge.runtime import Runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
-SYSTEMS = [system.value for system in System]
 
 
 def fail(message: str, code: int) -> None:
@@ -155,7 +154,7 @@ def mappings_check(config_path: Path | None, offline: bool) -> None:
 
 @mappings_group.command("preview")
 @config_option
-@click.option("--system", type=click.Choice(SYSTEMS), required=True)
+@click.option("--system", type=click.Choice(list(SYSTEMS)), required=True)
 @click.option("--entity", type=click.Choice(["release", "change", "incident"]), required=True)
 @click.option(
     "--record",
@@ -181,7 +180,7 @@ def mappings_preview(config_path: Path | None, system: str, entity: str, record_
       relbridge mappings preview --system servicenow --entity change --number CHG0030001
       relbridge mappings preview --system jira --entity release --number "Release 1.1"
     """
-    from bridge.mapping import preview
+    from bridge.mapping.loader import preview
 
     if (record_file is None) == (number is None):
         raise BadInput("give one of --record FILE or --number NUMBER")
@@ -402,7 +401,7 @@ def status_command(config_path: Path | None, as_json: bool) -> None:
     Example:
       relbridge status --json --config config.toml
     """
-    from bridge.status import collect_status, render_status
+    from bridge.reports.status import collect_status, render_status
 
     rt = runtime(config_path)
     try:
@@ -431,7 +430,7 @@ def release_show(config_path: Path | None, ref: str, as_json: bool) -> None:
     Example:
       relbridge release show RLSE0001001 --config config.toml
     """
-    from bridge.status import find_release, release_document, render_release
+    from bridge.reports.status import find_release, release_document, render_release
 
     rt = runtime(config_path)
     try:
@@ -469,7 +468,7 @@ def kpi_command(config_path: Path | None, since: Any, until: Any, fmt: str, html
     """
     from datetime import UTC, datetime
 
-    from bridge.kpi import kpis_from_store, render, render_html
+    from bridge.reports.kpi import kpis_from_store, render, render_html
 
     if html_file and not html_file.parent.is_dir():
         raise BadInput(f"--html {html_file}: folder {str(html_file.parent)!r} does not exist (create it first)")
@@ -533,8 +532,8 @@ def run_command(config_path: Path | None, log_format: str | None, instance_id: s
     Example:
       relbridge run --config /etc/relbridge/config.toml --log-format json
     """
-    from bridge.daemon import run
-    from bridge.daemon_log import configure_logging
+    from bridge.daemon.logs import configure_logging
+    from bridge.daemon.service import run
     from bridge.preflight import check_before_writing
 
     rt = Runtime(load(config_path))
@@ -563,7 +562,7 @@ def dlq_list(config_path: Path | None, as_json: bool) -> None:
     Example:
       relbridge dlq list --config config.toml
     """
-    from bridge.dlq import list_dead_letters, render_dead_letters
+    from bridge.reports.dlq import list_dead_letters, render_dead_letters
 
     rt = runtime(config_path)
     try:
@@ -583,7 +582,7 @@ def dlq_retry(config_path: Path | None, event_id: int) -> None:
     Example (after fixing the cause, e.g. a mapping or a permission):
       relbridge dlq retry 42 --config config.toml
     """
-    from bridge.dlq import retry_dead_letter
+    from bridge.reports.dlq import retry_dead_letter
 
     rt = runtime(config_path, writes=True)
     try:
@@ -604,7 +603,7 @@ def dlq_drop(config_path: Path | None, event_id: int) -> None:
     Example:
       relbridge dlq drop 42 --config config.toml
     """
-    from bridge.dlq import drop_dead_letter
+    from bridge.reports.dlq import drop_dead_letter
 
     rt = runtime(config_path)
     try:

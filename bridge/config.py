@@ -18,7 +18,6 @@ simulator defaults against whatever answers on 127.0.0.1.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import os
@@ -38,7 +37,9 @@ from pydantic import (
     field_validator,
 )
 
-from bridge.errors import ConfigError
+from bridge.adapter import DEFAULT_PAGE_SIZE
+from bridge.errors import ConfigError, did_you_mean
+from bridge.timeutil import zone
 
 if TYPE_CHECKING:
     from bridge.plugins import PluginManager
@@ -47,6 +48,10 @@ ENV_PREFIX = "RELBRIDGE_"
 CONFIG_VARIABLE = "RELBRIDGE_CONFIG"
 #: Looked for in the working directory when neither --config nor RELBRIDGE_CONFIG is given.
 DEFAULT_CONFIG_NAME = "relbridge.toml"
+
+#: How long a claimed event stays a worker's before another may take it (``[sync]
+#: claim_lease_seconds``); the daemon renews it while the work goes on.
+CLAIM_LEASE_SECONDS = 30.0
 
 
 class Section(BaseModel):
@@ -73,12 +78,7 @@ class JiraConfig(Section):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin')") from None
+        zone(value)
         return value
 
 
@@ -90,7 +90,7 @@ class SyncConfig(Section):
     interval_seconds: float = Field(default=60, gt=0)
     overlap_seconds: float = Field(default=120, ge=0)
     concurrency: int = Field(default=4, ge=1, le=64)  # parallel API calls per system
-    page_size: int = Field(default=500, ge=1, le=10000)
+    page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=10000)
     conflict_policy: Literal["last_writer_wins", "servicenow_wins", "jira_wins"] = "last_writer_wins"
     propagate_deletes: bool = False
     derive_lifecycle: bool = True  # release state follows its linked changes
@@ -98,7 +98,7 @@ class SyncConfig(Section):
     max_attempts: int = Field(default=8, ge=1)
     retry_base_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=300, gt=0)
-    claim_lease_seconds: float = Field(default=30, ge=1)  # a dead worker's events return after this
+    claim_lease_seconds: float = Field(default=CLAIM_LEASE_SECONDS, ge=1)  # a dead worker's events return after this
     # How often each poller lists every object to find deletions no webhook reported; 0 = never.
     reconcile_interval_seconds: float = Field(default=3600, ge=0)
 
@@ -342,23 +342,19 @@ def format_validation_error(
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key"
-            hint = _suggest(model, loc) if model else None
-            if hint:
-                message += f" (did you mean {hint!r}?)"
+            message += did_you_mean(loc[-1], _keys_at(model, loc)) if model else ""
         elif message.startswith("Value error, "):
             message = message[len("Value error, "):]
         lines.append(f"{where}: {dotted} — {message}")
     return "\n".join(lines)
 
 
-def _suggest(model: type[BaseModel], loc: list[str]) -> str | None:
-    """The closest valid key name at ``loc``'s level, if one is close."""
+def _keys_at(model: type[BaseModel], loc: list[str]) -> list[str]:
+    """The valid key names at ``loc``'s level ([] when that level is not a section)."""
     current: Any = model
     for part in loc[:-1]:
         field = getattr(current, "model_fields", {}).get(part)
         if field is None or not isinstance(field.annotation, type):
-            return None
+            return []
         current = field.annotation
-    names = list(getattr(current, "model_fields", {}))
-    match = difflib.get_close_matches(loc[-1], names, n=1, cutoff=0.6)
-    return match[0] if match else None
+    return list(getattr(current, "model_fields", {}))

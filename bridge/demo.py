@@ -20,9 +20,9 @@ import requests
 from bridge.config import Config
 from bridge.engine import SyncReport
 from bridge.engine.dryrun import dry_run, render_plan
+from bridge.reports.status import release_document, render_release
 from bridge.runtime import Runtime
 from bridge.sim import start_simulators
-from bridge.status import release_document, render_release
 
 AUTH = ("admin", "admin")
 

@@ -7,6 +7,8 @@ Core code raises these; the edges turn them into exit code 2 (CLI) or an HTTP 4x
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -99,3 +101,9 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         now = now if now.tzinfo else now.replace(tzinfo=UTC)
         return max(0.0, (when - now).total_seconds())
     return seconds if seconds >= 0 and seconds == seconds and seconds != float("inf") else None
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the option closest to a mistyped ``word``, or nothing."""
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

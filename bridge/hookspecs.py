@@ -12,12 +12,13 @@ change is committed to the state store, once per accepted change, in the daemon 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from bridge import PROJECT_NAME
+from bridge.adapter import OnCall
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from bridge.adapter import Adapter
     from bridge.config import Config
     from bridge.lifecycle import Veto
-    from bridge.mapping import Transform
+    from bridge.mapping.loader import Transform
     from bridge.model import ChangeRequest, Incident, Release
     from bridge.signatures import WebhookScheme
 
@@ -61,7 +62,7 @@ def relbridge_configure(config: Config) -> None:
 
 
 @hookspec
-def relbridge_adapters(config: Config, on_call: Callable[[str, str, int], None]) -> Iterable[Adapter]:
+def relbridge_adapters(config: Config, on_call: OnCall) -> Iterable[Adapter]:
     """Return the system adapters this plugin provides (see ``bridge.adapter.Adapter``).
 
     Called once when the engine starts. Each adapter has a unique ``name`` (the system it

@@ -7,16 +7,22 @@ names here are the names used in mapping files, history rows and KPI reports.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from bridge.timeutil import as_utc
+
 
 class System(StrEnum):
     SERVICENOW = "servicenow"
     JIRA = "jira"
+
+
+#: The systems' names, in the order relbridge visits them.
+SYSTEMS: tuple[str, ...] = tuple(system.value for system in System)
 
 
 class Entity(StrEnum):
@@ -87,20 +93,15 @@ def _check_key(value: str) -> str:
     return value
 
 
-def _as_utc(value: datetime) -> datetime:
-    # Naive datetimes only come from our own code paths and are UTC by convention.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 Key = Annotated[str, AfterValidator(_check_key)]
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 def json_value(value: Any) -> Any:
     """``value`` as the canonical record stores it (``sync_fields()``): one text form per
     instant, so ``...Z`` and ``...+00:00`` of the same time compare equal."""
     if isinstance(value, datetime):
-        return _as_utc(value).isoformat().replace("+00:00", "Z")
+        return as_utc(value).isoformat().replace("+00:00", "Z")
     if isinstance(value, date):
         return value.isoformat()
     return value

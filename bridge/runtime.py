@@ -7,16 +7,16 @@ talks to a system.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from bridge.adapter import OnCall
 from bridge.config import Config, plugin_manager_sections, with_sections
 from bridge.plugins import Hooks, PluginManager, make_plugin_manager
 
 if TYPE_CHECKING:
     from bridge.engine import Engine
-    from bridge.mapping import Mappings
+    from bridge.mapping.loader import Mappings
     from bridge.store import Store
 
 
@@ -25,7 +25,7 @@ class Runtime:
         self.config = config
         self._extra_plugins = extra_plugins or []
         # Set by the daemon to count API calls in its metrics; adapters call it after each request.
-        self.on_api_call: Callable[[str, str, int], None] | None = None
+        self.on_api_call: OnCall | None = None
 
     @cached_property
     def plugin_manager(self) -> PluginManager:
@@ -48,7 +48,7 @@ class Runtime:
 
     @cached_property
     def mappings(self) -> Mappings:
-        from bridge.mapping import load_mappings
+        from bridge.mapping.loader import load_mappings
 
         return load_mappings(
             self.config.mappings.servicenow,

@@ -2,7 +2,7 @@
 
 A system signs its webhook deliveries its own way (a header, an HMAC over the body or over
 a timestamp and the body), so the check lives in that system's plugin and reaches the
-receiver (``bridge.webhooks``) through ``relbridge_webhook_schemes``. The core keeps the
+receiver (``bridge.daemon.receiver``) through ``relbridge_webhook_schemes``. The core keeps the
 parts every scheme shares: the record a plugin returns, the refusal it raises, and the
 constant-time comparison of a ``sha256=<hex>`` header, so no plugin compares digests with
 ``==``.

@@ -10,6 +10,6 @@
 
 from bridge.engine.creates import CreateInProgress
 from bridge.engine.envelope import Envelope, SyncReport
-from bridge.engine.pipeline import ENTITY_ORDER, OTHER, SYSTEMS, Engine
+from bridge.engine.pipeline import ENTITY_ORDER, OTHER, Engine
 
-__all__ = ["Engine", "SyncReport", "Envelope", "CreateInProgress", "ENTITY_ORDER", "SYSTEMS", "OTHER"]
+__all__ = ["Engine", "SyncReport", "Envelope", "CreateInProgress", "ENTITY_ORDER", "OTHER"]

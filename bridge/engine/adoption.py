@@ -29,7 +29,7 @@ from typing import Any
 
 from bridge.adapter import FieldTime, SystemRecord
 from bridge.engine.merge import Conflict, MergeResult
-from bridge.mapping import SystemMapping
+from bridge.mapping.loader import SystemMapping
 
 #: The resolution recorded for a difference adoption could not settle.
 HELD = "held_for_review"

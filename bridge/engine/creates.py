@@ -20,7 +20,7 @@ from bridge.config import Config
 from bridge.engine.envelope import Envelope, StoreResolver, SyncReport
 from bridge.engine.locks import RecordLocks
 from bridge.errors import TransientError
-from bridge.mapping import SystemMapping
+from bridge.mapping.loader import SystemMapping
 from bridge.store import Store, UnitOfWork
 
 if TYPE_CHECKING:

@@ -30,14 +30,16 @@ from sqlalchemy import inspect, select
 
 from bridge.adapter import SystemRecord
 from bridge.engine.envelope import StoreResolver, SyncReport
-from bridge.engine.pipeline import ENTITY_ORDER, SYSTEMS, Engine, utc_now
+from bridge.engine.pipeline import ENTITY_ORDER, Engine
 from bridge.engine.safety import DELETE_FIELD, put_back
 from bridge.errors import RelbridgeError
-from bridge.mapping import Mappings, UnmappableValue
+from bridge.mapping.loader import Mappings, UnmappableValue
+from bridge.model import SYSTEMS
 from bridge.plugins import Hooks
 from bridge.store import Store
 from bridge.store import schema as tables
 from bridge.store.connect import parse_store_url
+from bridge.timeutil import utc_now
 
 if TYPE_CHECKING:
     from bridge.runtime import Runtime

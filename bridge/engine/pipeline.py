@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from bridge import lifecycle
 from bridge.adapter import Adapter, FieldTime, SystemRecord
 from bridge.config import Config
+from bridge.daemon.inbox import queued_events
 from bridge.engine.adoption import FieldClock, Pair, add_field_times, adopt, clock, seen_of
 from bridge.engine.creates import Creates, raw_fields
 from bridge.engine.envelope import Envelope, StoreResolver, SyncReport
@@ -43,23 +44,22 @@ from bridge.engine.locks import RecordLocks
 from bridge.engine.merge import MergeResult, merge
 from bridge.engine.safety import SafetyBrake
 from bridge.errors import NotThisEntity, PermanentError, RelbridgeError, TransientError
-from bridge.mapping import Mappings, SystemMapping, UnmappableValue
-from bridge.model import KEY_PATTERN, Release, System, json_value, model_for
+from bridge.mapping.loader import Mappings, SystemMapping, UnmappableValue
+from bridge.model import KEY_PATTERN, SYSTEMS, Release, System, json_value, model_for
 from bridge.plugins import Hooks
-from bridge.queue import queued_events
 from bridge.release.bookkeeping import (
     DERIVED,
     ENGINE_FIELDS,
     STALE_RETRIES,
-    SYSTEMS,
     ReleaseBookkeeping,
 )
 from bridge.store import Store
 from bridge.store.rows import RefConflict, RefRow, StaleRecord
+from bridge.timeutil import utc_now
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Engine", "ENTITY_ORDER", "SYSTEMS", "OTHER"]
+__all__ = ["Engine", "ENTITY_ORDER", "OTHER"]
 
 ENTITY_ORDER = ("release", "change", "incident")
 #: Releases pair up by name across systems: one worker of a process at a time pairs or
@@ -67,10 +67,6 @@ ENTITY_ORDER = ("release", "change", "incident")
 PAIRING = "release-pairing"
 #: The other system, for each: changes flow from one to the other.
 OTHER = {a.value: b.value for a, b in itertools.permutations(System, 2)}
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- the engine ------------------------------------------------------------------------------

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.engine.envelope import Envelope, SyncReport
 from bridge.errors import RelbridgeError
-from bridge.mapping import OutboundResult, RefResolver, SystemMapping, UnmappableValue
-from bridge.model import CloseCode, ReleaseState, System
+from bridge.mapping.loader import OutboundResult, RefResolver, SystemMapping, UnmappableValue
+from bridge.model import SYSTEMS, CloseCode, ReleaseState
 from bridge.store.rows import HeldWriteRow, RefRow, StaleRecord
 from bridge.store.schema import dump_json
 
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DELETE_FIELD = "_delete"  # the held_writes "field" of a held delete
-SYSTEMS = tuple(system.value for system in System)
 
 _RELEASED = frozenset({ReleaseState.DEPLOYED.value, ReleaseState.CLOSED.value})
 # Moving a released release to one of these is not "backwards": closing it, or cancelling
@@ -67,7 +66,7 @@ class Kind(StrEnum):
     DELETE = "delete"
 
 
-def classify(entity: str, field: str, old: Any, new: Any) -> Kind | None:
+def destructive_kind(entity: str, field: str, old: Any, new: Any) -> Kind | None:
     """Whether replacing ``old`` by ``new`` (canonical values of ``entity.field``) is a
     destructive write, and which kind."""
     if old == new:
@@ -122,7 +121,7 @@ def destructive_writes(mapping: SystemMapping, entity: str, key: str, fields: Ma
         except UnmappableValue:
             old = None  # a value we cannot read: judge the write by what it writes
         new = fields.get(spec.field)
-        kind = classify(entity, spec.field, old, new)
+        kind = destructive_kind(entity, spec.field, old, new)
         if kind is not None:
             found.append(DestructiveWrite(entity, key, mapping.system, spec.field, kind, old, new,
                                           ext_id=ref.ext_id, ext_key=ref.ext_key))

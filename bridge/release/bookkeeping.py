@@ -12,20 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 from bridge import lifecycle
 from bridge.engine.envelope import Envelope
-from bridge.model import ExternalRef, Release, ReleaseState, System
+from bridge.model import SYSTEMS, ExternalRef, Release, ReleaseState
 from bridge.store.rows import StaleRecord
 
 if TYPE_CHECKING:
     from bridge.config import Config
     from bridge.engine.locks import RecordLocks
-    from bridge.mapping import Mappings
+    from bridge.mapping.loader import Mappings
     from bridge.plugins import Hooks
     from bridge.store import Store
 
 log = logging.getLogger("bridge.engine")
 
 DERIVED = "relbridge"  # history source for facts relbridge derived itself
-SYSTEMS = tuple(system.value for system in System)
 STALE_RETRIES = 5
 # Canonical fields that no system holds: maintained by the engine from links and history.
 ENGINE_FIELDS = {

@@ -18,7 +18,7 @@ from bridge.store.rows import (
     StaleRecord,
     VetoRow,
 )
-from bridge.store.store import Store, StoreUnavailable, UnitOfWork, utc_now
+from bridge.store.store import Store, StoreUnavailable, UnitOfWork
 
 __all__ = [
     "MIGRATIONS",
@@ -37,5 +37,4 @@ __all__ = [
     "StoreUnavailable",
     "UnitOfWork",
     "VetoRow",
-    "utc_now",
 ]

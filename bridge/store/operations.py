@@ -44,7 +44,7 @@ from bridge.store.rows import (
     StaleRecord,
     VetoRow,
 )
-from bridge.store.schema import as_utc
+from bridge.timeutil import as_utc
 
 #: Ids per ``IN (...)`` list: well under SQLite's bound-parameter limit.
 CHUNK = 500

@@ -15,7 +15,7 @@ in its first step; see its docstring for the rule when a later step changes a ta
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -34,6 +34,8 @@ from sqlalchemy import (
     text,
 )
 
+from bridge.timeutil import as_utc
+
 metadata = MetaData()
 
 # Column sizes: wide enough for every id/key seen in ServiceNow and Jira, bounded so the
@@ -42,11 +44,6 @@ ENTITY = 32
 SYSTEM = 32
 KEY = 128
 EXT_ID = 255
-
-
-def as_utc(value: datetime) -> datetime:
-    """Aware UTC; a naive value is UTC by the project's convention (see ``bridge.model``)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -185,7 +182,7 @@ record_errors = Table(
     Column("count", Integer, nullable=False),
 )
 
-# The durable inbox (``bridge.queue``). ``state`` is pending | claimed | dead. At most one
+# The durable inbox (``bridge.daemon.inbox``). ``state`` is pending | claimed | dead. At most one
 # pending event per object (the partial unique index) so arrivals coalesce; a claimed one
 # may coexist with it, which is how a change made during processing is kept.
 events = Table(

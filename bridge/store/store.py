@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
@@ -15,10 +15,7 @@ from bridge.store import migrations
 from bridge.store.connect import SQLITE_BEGIN, create_store_engine, parse_store_url, safe_url
 from bridge.store.held import HeldWriteOperations
 from bridge.store.operations import Operations
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+from bridge.timeutil import utc_now
 
 
 class StoreUnavailable(SyncFailure):

@@ -3,15 +3,12 @@ the signature scheme of Jira's webhooks (``signature``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from bridge import hookimpl
+from bridge.adapter import OnCall
 from bridge.config import Config
 from bridge.signatures import WebhookScheme
 from relbridge_jira import signature
 from relbridge_jira.adapter import JiraAdapter
-
-OnCall = Callable[[str, str, int], None]
 
 __all__ = ["JiraAdapter", "relbridge_adapters", "relbridge_webhook_schemes"]
 

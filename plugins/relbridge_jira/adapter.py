@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
 from pydantic import SecretStr
 
-from bridge.adapter import Metadata, SystemRecord, WebhookHint
+from bridge.adapter import DEFAULT_PAGE_SIZE, Metadata, OnCall, SystemRecord, WebhookHint
 from bridge.errors import BadInput, ConfigError
 from relbridge_jira.connection import JiraConnection
 from relbridge_jira.ids import numeric_id
@@ -32,7 +32,6 @@ from relbridge_jira.webhooks import parse_webhook
 
 DEFAULT_ISSUE_TYPES: Mapping[str, str] = MappingProxyType({"change": "Change", "incident": "Incident"})
 
-CallObserver = Callable[[str, str, int], None]  # (system, HTTP method, status)
 
 
 class JiraAdapter:
@@ -50,9 +49,9 @@ class JiraAdapter:
         *,
         verify_tls: bool = True,
         timeout: float = 30,
-        page_size: int = 100,
+        page_size: int = DEFAULT_PAGE_SIZE,
         issue_types: Mapping[str, str] = DEFAULT_ISSUE_TYPES,
-        on_call: CallObserver | None = None,
+        on_call: OnCall | None = None,
     ) -> None:
         if not projects:
             raise ConfigError("[jira] projects must name at least one project key")

@@ -7,10 +7,10 @@ plugin also gives the receiver relbridge's ServiceNow webhook signature (``signa
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bridge import hookimpl
+from bridge.adapter import OnCall
 from bridge.signatures import WebhookScheme
 from relbridge_servicenow import signature
 from relbridge_servicenow.adapter import ServiceNowAdapter
@@ -18,7 +18,6 @@ from relbridge_servicenow.adapter import ServiceNowAdapter
 if TYPE_CHECKING:
     from bridge.config import Config
 
-OnCall = Callable[[str, str, int], None]
 
 __all__ = ["ServiceNowAdapter", "relbridge_adapters", "relbridge_webhook_schemes"]
 

@@ -24,9 +24,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bridge.adapter import FieldTime, Metadata, SystemRecord, WebhookHint
+from bridge.adapter import DEFAULT_PAGE_SIZE, FieldTime, Metadata, OnCall, SystemRecord, WebhookHint
 from bridge.errors import BadInput, PermanentError
-from relbridge_servicenow.api import SYSTEM, OnCall, TableApi, checked_sys_id
+from relbridge_servicenow.api import SYSTEM, TableApi, checked_sys_id
 from relbridge_servicenow.links import ReleaseLinks
 from relbridge_servicenow.metadata import read_metadata
 from relbridge_servicenow.values import (
@@ -74,7 +74,7 @@ class ServiceNowAdapter:
         *,
         verify_tls: bool = True,
         timeout: float = 30,
-        page_size: int = 500,
+        page_size: int = DEFAULT_PAGE_SIZE,
         objects: Mapping[str, str] = DEFAULT_OBJECTS,
         on_call: OnCall | None = None,
     ) -> None:

@@ -22,7 +22,7 @@ import logging
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,14 +33,13 @@ from pydantic import SecretStr
 from pysnow.exceptions import PysnowException
 from requests.auth import HTTPBasicAuth
 
-from bridge.adapter import read_environment_once
+from bridge.adapter import OnCall, read_environment_once
 from bridge.errors import BadInput, ConfigError, PermanentError, TransientError
 from relbridge_servicenow.errors import map_request_error
 
 log = logging.getLogger(__name__)
 
 SYSTEM = "servicenow"
-OnCall = Callable[[str, str, int], None]
 
 #: Parameters of a list GET. Links are left out of references (a plain sys_id is all we
 #: need) and the count query a real instance runs for X-Total-Count is skipped.

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bridge.daemon import Daemon
+from bridge.daemon.service import Daemon
 from bridge.runtime import Runtime
 from bridge.sim import Simulators, start_simulators
 from tests.integration.helpers import Jira, ServiceNow, make_config

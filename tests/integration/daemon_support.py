@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 import requests
 
-from bridge.daemon import Daemon
-from bridge.metrics import Metrics
-from bridge.queue import Inbox
+from bridge.daemon.inbox import Inbox
+from bridge.daemon.metrics import Metrics
+from bridge.daemon.service import Daemon
 from bridge.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -128,7 +128,7 @@ level = "{level}"
     return path
 
 
-# Until `relbridge run` exists in the CLI, the subprocess calls `bridge.daemon.run` itself.
+# Until `relbridge run` exists in the CLI, the subprocess calls `bridge.daemon.service.run` itself.
 class DaemonProcess:
     """``relbridge run`` in a child process, its log in a file."""
 

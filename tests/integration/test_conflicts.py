@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.mapping import load_mappings
+from bridge.mapping.loader import load_mappings
 
 
 def synced_change(bridge):

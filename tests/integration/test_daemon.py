@@ -13,12 +13,17 @@ import pytest
 import requests
 
 from bridge import hookimpl
-from bridge.daemon_log import configure_logging, log_context
-from bridge.daemon_poll import Poller, lease_name
-from bridge.dlq import drop_dead_letter, list_dead_letters, render_dead_letters, retry_dead_letter
+from bridge.daemon.inbox import Inbox
+from bridge.daemon.logs import configure_logging, log_context
+from bridge.daemon.metrics import Metrics
+from bridge.daemon.poll import Poller, lease_name
 from bridge.errors import BadInput, ConfigError
-from bridge.metrics import Metrics
-from bridge.queue import Inbox
+from bridge.reports.dlq import (
+    drop_dead_letter,
+    list_dead_letters,
+    render_dead_letters,
+    retry_dead_letter,
+)
 from tests.integration.daemon_support import (
     add_fault,
     clear_faults,
@@ -356,7 +361,7 @@ def test_sweeper_requeues_records_left_with_unfinished_writes(bridge) -> None:
     steps) has no event of its own: the sweeper gives it one, and the worker finishes it."""
     import threading
 
-    from bridge.daemon_poll import Sweeper
+    from bridge.daemon.poll import Sweeper
     from bridge.engine.envelope import Envelope
 
     first = bridge.sn.create("change_request", short_description="Edited, never written", state="-5")
@@ -411,7 +416,7 @@ def test_a_create_that_fails_for_good_is_a_dead_letter_not_retried_every_sweep(b
         return sum(1 for r in requests_log(bridge.sims.jira_url)["requests"]
                    if r["method"] == "POST" and r["path"].endswith("/issue"))
 
-    from bridge.status import collect_status
+    from bridge.reports.status import collect_status
     [unfinished] = collect_status(daemon.runtime.store)["unfinished_records"]
     assert (unfinished["entity"], unfinished["key"]) == ("change", change["number"])
     assert unfinished["pending"] or unfinished["creating"]

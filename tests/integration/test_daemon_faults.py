@@ -8,7 +8,7 @@ from collections import Counter
 
 import requests
 
-from bridge.dlq import list_dead_letters
+from bridge.reports.dlq import list_dead_letters
 from tests.integration.daemon_support import eventually, queue_idle, register_webhooks, start_daemon
 
 STORM = [

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.queue import Inbox
+from bridge.daemon.inbox import Inbox
 from bridge.store import Store
 from tests.integration.daemon_support import (
     DaemonProcess,

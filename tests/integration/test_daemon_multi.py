@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.daemon_poll import lease_name
+from bridge.daemon.inbox import Inbox
+from bridge.daemon.poll import lease_name
 from bridge.engine import CreateInProgress, SyncReport
-from bridge.queue import Inbox
 from bridge.retry import is_transient
 from bridge.sim import Simulators, start_simulators
 from bridge.store import Store

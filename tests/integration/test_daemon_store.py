@@ -18,8 +18,8 @@ import pytest
 import requests
 from sqlalchemy import event
 
-from bridge.daemon import Daemon
-from bridge.metrics import Metrics
+from bridge.daemon.metrics import Metrics
+from bridge.daemon.service import Daemon
 from bridge.retry import RetryPolicy
 from bridge.store import Store
 from tests.integration.daemon_support import (

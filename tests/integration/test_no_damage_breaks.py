@@ -18,7 +18,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from bridge.queue import Inbox
+from bridge.daemon.inbox import Inbox
 from bridge.store import Store, schema
 from tests.integration.daemon_support import ROOT, add_fault, eventually, start_daemon, write_config
 from tests.integration.helpers import clear_log, writes
@@ -120,7 +120,7 @@ def test_a_create_journal_left_by_a_crash_is_not_requeued_forever(bridge, caplog
     runtime.close()
     assert len(bridge.jira.search('project = OPS AND issuetype = "Change"')) == 1  # made before the crash
 
-    caplog.set_level(logging.INFO, logger="bridge.daemon_poll")
+    caplog.set_level(logging.INFO, logger="bridge.daemon.poll")
     daemon = start_daemon(bridge, claim_lease_seconds=1.0)
     try:
         eventually(lambda: Inbox(daemon.runtime.store).depth() == 0, timeout=20, what="an idle queue")

@@ -29,7 +29,7 @@ import requests
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from bridge.queue import Inbox
+from bridge.daemon.inbox import Inbox
 from bridge.sim import Simulators, start_simulators
 from bridge.store import Store, schema
 from tests.conftest import pg_base_url, pg_schema_url

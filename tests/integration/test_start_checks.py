@@ -19,10 +19,10 @@ from starlette.testclient import TestClient
 
 from bridge.cli import main
 from bridge.config import WebhooksConfig
-from bridge.daemon import Readiness
-from bridge.metrics import Metrics
-from bridge.queue import Inbox
-from bridge.webhooks import create_app
+from bridge.daemon.inbox import Inbox
+from bridge.daemon.metrics import Metrics
+from bridge.daemon.receiver import create_app
+from bridge.daemon.service import ReadinessChecks
 from tests.integration.conftest import Bridge
 from tests.integration.helpers import clear_log, requests_log, writes
 
@@ -142,7 +142,7 @@ def test_readyz_shows_the_jira_connection_error_like_servicenow(bridge: Bridge) 
     rt = bridge.runtime(jira={"url": f"http://127.0.0.1:{port}"})
     app = create_app(inbox=Inbox(rt.store), adapters=rt.adapters, config=WebhooksConfig(),
                      schemes=rt.hooks.webhook_schemes(rt.config),
-                     metrics=Metrics(), ready=Readiness(rt, lambda: None))
+                     metrics=Metrics(), ready=ReadinessChecks(rt, lambda: None))
     response = TestClient(app).get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"] == {

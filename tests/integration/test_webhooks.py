@@ -27,15 +27,15 @@ from starlette.testclient import TestClient
 from bridge import hookimpl, signatures
 from bridge.adapter import Adapter, WebhookHint
 from bridge.config import Config, WebhooksConfig
+from bridge.daemon.inbox import Event, Inbox
+from bridge.daemon.metrics import Metrics
+from bridge.daemon.receiver import READY_CACHE_SECONDS, create_app
 from bridge.errors import ConfigError
-from bridge.metrics import Metrics
 from bridge.plugins import Hooks, make_plugin_manager
-from bridge.queue import Event, Inbox
 from bridge.signatures import SignedHeader, WebhookScheme, check_sha256_header, hmac_sha256_hex
 from bridge.sim import Simulators, start_simulators
 from bridge.sim.server import start_in_thread
 from bridge.store import Store, schema
-from bridge.webhooks import READY_CACHE_SECONDS, create_app
 from tests.integration.helpers import AUTH, Jira, ServiceNow, requests_log
 
 JIRA_SECRET = "jira-webhook-secret"

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bridge.queue import Inbox
+from bridge.daemon.inbox import Inbox
 from bridge.sim import Simulators, start_simulators
 from bridge.store import Store
 from tests.integration.test_webhooks import (

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import requests
 
-from bridge.daemon import Daemon
-from bridge.dlq import list_dead_letters
+from bridge.daemon.service import Daemon
+from bridge.reports.dlq import list_dead_letters
 from tests.integration.daemon_support import (
     JIRA_SECRET,
     SN_SECRET,

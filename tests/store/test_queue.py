@@ -11,8 +11,8 @@ from email.utils import format_datetime
 import pytest
 
 from bridge.config import SyncConfig
+from bridge.daemon.inbox import Event, Inbox
 from bridge.errors import parse_retry_after
-from bridge.queue import Event, Inbox
 
 from .conftest import FakeClock
 

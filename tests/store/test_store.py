@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import inspect, select, text
 
+from bridge.daemon.inbox import Inbox
 from bridge.errors import ConfigError
-from bridge.queue import Inbox
 from bridge.store import (
     MIGRATIONS,
     Migration,

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.engine.adoption import HELD, FieldClock, Pair, adopt, last_writer
-from bridge.mapping import Mappings, SystemMapping, load_mappings
+from bridge.mapping.loader import Mappings, SystemMapping, load_mappings
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.mapping import (
+from bridge.mapping.loader import (
     IdentityResolver,
     Mappings,
     PendingRef,

@@ -33,7 +33,8 @@ from datetime import UTC, date, datetime
 import pytest
 
 from bridge.errors import BadInput
-from bridge.kpi import (
+from bridge.model import ChangeRequest, Incident, Release, ReleaseState
+from bridge.reports.kpi import (
     HistoryEntry,
     VetoEntry,
     compute_kpis,
@@ -44,7 +45,6 @@ from bridge.kpi import (
     render_json,
     render_table,
 )
-from bridge.model import ChangeRequest, Incident, Release, ReleaseState
 
 SINCE, UNTIL = date(2024, 3, 10), date(2024, 3, 31)
 NOW = datetime(2024, 3, 30, 12, 0, tzinfo=UTC)

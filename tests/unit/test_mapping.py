@@ -12,7 +12,8 @@ from relbridge_servicenow.metadata import PSEUDO_FIELDS as SERVICENOW_PSEUDO_FIE
 
 from bridge.adapter import FieldInfo, Metadata
 from bridge.errors import MappingError, PermanentError
-from bridge.mapping import (
+from bridge.mapping.codecs import codec_for, format_jira_datetime
+from bridge.mapping.loader import (
     IdentityResolver,
     Mappings,
     PendingRef,
@@ -22,7 +23,6 @@ from bridge.mapping import (
     load_mappings,
     preview,
 )
-from bridge.mapping_types import codec_for, format_jira_datetime
 
 EMPTY_JIRA = 'system = "jira"\n'
 EMPTY_SN = 'system = "servicenow"\n'

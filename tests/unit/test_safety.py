@@ -10,8 +10,8 @@ import pytest
 
 from bridge.config import SafetyConfig
 from bridge.engine.envelope import Envelope, SyncReport
-from bridge.engine.safety import Kind, SafetyBrake, classify, destructive_writes
-from bridge.mapping import IdentityResolver, load_mappings
+from bridge.engine.safety import Kind, SafetyBrake, destructive_kind, destructive_writes
+from bridge.mapping.loader import IdentityResolver, load_mappings
 from bridge.store import Store
 from bridge.store.rows import RefRow
 
@@ -33,7 +33,7 @@ from bridge.store.rows import RefRow
     ("release", "name", "deployed", "rolled_back", None),
 ])
 def test_classify(entity: str, field: str, old: object, new: object, kind: Kind | None) -> None:
-    assert classify(entity, field, old, new) == kind
+    assert destructive_kind(entity, field, old, new) == kind
 
 
 REF = RefRow("release", "RLSE1", "jira", "10001", "1.0", None, None, None)

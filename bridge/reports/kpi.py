@@ -45,12 +45,13 @@ import statistics
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from bridge.errors import BadInput
 from bridge.lifecycle import classify
 from bridge.model import ChangeRequest, Incident, IncidentState, Release, ReleaseState
+from bridge.timeutil import as_utc
 
 #: Lead times reported, as (from state, to state).
 LEAD_TIMES: tuple[tuple[ReleaseState, ReleaseState], ...] = (
@@ -86,15 +87,11 @@ class VetoEntry:
     at: datetime
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
-        return _utc(datetime.fromisoformat(text))
+        return as_utc(datetime.fromisoformat(text))
     except ValueError:
         return None
 
@@ -192,7 +189,7 @@ def _release_history(history: list[HistoryEntry], keys: set[str]) -> dict[str, l
         if row.entity == "release" and row.key in grouped:
             grouped[row.key].append(row)
     for rows in grouped.values():
-        rows.sort(key=lambda h: _utc(h.at))
+        rows.sort(key=lambda h: as_utc(h.at))
     return grouped
 
 
@@ -201,7 +198,7 @@ def _facts(release: Release, rows: list[HistoryEntry]) -> _Facts:
     for row in rows:
         new = _parse_state(row.new) if row.field == "state" else None
         if new is not None and new != _parse_state(row.old):
-            states.append((_parse_state(row.old), new, _utc(row.at)))
+            states.append((_parse_state(row.old), new, as_utc(row.at)))
     return _Facts(release, states, [r for r in rows if r.field == "planned_end"])
 
 
@@ -277,7 +274,7 @@ def compute_kpis(
     """The release KPIs for releases planned to end in ``[since, until]`` (see module doc)."""
     if since is not None and until is not None and since > until:
         raise BadInput(f"period start {since} is after its end {until}")
-    now = _utc(now)
+    now = as_utc(now)
     selected = [r for r in releases if _in_period(r, since, until)]
     keys = {r.key for r in selected}
     grouped = _release_history(history, keys)

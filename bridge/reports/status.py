@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bridge.engine import ENTITY_ORDER, SYSTEMS
+from bridge.engine import ENTITY_ORDER
 from bridge.engine.safety import held_document
+from bridge.model import SYSTEMS
 
 if TYPE_CHECKING:
     from bridge.engine import Engine

@@ -7,7 +7,6 @@ Admins edit these files by hand, so every problem is reported at once, one line 
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
@@ -18,7 +17,8 @@ from typing import Annotated, Any, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
-from bridge.mapping_types import TYPES, VALUE_MAP_TYPES, as_text, codec_for
+from bridge.errors import did_you_mean
+from bridge.mapping.codecs import TYPES, VALUE_MAP_TYPES, as_text, codec_for
 from bridge.model import Entity, System, model_for
 
 OWNERS = ("any", System.SERVICENOW.value, System.JIRA.value)
@@ -93,12 +93,6 @@ class FileSpec:
     entities: dict[str, EntitySpec]
 
 
-def suggest(word: str, options: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest option, or nothing."""
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def canonical_fields(entity: str) -> tuple[str, ...]:
     return tuple(name for name in model_for(entity).model_fields if name not in NOT_MAPPABLE)
 
@@ -129,7 +123,7 @@ def canonical_value(entity: str, field: str, value: Any) -> Any:
         allowed = [member.value for member in enum]
         if value not in allowed:
             raise ValueError(
-                f"{value!r} is not a valid {field}{suggest(value, allowed)}; valid: {', '.join(allowed)}"
+                f"{value!r} is not a valid {field}{did_you_mean(value, allowed)}; valid: {', '.join(allowed)}"
             )
     try:
         result = _adapter(entity, field).validate_python(value)
@@ -195,7 +189,7 @@ def parse_file(
             continue
         if name not in ENTITIES:
             problems.add(
-                name, f"unknown entity{suggest(name, ENTITIES)}; valid: {', '.join(ENTITIES)}"
+                name, f"unknown entity{did_you_mean(name, ENTITIES)}; valid: {', '.join(ENTITIES)}"
             )
             continue
         if not isinstance(table, dict):
@@ -217,7 +211,7 @@ def _parse_entity(
 ) -> EntitySpec | None:
     for key in table:
         if key not in ("object", "fields"):
-            problems.add(f"{entity}.{key}", f"unknown key{suggest(key, ('object', 'fields'))}")
+            problems.add(f"{entity}.{key}", f"unknown key{did_you_mean(key, ('object', 'fields'))}")
     obj = table.get("object")
     if not isinstance(obj, str) or not obj.strip():
         problems.add(
@@ -235,7 +229,7 @@ def _parse_entity(
             problems.add(dotted, f"{name!r} is kept by relbridge itself and cannot be mapped")
         elif name not in valid:
             problems.add(
-                dotted, f"unknown canonical field{suggest(name, valid)}; valid: {', '.join(valid)}"
+                dotted, f"unknown canonical field{did_you_mean(name, valid)}; valid: {', '.join(valid)}"
             )
         elif not isinstance(spec, dict):
             problems.add(dotted, "must be a table with at least `source`")
@@ -298,7 +292,7 @@ class _FieldParser:
         for key in self.spec:
             if key not in FIELD_KEYS:
                 self.fail(
-                    key, f"unknown key{suggest(key, FIELD_KEYS)}; valid: {', '.join(FIELD_KEYS)}"
+                    key, f"unknown key{did_you_mean(key, FIELD_KEYS)}; valid: {', '.join(FIELD_KEYS)}"
                 )
         source = self.spec.get("source")
         if not isinstance(source, str) or not source:
@@ -333,7 +327,7 @@ class _FieldParser:
         if value not in options:
             self.fail(
                 key,
-                f"unknown {key} {value!r}{suggest(str(value), options)}; valid: {', '.join(options)}",
+                f"unknown {key} {value!r}{did_you_mean(str(value), options)}; valid: {', '.join(options)}",
             )
             return fallback
         return str(value)
@@ -349,7 +343,7 @@ class _FieldParser:
         if ref not in ENTITIES:
             self.fail(
                 "ref",
-                f"unknown entity {ref!r}{suggest(str(ref), ENTITIES)}; valid: {', '.join(ENTITIES)}",
+                f"unknown entity {ref!r}{did_you_mean(str(ref), ENTITIES)}; valid: {', '.join(ENTITIES)}",
             )
             return None
         return str(ref)
@@ -359,7 +353,7 @@ class _FieldParser:
         if type_name not in TYPES:
             self.fail(
                 "type",
-                f"unknown type {type_name!r}{suggest(str(type_name), TYPES)}; valid: {', '.join(TYPES)}",
+                f"unknown type {type_name!r}{did_you_mean(str(type_name), TYPES)}; valid: {', '.join(TYPES)}",
             )
             return "string"
         if "ref" in self.spec and type_name != "ref":
@@ -375,7 +369,7 @@ class _FieldParser:
             listing = ", ".join(known) if known else "none are installed"
             self.fail(
                 "transform",
-                f"no plugin provides transform {name!r}{suggest(str(name), known)}; available: {listing}",
+                f"no plugin provides transform {name!r}{did_you_mean(str(name), known)}; available: {listing}",
             )
         for other in ("type", "values", "ref"):
             if other in self.spec:

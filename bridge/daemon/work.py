@@ -25,14 +25,14 @@ from functools import partial
 
 from pydantic import ValidationError
 
-from bridge.daemon_log import log_context, update_log_context
+from bridge.daemon.inbox import Event, Inbox
+from bridge.daemon.logs import log_context, update_log_context
+from bridge.daemon.metrics import Metrics
 from bridge.engine import Engine
 from bridge.errors import BadInput, PermanentError
-from bridge.metrics import Metrics
 from bridge.plugins import Hooks
-from bridge.queue import Event, Inbox
 from bridge.retry import RetryPolicy, is_transient, retry_after_of
-from bridge.store.schema import as_utc
+from bridge.timeutil import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ PERMANENT: tuple[type[BaseException], ...] = (PermanentError, BadInput, Validati
 IDLE_WAIT_SECONDS = 0.5
 
 
-def describe(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
     """The reason stored with a failed event: type and message, one line."""
     text = " ".join(str(exc).split()) or "(no message)"
     status = getattr(exc, "status", None)
@@ -155,14 +155,14 @@ class Worker:
                      key or event.ext_id, event.source, latency)
 
     def _dead(self, event: Event, exc: BaseException) -> None:
-        reason = describe(exc)
+        reason = failure_reason(exc)
         self.metrics.events_failed.labels(event.system, event.entity, "permanent").inc()
         log.error("event %s is a dead letter: %s", event.id, reason)
         self.inbox.dead_letter(event, reason)
         self.hooks.sync_failed(event.system, event.entity, event.ext_id, _as_exception(exc), True)
 
     def _retry(self, event: Event, exc: BaseException) -> None:
-        reason = describe(exc)
+        reason = failure_reason(exc)
         transient = is_transient(exc)
         self.metrics.events_failed.labels(event.system, event.entity, "transient" if transient else "error").inc()
         if transient:

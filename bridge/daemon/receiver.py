@@ -43,10 +43,10 @@ from starlette.routing import Route
 
 from bridge.adapter import Adapter, WebhookHint
 from bridge.config import WebhooksConfig
-from bridge.daemon_store import describe as store_error
+from bridge.daemon.inbox import Inbox
+from bridge.daemon.metrics import CONTENT_TYPE_LATEST, Metrics
+from bridge.daemon.watch import store_error
 from bridge.errors import BadInput
-from bridge.metrics import CONTENT_TYPE_LATEST, Metrics
-from bridge.queue import Inbox
 from bridge.signatures import SignatureRejected, WebhookScheme
 
 log = logging.getLogger(__name__)
@@ -244,7 +244,7 @@ def delivery_key(hint: WebhookHint, hints: list[WebhookHint]) -> str | None:
 # -- health ------------------------------------------------------------------------------------
 
 
-class Readiness:
+class CachedReadiness:
     """``ready()`` answers, reused for ``ttl`` seconds so probes do not hammer the systems.
 
     Called from worker threads; the lock makes concurrent probes share one check.
@@ -288,7 +288,7 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def readyz_endpoint(readiness: Readiness) -> Callable[[Request], Any]:
+def readyz_endpoint(readiness: CachedReadiness) -> Callable[[Request], Any]:
     async def readyz(request: Request) -> Response:
         checks = await run_in_threadpool(readiness)
         ok = all(problem is None for problem in checks.values())
@@ -343,7 +343,7 @@ def create_app(
     checks that the store takes a write."""
     receiver = Receiver(inbox, adapters, config, metrics, clock)
     endpoints = [schemes[system] for system in sorted(schemes)]
-    readiness = Readiness(ready or store_check(inbox), clock)
+    readiness = CachedReadiness(ready or store_check(inbox), clock)
     document = openapi_document(endpoints)
 
     async def openapi(request: Request) -> Response:

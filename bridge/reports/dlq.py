@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bridge.daemon.inbox import Event, Inbox
 from bridge.errors import BadInput
-from bridge.queue import Event, Inbox
-from bridge.store.schema import as_utc
+from bridge.timeutil import as_utc
 
 if TYPE_CHECKING:
     from bridge.runtime import Runtime

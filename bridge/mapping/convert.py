@@ -23,9 +23,9 @@ from typing import Any, NamedTuple, Protocol
 
 from bridge.adapter import Metadata
 from bridge.errors import MappingError, PermanentError
-from bridge.mapping_check import LiveCheck, check_against, check_offline, live_check
-from bridge.mapping_spec import MISSING, EntitySpec, FieldSpec, FileSpec, Transform, ValueRule
-from bridge.mapping_types import Codec, as_datetime, as_text, codec_for, is_empty, unwrap
+from bridge.mapping.check import LiveCheck, check_against, check_offline, live_check
+from bridge.mapping.codecs import Codec, as_datetime, as_text, codec_for, is_empty, unwrap
+from bridge.mapping.spec import MISSING, EntitySpec, FieldSpec, FileSpec, Transform, ValueRule
 
 
 class UnmappableValue(PermanentError):

@@ -27,9 +27,9 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from bridge.adapter import SystemRecord
+from bridge.daemon.inbox import Inbox, Source
+from bridge.daemon.metrics import Metrics
 from bridge.engine import Engine
-from bridge.metrics import Metrics
-from bridge.queue import Inbox, Source
 from bridge.retry import RetryPolicy
 from bridge.store import Store
 

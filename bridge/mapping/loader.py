@@ -1,9 +1,9 @@
 """Mappings: system records <-> canonical records, as the admin's mapping files say.
 
 A mapping file (``mappings/servicenow.toml``, ``mappings/jira.toml``; format in
-``mapping_spec.py``) says, per canonical entity, which system object holds it and how each
+``spec.py``) says, per canonical entity, which system object holds it and how each
 system field becomes a canonical field. ``load_mappings`` reads and validates both files;
-``SystemMapping`` (``mapping_engine.py``) runs one of them in both directions.
+``SystemMapping`` (``convert.py``) runs one of them in both directions.
 
 Per-field ``owner`` (``any`` | ``servicenow`` | ``jira``) may be stated in either file; the
 two files must agree, and unstated owners follow DESIGN §8. Bad files are ``MappingError``
@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bridge.errors import MappingError
-from bridge.mapping_engine import (
+from bridge.mapping.convert import (
     IdentityResolver,
     InboundResult,
     OutboundResult,
@@ -31,8 +30,9 @@ from bridge.mapping_engine import (
     UnmappableValue,
     UnresolvedRef,
 )
-from bridge.mapping_spec import FileSpec, Transform, parse_file, read_toml
+from bridge.mapping.spec import FileSpec, Transform, parse_file, read_toml
 from bridge.model import System
+from bridge.timeutil import zone
 
 __all__ = [
     "DEFAULT_OWNERS",
@@ -94,11 +94,9 @@ def load_mappings(
     """
     transforms = transforms or {}
     try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise MappingError(
-            f"unknown time zone {timezone!r} (use an IANA name such as 'Europe/Berlin')"
-        ) from None
+        zone(timezone)
+    except ValueError as exc:
+        raise MappingError(str(exc)) from None
     problems: list[str] = []
     specs: dict[str, FileSpec] = {}
     sources: dict[str, str] = {}

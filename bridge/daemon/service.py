@@ -1,11 +1,11 @@
 """``relbridge run``: pollers, workers and the webhook receiver in one process.
 
-* **Pollers** (``bridge.daemon_poll``), one per (system, entity), list what changed every
+* **Pollers** (``bridge.daemon.poll``), one per (system, entity), list what changed every
   ``[sync] interval_seconds`` under a store lease, so with several instances on one
   PostgreSQL store each stream is polled by one of them at a time.
-* **The receiver** (``bridge.webhooks``) runs on uvicorn at ``[webhooks] bind`` in a
+* **The receiver** (``bridge.daemon.receiver``) runs on uvicorn at ``[webhooks] bind`` in a
   thread; it verifies deliveries and puts their hints in the inbox.
-* **Workers** (``bridge.daemon_work``), ``[sync] workers`` threads, claim events from the
+* **Workers** (``bridge.daemon.work``), ``[sync] workers`` threads, claim events from the
   durable inbox and sync each object through ``Engine.process``.
 
 Everything a component accepts goes through the inbox in the store, so a crash (even
@@ -13,7 +13,7 @@ Everything a component accepts goes through the inbox in the store, so a crash (
 stop intake (receiver, pollers), let in-flight events finish, and exit 0 within
 ``SHUTDOWN_SECONDS``; an event still running then is left claimable.
 
-* **The store watch** (``bridge.daemon_store``) writes a heartbeat row, makes the daemon
+* **The store watch** (``bridge.daemon.watch``) writes a heartbeat row, makes the daemon
   not ready while the store fails and stops it (exit 1, a line naming the store) when the
   failure lasts, or at once when SQLite's files stop being writable.
 """
@@ -32,14 +32,16 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from bridge import hookimpl
-from bridge.daemon_log import LogFormat, configure_logging
-from bridge.daemon_poll import Poller, Sweeper
-from bridge.daemon_store import STORE_FAILURE_SECONDS, StoreWatch
-from bridge.daemon_work import ClaimKeeper, Doorbell, InFlight, Worker
-from bridge.engine import ENTITY_ORDER, SYSTEMS
+from bridge.config import CLAIM_LEASE_SECONDS
+from bridge.daemon.inbox import Inbox
+from bridge.daemon.logs import LogFormat, configure_logging
+from bridge.daemon.metrics import Metrics
+from bridge.daemon.poll import Poller, Sweeper
+from bridge.daemon.watch import STORE_FAILURE_SECONDS, StoreWatch
+from bridge.daemon.work import ClaimKeeper, Doorbell, InFlight, Worker
+from bridge.engine import ENTITY_ORDER
 from bridge.errors import ConfigError
-from bridge.metrics import Metrics
-from bridge.queue import Inbox
+from bridge.model import SYSTEMS
 from bridge.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -48,7 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SHUTDOWN_SECONDS = 9.0  # the process is gone within 10 s of a signal
-CLAIM_LEASE_SECONDS = 30.0
 RECEIVER_START_SECONDS = 10.0
 
 
@@ -56,7 +57,7 @@ def default_instance_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class Readiness:
+class ReadinessChecks:
     """``/readyz``: the store takes a write (``store_probe``, the heartbeat: a store that
     answers reads but refuses writes is not ready) and both systems accept our
     credentials. System checks cost an API call, so their answers are cached (a success
@@ -110,7 +111,7 @@ class _MetricsPlugin:
         self.metrics.conflicts.labels(entity).inc()
 
 
-class Receiver:
+class ReceiverServer:
     """The webhook ASGI app served by uvicorn on a background thread."""
 
     def __init__(self, app: Any, bind: str) -> None:
@@ -164,8 +165,8 @@ class Daemon:
         self.inbox = Inbox.from_config(runtime.store, self.config.sync)
         self.store_failure_seconds = store_failure_seconds
         self.store_watch: StoreWatch | None = None
-        self.readiness = Readiness(runtime, self._store_problem)
-        self.receiver: Receiver | None = None
+        self.readiness = ReadinessChecks(runtime, self._store_problem)
+        self.receiver: ReceiverServer | None = None
         self.pollers: list[Poller] = []
         self._threads: dict[str, list[threading.Thread]] = {"pollers": [], "workers": []}
         self._keeper: ClaimKeeper | None = None
@@ -257,13 +258,13 @@ class Daemon:
 
     @property
     def store_fenced(self) -> bool:
-        """True when the store's files must not be touched again (see ``daemon_store``)."""
+        """True when the store's files must not be touched again (see ``bridge.daemon.watch``)."""
         return self.store_watch is not None and self.store_watch.fenced is not None
 
     # -- parts -----------------------------------------------------------------------------
 
     def _start_store_watch(self) -> None:
-        """Refuse a store that cannot be written, then watch it (``bridge.daemon_store``)."""
+        """Refuse a store that cannot be written, then watch it (``bridge.daemon.watch``)."""
         watch = StoreWatch(self.runtime.store, self.metrics, holder=self.instance_id,
                            give_up_after=self.store_failure_seconds)
         try:
@@ -304,13 +305,13 @@ class Daemon:
                           stopping=self.stopping, on_enqueued=self.doorbell.ring, policy=self.retry_policy)
         self._threads["pollers"].append(self._spawn("sweep-unfinished", sweeper.run))
 
-    def _make_receiver(self) -> Receiver:
-        from bridge.webhooks import create_app
+    def _make_receiver(self) -> ReceiverServer:
+        from bridge.daemon.receiver import create_app
 
         app = create_app(inbox=_RingingInbox(self.inbox, self.doorbell.ring), adapters=self.runtime.adapters,
                          config=self.config.webhooks, schemes=self.runtime.hooks.webhook_schemes(self.runtime.config),
                          metrics=self.metrics, ready=self.readiness)
-        return Receiver(app, self.config.webhooks.bind)
+        return ReceiverServer(app, self.config.webhooks.bind)
 
     @staticmethod
     def _spawn(name: str, target: Callable[[], None]) -> threading.Thread:

@@ -43,10 +43,12 @@ from sqlalchemy import (
     update,
 )
 
+from bridge.config import CLAIM_LEASE_SECONDS
 from bridge.store import schema
 from bridge.store.connect import advisory_lock
 from bridge.store.operations import upsert
-from bridge.store.schema import UtcDateTime, as_utc
+from bridge.store.schema import UtcDateTime
+from bridge.timeutil import as_utc
 
 if TYPE_CHECKING:
     from bridge.config import SyncConfig
@@ -201,7 +203,8 @@ class Inbox:
 
     # -- workers ---------------------------------------------------------------------------
 
-    def claim(self, worker: str, limit: int = 1, lease_seconds: float = 60) -> list[Event]:
+    def claim(self, worker: str, limit: int = 1,
+              lease_seconds: float = CLAIM_LEASE_SECONDS) -> list[Event]:
         """Hand out up to ``limit`` due events to ``worker`` for ``lease_seconds``.
 
         Never two events of one object at once; expired claims are taken back (counted as
@@ -251,7 +254,7 @@ class Inbox:
         with self.store.begin() as conn:
             return conn.execute(_COMPLETE, _mine(event)).rowcount > 0
 
-    def renew(self, event: Event, lease_seconds: float = 60) -> bool:
+    def renew(self, event: Event, lease_seconds: float = CLAIM_LEASE_SECONDS) -> bool:
         """Extend a claim for slow work; False if it had already expired and been taken."""
         with self.store.begin() as conn:
             return conn.execute(_RENEW, {**_mine(event),

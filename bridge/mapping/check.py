@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bridge.adapter import FieldInfo, Metadata
-from bridge.mapping_spec import EntitySpec, FieldSpec, FileSpec, enum_of, suggest
-from bridge.mapping_types import as_text
+from bridge.errors import did_you_mean
+from bridge.mapping.codecs import as_text
+from bridge.mapping.spec import EntitySpec, FieldSpec, FileSpec, enum_of
 from bridge.model import model_for
 
 
@@ -96,7 +97,7 @@ def live_check(spec: FileSpec, metadata: Metadata) -> LiveCheck:
         if columns is None:
             missing.append(
                 f"{spec.label}: {entity.entity}.object — {spec.system} has no object "
-                f"{entity.object!r}{suggest(entity.object, metadata.objects)}"
+                f"{entity.object!r}{did_you_mean(entity.object, metadata.objects)}"
             )
             continue
         for field in entity.fields.values():
@@ -115,13 +116,13 @@ def _missing(
             return []  # built by the adapter
         return [
             f"{spec.label}: {field.dotted}.source — {entity.object} has no field "
-            f"{field.source!r}{suggest(field.source, columns)}"
+            f"{field.source!r}{did_you_mean(field.source, columns)}"
         ]
     if field.values is None or not info.choices:
         return []
     return [
         f"{spec.label}: {field.dotted}.values — {entity.object}.{field.source} has no choice "
-        f"{rule.key!r}{suggest(as_text(rule.system_value), info.choices)}"
+        f"{rule.key!r}{did_you_mean(as_text(rule.system_value), info.choices)}"
         for rule in field.values
         if as_text(rule.system_value) not in info.choices
     ]

@@ -26,7 +26,7 @@ a word. So the database, ``-wal`` and ``-shm`` files are checked for writability
 (with their folder), before every statement, ``BEGIN`` and ``COMMIT`` the daemon sends (a
 few microseconds of system calls), and by the watch. Once one is not writable the store is
 *fenced*: no statement reaches SQLite any more (each fails with ``StoreFenced``), the daemon
-stops at once without waiting for the grace period, and ``bridge.daemon.run`` leaves
+stops at once without waiting for the grace period, and ``bridge.daemon.service.run`` leaves
 without closing its SQLite connections (closing the last one checkpoints, which writes the
 ``-shm`` file too). What remains is a change made in the microseconds between a check and
 SQLite's write: only a rollback journal instead of WAL would close that, at the cost of
@@ -45,8 +45,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
+from bridge.daemon.metrics import Metrics
 from bridge.errors import ConfigError, SyncFailure
-from bridge.metrics import Metrics
 from bridge.store import Store
 from bridge.store.files import sqlite_files, unwritable
 
@@ -62,7 +62,7 @@ class StoreFenced(SyncFailure):
     code = "store_fenced"
 
 
-def describe(exc: BaseException) -> str:
+def store_error(exc: BaseException) -> str:
     """One line for a store error: the driver's message without SQLAlchemy's SQL dump."""
     orig = getattr(exc, "orig", None)
     text = " ".join(str(orig if orig is not None else exc).split()) or type(exc).__name__
@@ -113,7 +113,7 @@ class StoreWatch:
             try:
                 self._heartbeat()
             except Exception as exc:
-                problem = describe(exc)
+                problem = store_error(exc)
         if problem is not None:
             raise ConfigError(f"store.url — the store at {self.store.url} cannot be written: {problem}")
 
@@ -131,7 +131,7 @@ class StoreWatch:
                 self._heartbeat()
                 problem = None
             except Exception as exc:
-                problem = describe(exc)
+                problem = store_error(exc)
             self._note(problem)
             return problem
 

@@ -18,6 +18,8 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bridge.timeutil import as_utc
+
 TYPES = (
     "string",
     "int",
@@ -68,7 +70,7 @@ def as_datetime(value: Any) -> datetime:
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if not isinstance(value, datetime):
         raise ValueError(f"{value!r} is not a datetime")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return as_utc(value)
 
 
 def codec_for(type_name: str, system: str, timezone: str = "UTC") -> Codec:
