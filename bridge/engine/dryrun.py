@@ -226,6 +226,8 @@ class Recorder:
         for source, value in payload.items():
             spec = specs.get(source)
             old_raw = raw.get(source)
+            if isinstance(old_raw, list):  # a comment field: a new comment is added, none replaced
+                old_raw = None
             if spec is None:
                 changes.append(FieldChange(source, "update", old_raw, value, source, old_raw, value))
                 continue
