@@ -21,6 +21,11 @@ Optional: ``find_by_key(entity, key, fields) -> SystemRecord | None`` finds an o
 the name people use for it (a ServiceNow number, a Jira issue key or version name), for
 ``relbridge mappings preview --number``; an adapter without it cannot preview live records.
 
+Optional: comments (``CommentSupport``). A mapping's ``[<entity>.comments] read`` fields
+are asked for like any field; the adapter fills each with the object's comments as a list
+of ``CommentEntry`` dicts, read with the page of records that holds them (one extra query
+per page at most, never one per record).
+
 Errors: adapters raise ``bridge.errors.TransientError`` for 429/5xx/connection problems
 (with ``retry_after`` when the server said so) and ``PermanentError`` for other 4xx.
 """
@@ -31,7 +36,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, TypedDict, runtime_checkable
 from urllib.parse import urlsplit
 
 import requests
@@ -100,6 +105,34 @@ class Metadata:
     # (entity, field) pairs the adapter builds from links or flags: mappable, though the
     # live system lists no such column.
     pseudo_fields: frozenset[tuple[str, str]] = frozenset()
+
+
+class CommentEntry(TypedDict):
+    """One comment as an adapter reports it inside a record's comment field (JSON-ready:
+    it is kept with the record's raw fields)."""
+
+    id: str  # the comment's own id in its system (a journal entry's sys_id, a Jira comment id)
+    body: str  # plain text, as a person reads it
+    author: str  # display name, or the login when the system gives no name
+    email: str  # the author's e-mail, "" when unknown
+    created: str  # ISO 8601, UTC
+    internal: bool  # a work note, or a comment restricted by visibility
+
+
+@runtime_checkable
+class CommentSupport(Protocol):
+    """What an adapter offers so comments cross (optional; ``bridge.engine.comments``)."""
+
+    label: str  # the system as people name it in a comment's origin ("[Label] Author: ...")
+    comment_limit: int  # the most characters one comment body may hold there
+
+    def add_comment(self, entity: str, id: str, field: str, text: str, internal: bool) -> str | None:
+        """Add one comment to ``field`` of the object; its id when the API answers with it.
+        A 4xx raises ``PermanentError`` (the comment is dead-lettered, nothing else)."""
+
+    def find_comment(self, entity: str, id: str, field: str, marker: str) -> str | None:
+        """The id of the object's comment in ``field`` whose text holds ``marker``, if any:
+        asked only for a copy that may have been written before a crash."""
 
 
 @runtime_checkable

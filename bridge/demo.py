@@ -55,6 +55,8 @@ def run_demo(echo: Echo, *, keep: Path | None = None) -> int:
             team.release_version("Customer portal 5.2")
             team.release_version("Mobile app 3.0")
             team.open_incident("Release new login flow", "Portal sessions expire after release")
+            team.work_note("Release new login flow", "Smoke tests passed in staging")
+            team.jira_comment("Release new login flow", "Rollback plan reviewed: go for Friday")
 
             echo("\n== 3. Dry run: what the second sync will do (relbridge sync --once --dry-run)")
             for line in render_plan(dry_run(rt), limit=4).splitlines():
@@ -76,6 +78,8 @@ def run_demo(echo: Echo, *, keep: Path | None = None) -> int:
 
             for name in ("Customer portal 5.2", "Mobile app 3.0"):
                 echo(f"  Jira now says version {name!r} released={team.version_released(name)}")
+            for where, text in team.comments("Release new login flow"):
+                echo(f"  {where}: {text}")
 
             echo("\n== 6. Release records")
             for key, _ in rt.store.records("release"):
@@ -137,6 +141,35 @@ class Team:
     def version_released(self, name: str) -> bool | None:
         versions = self.http.get(f"{self.jira}/project/OPS/versions").json()
         return next((v["released"] for v in versions if v["name"] == name), None)
+
+    def _issue_key(self, summary: str) -> str | None:
+        r = self.http.get(f"{self.jira}/search/jql", params={
+            "jql": f'project = OPS AND issuetype = Change AND summary ~ "\\"{summary}\\""', "fields": "summary"})
+        r.raise_for_status()
+        return next((i["key"] for i in r.json()["issues"] if i["fields"]["summary"] == summary), None)
+
+    def work_note(self, change_summary: str, text: str) -> None:
+        for change in self._sn("change_request", f"short_description={change_summary}")[:1]:
+            self.http.patch(f"{self.sn}/change_request/{change['sys_id']}", json={"work_notes": text}).raise_for_status()
+            self.echo(f"  ServiceNow: work note on {change['number']}: {text!r}")
+
+    def jira_comment(self, change_summary: str, text: str) -> None:
+        key = self._issue_key(change_summary)
+        if key:
+            self.http.post(f"{self.jira}/issue/{key}/comment", json={"body": text}).raise_for_status()
+            self.echo(f"  Jira: comment on {key}: {text!r}")
+
+    def comments(self, change_summary: str) -> list[tuple[str, str]]:
+        """The change's work notes and its Jira issue's comments, each on one line."""
+        shown = []
+        for change in self._sn("change_request", f"short_description={change_summary}")[:1]:
+            for note in self._sn("sys_journal_field", f"element_id={change['sys_id']}^ORDERBYsys_created_on"):
+                shown.append((f"ServiceNow {change['number']} work note", note["value"].split("\n")[0]))
+        key = self._issue_key(change_summary)
+        if key:
+            for comment in self.http.get(f"{self.jira}/issue/{key}/comment").json()["comments"]:
+                shown.append((f"Jira {key} comment", comment["body"].split("\n")[0]))
+        return shown
 
     def open_incident(self, change_summary: str, summary: str) -> None:
         changes = self._sn("change_request", f"short_description={change_summary}")

@@ -368,3 +368,21 @@ def queued_events(store: Store) -> int:
 def _mine(event: Event) -> dict[str, Any]:
     """The parameters of ``_MINE`` for ``event``."""
     return {"w_id": event.id, "w_token": event.claim_token}
+
+
+def add_dead_letter(store: Store, system: str, entity: str, ext_id: str, reason: str) -> int:
+    """A dead letter for part of an object's sync that the other system refused (one
+    comment), while the rest of the object synced: ``relbridge dlq retry`` re-reads the
+    object and tries that part again. Returns its id."""
+    now = as_utc(store.clock())
+    with store.begin() as conn:
+        return int(conn.execute(_events.insert().values(
+            system=system, entity=entity, ext_id=ext_id, source="retry", deleted=False,
+            state=DEAD, attempts=1, received_at=now, not_before=now, last_error=reason,
+            dead_at=now).returning(_events.c.id)).scalar_one())
+
+
+def event_state(store: Store, event_id: int) -> str | None:
+    """``pending`` | ``claimed`` | ``dead``, or None once the event is done or dropped."""
+    with store.begin(write=False) as conn:
+        return conn.execute(select(_events.c.state).where(_events.c.id == event_id)).scalar()

@@ -38,6 +38,7 @@ from bridge.adapter import Adapter, FieldTime, SystemRecord
 from bridge.config import Config
 from bridge.daemon.inbox import queued_events
 from bridge.engine.adoption import FieldClock, Pair, add_field_times, adopt, clock, seen_of
+from bridge.engine.comments import sync_comments
 from bridge.engine.creates import Creates, raw_fields
 from bridge.engine.envelope import Envelope, StoreResolver, SyncReport
 from bridge.engine.locks import RecordLocks
@@ -670,6 +671,8 @@ class Engine(ReleaseBookkeeping):
                     report.error(entity, system, f"{entity} {key} -> {system}: {exc}")
                     self.store.record_error(system, entity, f"key:{key}", code=exc.code, message=str(exc), key=key)
                     self.hooks.sync_failed(system, entity, key, exc, True)
+            # Comments cross once the record's fields are written (bridge.engine.comments).
+            sync_comments(self, entity, key, report)
 
     def _write_pending(self, system: str, mapping: SystemMapping, entity: str, key: str, env: Envelope,
                        ref: RefRow, report: SyncReport) -> None:

@@ -103,7 +103,25 @@ def live_check(spec: FileSpec, metadata: Metadata) -> LiveCheck:
         for field in entity.fields.values():
             missing += _missing(spec, entity, field, columns, metadata.pseudo_fields)
             unmapped += _unmapped(spec, entity, field, columns)
+        missing += _missing_comment_fields(spec, entity, columns, metadata.pseudo_fields)
     return LiveCheck(missing, unmapped)
+
+
+def _missing_comment_fields(spec: FileSpec, entity: EntitySpec, columns: Mapping[str, FieldInfo],
+                            pseudo_fields: frozenset[tuple[str, str]]) -> list[str]:
+    """The comment fields ``[<entity>.comments]`` names must exist too."""
+    comments = entity.comments
+    if comments is None:
+        return []
+    named = [("read", name) for name in comments.read] + [("write", comments.write)]
+    if comments.write_internal:
+        named.append(("write_internal", comments.write_internal))
+    return [
+        f"{spec.label}: {entity.entity}.comments.{key} — {entity.object} has no comment field "
+        f"{name!r}{did_you_mean(name, columns)}"
+        for key, name in named
+        if name not in columns and (entity.entity, name) not in pseudo_fields
+    ]
 
 
 def _missing(

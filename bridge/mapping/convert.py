@@ -25,7 +25,15 @@ from bridge.adapter import Metadata
 from bridge.errors import MappingError, PermanentError
 from bridge.mapping.check import LiveCheck, check_against, check_offline, live_check
 from bridge.mapping.codecs import Codec, as_datetime, as_text, codec_for, is_empty, unwrap
-from bridge.mapping.spec import MISSING, EntitySpec, FieldSpec, FileSpec, Transform, ValueRule
+from bridge.mapping.spec import (
+    MISSING,
+    CommentSpec,
+    EntitySpec,
+    FieldSpec,
+    FileSpec,
+    Transform,
+    ValueRule,
+)
 
 
 class UnmappableValue(PermanentError):
@@ -142,8 +150,16 @@ class SystemMapping:
         return tuple(self._entity(entity).fields.values())
 
     def fields_to_read(self, entity: str) -> list[str]:
-        """System fields the adapter must request: all mapped ones (diffs need them too)."""
-        return list(dict.fromkeys(f.source for f in self.fields(entity)))
+        """System fields the adapter must request: all mapped ones (diffs need them too),
+        and the comment fields that cross (read with the record: no call per record)."""
+        comments = self.comments(entity)
+        return list(dict.fromkeys([*(f.source for f in self.fields(entity)),
+                                   *(comments.read if comments else ())]))
+
+    def comments(self, entity: str) -> CommentSpec | None:
+        """The entity's ``[<entity>.comments]`` section, if the file has one."""
+        spec = self.spec.entities.get(entity)
+        return spec.comments if spec is not None else None
 
     def owner(self, entity: str, field: str) -> str:
         return self._owners.get((entity, field), "any")

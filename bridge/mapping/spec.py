@@ -80,10 +80,32 @@ class FieldSpec:
 
 
 @dataclass(frozen=True)
+class CommentSpec:
+    """``[<entity>.comments]``: which comment fields of the system cross to the other one.
+
+    ``read``: the fields whose comments are copied out (ServiceNow journal fields, Jira's
+    ``comment``); ``write``: where comments from the other system go; ``write_internal``:
+    where internal ones go instead (ServiceNow work notes, Jira comments restricted by
+    visibility), when set.
+    """
+
+    read: tuple[str, ...]
+    write: str
+    write_internal: str | None = None
+
+    def target(self, internal: bool) -> str:
+        return self.write_internal if internal and self.write_internal else self.write
+
+
+COMMENT_KEYS = ("read", "write", "write_internal")
+
+
+@dataclass(frozen=True)
 class EntitySpec:
     entity: str
     object: str
     fields: dict[str, FieldSpec]
+    comments: CommentSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -210,8 +232,8 @@ def _parse_entity(
     transforms: Mapping[str, Transform],
 ) -> EntitySpec | None:
     for key in table:
-        if key not in ("object", "fields"):
-            problems.add(f"{entity}.{key}", f"unknown key{did_you_mean(key, ('object', 'fields'))}")
+        if key not in ("object", "fields", "comments"):
+            problems.add(f"{entity}.{key}", f"unknown key{did_you_mean(key, ('object', 'fields', 'comments'))}")
     obj = table.get("object")
     if not isinstance(obj, str) or not obj.strip():
         problems.add(
@@ -240,9 +262,36 @@ def _parse_entity(
             if parsed is not None:
                 fields[name] = parsed
     _check_shared_sources(entity, fields.values(), problems)
+    comments = _parse_comments(entity, table.get("comments"), problems) if "comments" in table else None
     if not isinstance(obj, str) or not obj.strip():
         return None
-    return EntitySpec(entity=entity, object=obj, fields=fields)
+    return EntitySpec(entity=entity, object=obj, fields=fields, comments=comments)
+
+
+def _parse_comments(entity: str, table: Any, problems: _Problems) -> CommentSpec | None:
+    dotted = f"{entity}.comments"
+    if not isinstance(table, dict):
+        problems.add(dotted, "must be a table with `read` and `write`")
+        return None
+    for key in table:
+        if key not in COMMENT_KEYS:
+            problems.add(f"{dotted}.{key}", f"unknown key{did_you_mean(key, COMMENT_KEYS)}; valid: {', '.join(COMMENT_KEYS)}")
+    read = table.get("read", [])
+    if not isinstance(read, list) or not all(isinstance(r, str) and r for r in read):
+        problems.add(f"{dotted}.read", "must be a list of field names, e.g. [\"work_notes\"]")
+        return None
+    names = {}
+    for key in ("write", "write_internal"):
+        value = table.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            problems.add(f"{dotted}.{key}", "must be a field name")
+            return None
+        names[key] = value
+    if names["write"] is None:
+        problems.add(f"{dotted}.write", "missing: the field comments from the other system go to")
+        return None
+    return CommentSpec(read=tuple(dict.fromkeys(read)), write=names["write"],
+                       write_internal=names["write_internal"])
 
 
 def _check_shared_sources(entity: str, fields: Iterable[FieldSpec], problems: _Problems) -> None:

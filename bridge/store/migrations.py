@@ -55,14 +55,20 @@ def _held_writes_table(conn: Connection) -> None:
     schema.held_writes.create(conn, checkfirst=True)
 
 
+def _comment_links_table(conn: Connection) -> None:
+    """Which comment is which across the systems (``bridge.engine.comments``)."""
+    schema.comment_links.create(conn, checkfirst=True)
+
+
 #: Tables that a later step creates: step 1 leaves them out so that a fresh database
 #: replays history exactly.
-ADDED_BY_LATER_STEPS = (schema.mapping_checks, schema.held_writes)
+ADDED_BY_LATER_STEPS = (schema.mapping_checks, schema.held_writes, schema.comment_links)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "mapping check cache (sync/run start-up check)", _mapping_check_cache),
     Migration(3, "held_writes: destructive writes held by the safety brake", _held_writes_table),
+    Migration(4, "comment_links: which comment is which across the systems", _comment_links_table),
 )
 
 

@@ -281,3 +281,29 @@ held_writes = Table(
     UniqueConstraint("entity", "key", "system", "field", name="uq_held_writes_target"),
     sqlite_autoincrement=True,  # never reuse an id: `relbridge held release ID` must be unambiguous
 )
+
+# Which comment on one side is which on the other (``bridge.engine.comments``): one row per
+# comment that crosses, written *before* the copy is sent (state ``sending``), so that after
+# a crash between the write and the commit the copy is looked up by its marker instead of
+# being written twice. ``failed`` rows were refused by the other system (a dead letter,
+# ``event_id``). Added by migration step 4.
+comment_links = Table(
+    "comment_links",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("entity", String(ENTITY), nullable=False),
+    Column("key", String(KEY), nullable=False),
+    Column("source_system", String(SYSTEM), nullable=False),
+    Column("source_id", String(EXT_ID), nullable=False),
+    Column("target_system", String(SYSTEM), nullable=False),
+    Column("target_id", String(EXT_ID)),
+    Column("state", String(16), nullable=False),  # sending | sent | failed
+    Column("body_hash", String(64), nullable=False),  # of the source text last copied
+    Column("reason", Text),
+    Column("event_id", Integer),
+    Column("at", UtcDateTime, nullable=False),
+    UniqueConstraint("entity", "source_system", "source_id", "target_system",
+                     name="uq_comment_links_source"),
+    Index("ix_comment_links_record", "entity", "key"),
+    sqlite_autoincrement=True,
+)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bridge.errors import ConfigError, SyncFailure
 from bridge.store import migrations
+from bridge.store.comment_links import CommentLinkOperations
 from bridge.store.connect import SQLITE_BEGIN, create_store_engine, parse_store_url, safe_url
 from bridge.store.held import HeldWriteOperations
 from bridge.store.operations import Operations
@@ -25,7 +26,7 @@ class StoreUnavailable(SyncFailure):
     code = "store_unavailable"
 
 
-class UnitOfWork(Operations, HeldWriteOperations):
+class UnitOfWork(Operations, HeldWriteOperations, CommentLinkOperations):
     """Operations inside one transaction: everything commits together or not at all."""
 
     def __init__(self, conn: Connection, clock: Callable[[], datetime]) -> None:
@@ -36,7 +37,7 @@ class UnitOfWork(Operations, HeldWriteOperations):
         return nullcontext(self._conn)
 
 
-class Store(Operations, HeldWriteOperations):
+class Store(Operations, HeldWriteOperations, CommentLinkOperations):
     """The state store. ``Store("sqlite:///relbridge.db")`` or ``Store("postgresql://…")``.
 
     Opening checks that the database is reachable, refuses a schema newer than this code,

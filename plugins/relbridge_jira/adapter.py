@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from bridge.adapter import DEFAULT_PAGE_SIZE, Metadata, OnCall, SystemRecord, WebhookHint
 from bridge.errors import BadInput, ConfigError
+from relbridge_jira.comments import COMMENT_FIELD, COMMENT_LIMIT, add_comment, find_comment
 from relbridge_jira.connection import JiraConnection
 from relbridge_jira.ids import numeric_id
 from relbridge_jira.issues import Issues
@@ -135,6 +136,25 @@ class JiraAdapter:
             self._versions.delete(self._id(entity, id))
         else:
             self._issues.delete(self._id(entity, id))
+
+    # --- comments (bridge.adapter.CommentSupport) ----------------------------------------------
+
+    label = "Jira"
+    comment_limit = COMMENT_LIMIT
+
+    def add_comment(self, entity: str, id: str, field: str, text: str, internal: bool) -> str | None:
+        """One ``POST issue/{id}/comment``; returns the new comment's id."""
+        self._comment_field(entity, field)
+        return add_comment(self._conn, self._id(entity, id), text)
+
+    def find_comment(self, entity: str, id: str, field: str, marker: str) -> str | None:
+        """The issue's comment holding ``marker``: its comments, one call per page."""
+        self._comment_field(entity, field)
+        return find_comment(self._conn, self._id(entity, id), marker)
+
+    def _comment_field(self, entity: str, field: str) -> None:
+        if self._entity(entity) == "release" or field != COMMENT_FIELD:
+            raise BadInput(f"jira comments are the {COMMENT_FIELD!r} of an issue, not {entity}.{field}")
 
     def parse_webhook(self, headers: Mapping[str, str], body: Any) -> list[WebhookHint]:
         """No I/O: the body only says which object to re-read."""

@@ -35,6 +35,8 @@ from typing import Any
 
 from bridge.adapter import SystemRecord
 from bridge.errors import BadInput, NotThisEntity, PermanentError
+from relbridge_jira.comments import COMMENT_FIELD, all_comments, comment_entries
+from relbridge_jira.comments import entry as comment_entry
 from relbridge_jira.connection import JiraConnection
 from relbridge_jira.records import (
     CORRELATION_PREFIX,
@@ -95,7 +97,7 @@ class Issues:
             jql += f' AND updated >= "{jql_datetime(since, self._conn.user_timezone())}"'
         jql += " ORDER BY updated ASC, key ASC"
         for raw in self._conn.search(jql, request_fields(entity, wanted), self._page_size):
-            yield issue_record(raw, entity, self._conn.url)
+            yield self._record(raw, entity)
 
     def read(self, entity: str, issue_id: str, fields: Iterable[str] = ()) -> SystemRecord | None:
         """The issue, if it is one of ``entity``'s; None on a 404.
@@ -112,7 +114,7 @@ class Issues:
                 return None
             raise
         self._check_entity(entity, issue_id, raw)
-        return issue_record(raw, entity, self._conn.url)
+        return self._record(raw, entity)
 
     def find(self, entity: str, correlation: str) -> SystemRecord | None:
         label = correlation_label(correlation)
@@ -123,7 +125,7 @@ class Issues:
             log.warning("jira: more than one %s carries label %s; using %s", entity, label,
                         found[0].get("key"))
         if found:
-            return issue_record(found[0], entity, self._conn.url)
+            return self._record(found[0], entity)
         # A canonical key is the key of the record where it was born: an issue born in Jira
         # carries no label, only its own key.
         if ISSUE_KEY.match(correlation) and correlation.split("-")[0] in self._projects:
@@ -288,6 +290,17 @@ class Issues:
             self._transitions.learn_initial(key, initial)
         walk_to_status(self._conn, issue_id, target, lambda: self.workflow(entity),
                        cache=self._transitions, workflow=key, current=initial)
+
+    def _record(self, raw: Mapping[str, Any], entity: str) -> SystemRecord:
+        """The issue as a record, its ``comment`` (when asked for) as a list of entries: all
+        of them, fetched apart only when the answer held a cut-short page."""
+        fields = raw.get("fields") or {}
+        if COMMENT_FIELD in fields:
+            entries, complete = comment_entries(fields[COMMENT_FIELD])
+            if not complete:
+                entries = [comment_entry(c) for c in all_comments(self._conn, str(raw["id"]))]
+            raw = {**raw, "fields": {**fields, COMMENT_FIELD: entries}}
+        return issue_record(raw, entity, self._conn.url)
 
     def _workflow_key(self, entity: str) -> str:
         return f"{self._projects[0]}/{self._types[entity]}"

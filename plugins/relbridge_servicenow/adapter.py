@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from bridge.adapter import DEFAULT_PAGE_SIZE, FieldTime, Metadata, OnCall, SystemRecord, WebhookHint
 from bridge.errors import BadInput, PermanentError
 from relbridge_servicenow.api import SYSTEM, TableApi, checked_sys_id
+from relbridge_servicenow.journal import COMMENT_LIMIT, JOURNAL_FIELDS, Journal
 from relbridge_servicenow.links import ReleaseLinks
 from relbridge_servicenow.metadata import read_metadata
 from relbridge_servicenow.values import (
@@ -89,6 +90,7 @@ class ServiceNowAdapter:
         self._api = TableApi(url, user, password, verify_tls=verify_tls, timeout=timeout,
                              on_call=on_call)
         self._links = ReleaseLinks(self._api)
+        self._journal = Journal(self._api)
         self._entity_of_table = {table: entity for entity, table in self.objects.items()}
 
     @property
@@ -112,6 +114,7 @@ class ServiceNowAdapter:
         table = self._table(entity)
         columns, want_release = self._columns(entity, fields)
         anchor = format_datetime(since) if since is not None else None
+        journal = self._journal.window(table, fields, anchor)
         skip = 0
         seen: set[tuple[str, str]] = set()
         while True:
@@ -121,6 +124,7 @@ class ServiceNowAdapter:
             fresh = [row for row in page if _identity(row) not in seen]
             seen.update(_identity(row) for row in fresh)
             self._add_links(entity, fresh, want_release)
+            journal.fill(fresh)
             yield from (self._record(entity, table, row) for row in fresh)
             if len(page) < self.page_size:
                 return
@@ -139,6 +143,7 @@ class ServiceNowAdapter:
         if row is None:
             return None
         self._add_links(entity, [row], want_release)
+        self._journal.add_entries(table, row, fields)
         return self._record(entity, table, row)
 
     def find_by_key(self, entity: str, key: str, fields: Iterable[str] = ()) -> SystemRecord | None:
@@ -264,6 +269,22 @@ class ServiceNowAdapter:
         if not self._api.delete(self._table(entity), id):
             log.info("ServiceNow %s %s was already deleted", entity, id)
 
+    # -- comments (bridge.adapter.CommentSupport) -------------------------------------------
+
+    label = "ServiceNow"
+    comment_limit = COMMENT_LIMIT
+
+    def add_comment(self, entity: str, id: str, field: str, text: str, internal: bool) -> str | None:
+        """One PATCH setting the journal ``field``; the entry's id is learnt on the next read."""
+        self._journal.add(self._table(entity), checked_sys_id(id, f"ServiceNow {entity} id"),
+                          _journal_field(field), text)
+        return None
+
+    def find_comment(self, entity: str, id: str, field: str, marker: str) -> str | None:
+        """One ``sys_journal_field`` query for the record's entry holding ``marker``."""
+        return self._journal.find(self._table(entity), checked_sys_id(id, f"ServiceNow {entity} id"),
+                                  _journal_field(field), marker)
+
     # -- the rest of the contract ----------------------------------------------------------
 
     def parse_webhook(self, headers: Mapping[str, str], body: Any) -> list[WebhookHint]:
@@ -293,7 +314,7 @@ class ServiceNowAdapter:
     @staticmethod
     def _columns(entity: str, fields: Iterable[str]) -> tuple[list[str], bool]:
         """Columns to request, and whether the ``release`` pseudo-field was asked for."""
-        wanted = list(dict.fromkeys(fields))
+        wanted = [f for f in dict.fromkeys(fields) if f not in JOURNAL_FIELDS]  # rows of their own
         want_release = entity in LINKED_ENTITIES and "release" in wanted
         columns = [*SYS_FIELDS, *(f for f in wanted if f not in SYS_FIELDS)]
         if want_release:
@@ -356,6 +377,13 @@ class ServiceNowAdapter:
             field_times=field_times,
             untouched=untouched,
         )
+
+
+def _journal_field(field: str) -> str:
+    if field not in JOURNAL_FIELDS:
+        raise BadInput(f"ServiceNow comments go to a journal field ({', '.join(sorted(JOURNAL_FIELDS))}), "
+                       f"not {field!r}")
+    return field
 
 
 def _plain(value: Any) -> str:

@@ -15,5 +15,8 @@ def test_the_demo_shows_a_dry_run_plan_before_the_second_sync(tmp_path: Path) ->
     plan = text[dry:second]
     assert "dry run: nothing was written to either system or to the store" in plan
     assert "transition in jira Mobile app 3.0: state: deployed -> planned" in plan  # the gate's revert
-    assert "plan: 3 records, 1 create" in plan
+    assert "plan: 4 records, 1 create, 2 update" in plan  # the 2 updates: a comment each way
+    assert ": comment: - -> [ServiceNow] System Administrator: Smoke tests" in plan  # the issue key varies
     assert "Jira now says version 'Mobile app 3.0' released=False" in text[second:]
+    assert "work note: [Jira] Administrator: Rollback plan reviewed: go for Friday" in text[second:]
+    assert "comment: \\[ServiceNow] System Administrator: Smoke tests passed in staging" in text[second:]

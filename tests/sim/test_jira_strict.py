@@ -86,6 +86,15 @@ def test_comments_round_trip_and_page(client: jira.JIRA) -> None:
     call(client, "GET", f"issue/{issue.key}/comment", 400, params={"orderBy": "author"})
 
 
+def test_a_comment_over_jiras_limit_is_refused_as_jira_refuses_it(client: jira.JIRA) -> None:
+    """32,767 characters, counted as Java counts them: an emoji is two."""
+    issue = new_change(client)
+    client.add_comment(issue.key, "x" * 32767)
+    refused = call(client, "POST", f"issue/{issue.key}/comment", 400, json={"body": "🙂" * 16384})
+    assert refused["errors"]["comment"].startswith("The entered text is too long")
+    assert len(client.comments(issue.key)) == 1
+
+
 def test_update_comment_on_edit_is_applied_and_malformed_ones_refused(client: jira.JIRA) -> None:
     issue = new_change(client)
     issue.update(update={"comment": [{"add": {"body": "via edit"}}]})

@@ -110,6 +110,7 @@ def test_fields_to_read_are_only_mapped_fields(sn, jira) -> None:
         "release",
         "created",
         "resolutiondate",
+        "comment",  # [incident.comments]: read with the issue
     ]
 
 

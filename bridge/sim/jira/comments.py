@@ -14,6 +14,19 @@ from bridge.sim.jira.issues import comment_text
 from bridge.sim.jira.state import Issue
 
 EMPTY_COMMENT = "Comment body can not be empty!"
+#: Jira refuses longer bodies (counted in UTF-16 units, as Java counts a String).
+MAX_COMMENT = 32767
+TOO_LONG = "The entered text is too long. It exceeds the allowed limit of 32,767 characters."
+
+
+def checked_text(body: Any) -> str:
+    """A comment body as stored, or the 400 Jira answers for an empty or over-long one."""
+    text = comment_text(json_object(body).get("body"))
+    if text is None:
+        raise bad_request({"comment": EMPTY_COMMENT})
+    if len(text.encode("utf-16-le")) // 2 > MAX_COMMENT:
+        raise bad_request({"comment": TOO_LONG})
+    return text
 _DURATION_UNITS = {"w": 5 * 8 * 3600, "d": 8 * 3600, "h": 3600, "m": 60}
 
 
@@ -32,9 +45,7 @@ class CommentOps(StoreBase):
                       reverse=order_by.startswith("-"))
 
     def add_comment(self, issue: Issue, body: Any) -> dict[str, Any]:
-        text = comment_text(json_object(body).get("body"))
-        if text is None:
-            raise bad_request({"comment": EMPTY_COMMENT})
+        text = checked_text(body)
         now = self.clock.now()
         comment = {"id": self.state.new_id("comment"), "body": text, "author": "admin",
                    "created": now, "updated": now}
@@ -44,9 +55,7 @@ class CommentOps(StoreBase):
 
     def update_comment(self, issue: Issue, comment_id: Any, body: Any) -> dict[str, Any]:
         comment = self.comment_or_404(issue, comment_id)
-        text = comment_text(json_object(body).get("body"))
-        if text is None:
-            raise bad_request({"comment": EMPTY_COMMENT})
+        text = checked_text(body)
         comment.update(body=text, updated=self.clock.now(), update_author="admin")
         issue.updated = comment["updated"]
         return comment
