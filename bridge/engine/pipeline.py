@@ -287,13 +287,15 @@ class Engine:
         if record is not None:
             self.ingestion.ingest(record, report, held)
 
-    def changed_records(self, system: str, entity: str) -> Iterator[SystemRecord]:
-        """Records changed since the watermark whose version differs from the one we hold
-        (pollers enqueue only these, so an idle poll costs the listing calls and no more)."""
-        for record in self._list_changed(system, entity):
-            ref = self.store.find_ref(system, entity, record.id)
-            if ref is None or ref.version != record.version:
-                yield record
+    def changed_records(self, system: str, entity: str) -> list[tuple[SystemRecord, str | None]]:
+        """Records changed since the watermark whose version differs from the one we hold,
+        each with the version held (None: not linked). Pollers enqueue only these, so an idle
+        poll costs the listing calls; the links are looked up in one query, not per record."""
+        records = list(self._list_changed(system, entity))
+        links = self.store.refs_for_ids(system, entity, [record.id for record in records]) if records else {}
+        held = {ext_id: ref.version for ext_id, ref in links.items()}
+        return [(record, held.get(record.id)) for record in records
+                if record.id not in held or held[record.id] != record.version]
 
     # -- reading -------------------------------------------------------------------------
 
