@@ -3,7 +3,8 @@
 1. **Latency.** Simulators in a child process with ``--latency-ms`` (default 20), the daemon
    as operators run it (``relbridge run`` in its own process), registered as the ServiceNow
    simulator's webhook target. After a backfill and once the daemon has settled, changes are
-   edited in ServiceNow at ``--rate`` per second (default 20) for ``--seconds``; each edit's
+   edited in ServiceNow at ``--rate`` per second (default 20) for ``--seconds``, each edit a
+   different change (enough releases are seeded for that, unless ``--releases`` says); each edit's
    latency runs from the moment the ServiceNow PATCH returned to the moment the Jira simulator
    announced the new summary (its own webhook, caught by a small listener here). Prints p50 /
    p99 / max.
@@ -284,13 +285,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="edits per second (default 20)")
     parser.add_argument("--seconds", type=float, default=15.0, help="how long to edit (default 15)")
     parser.add_argument("--latency-ms", type=int, default=20, help="simulated API latency (default 20)")
-    parser.add_argument("--releases", type=int, default=20, help="releases seeded, 5 changes each (default 20)")
+    parser.add_argument("--releases", type=int, default=None,
+                        help="releases seeded, 5 changes each (default: enough that every edit goes to a "
+                             "distinct change, at least 20)")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--requests", type=int, default=3000, help="webhooks per receiver run (default 3000)")
     parser.add_argument("--threads", type=int, default=8, help="client threads for the receiver run")
     parser.add_argument("--rounds", type=int, default=5, help="alternating receiver/bare rounds (median counts)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    if args.releases is None:
+        # Each edit must land: an edit of a change still waiting in the inbox coalesces with
+        # the next one, so no change is edited twice.
+        args.releases = max(20, -(-int(args.rate * args.seconds) // 5))
     with tempfile.TemporaryDirectory(prefix="relbridge-bench-") as tmp:
         folder = Path(tmp)
         figures = {**measure_latency(args, folder), **measure_receiver(args, folder),

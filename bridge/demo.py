@@ -68,27 +68,32 @@ def run_demo(echo: Echo, *, keep: Path | None = None) -> int:
             # states) and finds nothing more to do.
             rt.engine.sync_once()
 
-            echo("\n== 5. What moved where")
-            for row in rt.store.history(since=mark):
-                if not row.field.startswith("_"):
-                    echo(f"  {row.entity:<8} {row.key:<14} {row.field:<16} {_short(row.old)} -> {_short(row.new)}"
-                         f"   (from {row.source})")
-            for veto in rt.store.vetoes(since=mark):
-                echo(f"  gate     {veto.release_key:<14} vetoed {veto.old} -> {veto.new}: {veto.reason}")
-
-            for name in ("Customer portal 5.2", "Mobile app 3.0"):
-                echo(f"  Jira now says version {name!r} released={team.version_released(name)}")
-            for where, text in team.comments("Release new login flow"):
-                echo(f"  {where}: {text}")
-
-            echo("\n== 6. Release records")
-            for key, _ in rt.store.records("release"):
-                echo(render_release(release_document(rt.engine, key)))
-                echo("")
+            _show_results(echo, rt, team, mark)
         finally:
             rt.close()
     echo("Done. Try: relbridge sim --seed demo   (then relbridge sync --once --config config.example.toml)")
     return 0
+
+
+def _show_results(echo: Echo, rt: Runtime, team: Team, mark: datetime) -> None:
+    """Steps 5 and 6: what moved where since ``mark``, and the release records."""
+    echo("\n== 5. What moved where")
+    for row in rt.store.history(since=mark):
+        if not row.field.startswith("_"):
+            echo(f"  {row.entity:<8} {row.key:<14} {row.field:<16} {_short(row.old)} -> {_short(row.new)}"
+                 f"   (from {row.source})")
+    for veto in rt.store.vetoes(since=mark):
+        echo(f"  gate     {veto.release_key:<14} vetoed {veto.old} -> {veto.new}: {veto.reason}")
+
+    for name in ("Customer portal 5.2", "Mobile app 3.0"):
+        echo(f"  Jira now says version {name!r} released={team.version_released(name)}")
+    for where, text in team.comments("Release new login flow"):
+        echo(f"  {where}: {text}")
+
+    echo("\n== 6. Release records")
+    for key, _ in rt.store.records("release"):
+        echo(render_release(release_document(rt.engine, key)))
+        echo("")
 
 
 def _summary(echo: Echo, report: SyncReport) -> None:

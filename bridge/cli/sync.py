@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +14,9 @@ from bridge.cli.common import config_option, handle_errors, load, main, runtime
 from bridge.config import Config
 from bridge.errors import BadInput
 from bridge.runtime import Runtime
+
+if TYPE_CHECKING:
+    from bridge.engine.envelope import SyncReport
 
 # --- simulators ------------------------------------------------------------------------------
 
@@ -110,8 +113,6 @@ def sync_command(config_path: Path | None, once: bool, reconcile: bool, as_json:
       relbridge sync --once --dry-run --config config.toml
       relbridge sync --once --reconcile --config config.toml
     """
-    from bridge.engine.envelope import SyncReport
-    from bridge.engine.safety import put_back
     from bridge.preflight import check_before_writing
 
     rt = runtime(config_path, writes=True)
@@ -121,15 +122,7 @@ def sync_command(config_path: Path | None, once: bool, reconcile: bool, as_json:
     progress = None if as_json else Progress()
     try:
         check_before_writing(rt)
-        put_back_report = SyncReport()
-        if allow_destructive:
-            rt.engine.brake.unbounded = True
-            put_back(rt.engine, rt.store.held_writes(), put_back_report)
-        report = rt.engine.sync_once(progress=progress)
-        report.merge(put_back_report)
-        if reconcile:
-            rt.engine.reconcile(report)
-        held, still_held = list(rt.engine.brake.held), rt.store.held_count()
+        report, held, still_held = _one_pass(rt, reconcile, allow_destructive, progress)
     finally:
         if progress:
             progress.close()
@@ -144,6 +137,24 @@ def sync_command(config_path: Path | None, once: bool, reconcile: bool, as_json:
         click.echo(f"note: {still_held} destructive write(s) held earlier are waiting: relbridge held list", err=True)
     if report.errors or held:
         sys.exit(1)
+
+
+def _one_pass(rt: Runtime, reconcile: bool, allow_destructive: bool,
+              progress: Progress | None) -> tuple[SyncReport, list[Any], int]:
+    """The pass itself: the report, the writes the brake held now, and how many held writes
+    wait in the store."""
+    from bridge.engine.envelope import SyncReport
+    from bridge.engine.safety import put_back
+
+    put_back_report = SyncReport()
+    if allow_destructive:
+        rt.engine.brake.unbounded = True
+        put_back(rt.engine, rt.store.held_writes(), put_back_report)
+    report = rt.engine.sync_once(progress=progress)
+    report.merge(put_back_report)
+    if reconcile:
+        rt.engine.reconcile(report)
+    return report, list(rt.engine.brake.held), rt.store.held_count()
 
 
 def brake_message(config: Config, held: int) -> str:

@@ -5,7 +5,7 @@ backstop that makes sure every change is seen. With several instances sharing on
 PostgreSQL store, the lease ``poll:<system>:<entity>`` lets one of them poll a stream at a
 time; when its holder dies, the lease expires and another instance takes it over.
 
-Dedupe: a sighting is (id, version seen, version held), see ``Poller.delivery_id``.
+Dedupe: a sighting is (id, version seen, version held), see ``delivery_id``.
 
 Deletions: a change listing never shows a deleted object, so every
 ``[sync] reconcile_interval_seconds`` (first one interval after the lease was taken) a
@@ -39,6 +39,17 @@ MIN_LEASE_SECONDS = 1.0
 
 
 SWEEP_LEASE = "sweep:unfinished"
+
+
+def delivery_id(record: SystemRecord, held: str | None) -> str:
+    """Dedupes repeated sightings of one change across overlapping polls, including one
+    whose event is a dead letter (it is not retried behind the operator's back).
+
+    The version we hold (``held``; None when not linked) is part of it: a version that is a
+    hash of the fields (Jira versions) comes back when a value is changed back, and that is
+    a new change.
+    """
+    return f"poll:{record.id}:{record.version}:{held}"
 
 
 def lease_name(system: str, entity: str) -> str:
@@ -153,13 +164,12 @@ class Poller(LeasedLoop):
         """List what changed, enqueue it and advance the watermark together. Returns how
         many events were newly accepted (repeats of a (id, version) seen before are not)."""
         started = self.engine.clock()
-        records = list(self.engine.changed_records(self.system, self.entity))
-        ids = [self.delivery_id(record) for record in records]
+        changed = self.engine.changed_records(self.system, self.entity)
         accepted = 0
         with self.store.transaction() as tx:
-            for record, delivery_id in zip(records, ids, strict=True):
+            for record, held in changed:
                 if self.inbox.enqueue(self.system, self.entity, record.id, source="poll",
-                                      delivery_id=delivery_id, within=tx):
+                                      delivery_id=delivery_id(record, held), within=tx):
                     accepted += 1
             tx.set_watermark(self.system, self.entity, started)
         if accepted:
@@ -167,20 +177,6 @@ class Poller(LeasedLoop):
             log.info("poll %s %s: %d changed", self.system, self.entity, accepted)
             self.on_enqueued()
         return accepted
-
-    def delivery_id(self, record: SystemRecord) -> str:
-        """Dedupes repeated sightings of one change across overlapping polls, including one
-        whose event is a dead letter (it is not retried behind the operator's back).
-
-        The version we hold is part of it: a version that is a hash of the fields (Jira
-        versions) comes back when a value is changed back, and that is a new change.
-        """
-        key = self.store.find_key(self.system, self.entity, record.id)
-        ref = self.store.refs(self.entity, key).get(self.system) if key else None
-        held = ref.version if ref is not None else None
-        return f"poll:{record.id}:{record.version}:{held}"
-
-
 
 class Sweeper(LeasedLoop):
     """Re-queues records left with unfinished writes.

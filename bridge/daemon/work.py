@@ -135,7 +135,8 @@ class Worker:
             self.in_flight.discard(event)
 
     def _handle(self, event: Event) -> None:
-        update_log_context(key=self.engine.store.find_key(event.system, event.entity, event.ext_id))
+        # The log names the record from the links already known (no store query per event).
+        update_log_context(key=self.engine.resolvers[event.system].to_key(event.entity, event.ext_id))
         try:
             key = self.policy.call(partial(self.engine.process, event.system, event.entity, event.ext_id,
                                            deleted=event.deleted), stopping=self.stopping)

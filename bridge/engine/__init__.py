@@ -1,7 +1,10 @@
 """The sync engine (DESIGN §3, §10): read -> map -> merge -> persist -> propagate.
 
-* ``pipeline`` -- the ``Engine``: passes (``sync --once``), one object at a time (daemon
-  workers), reconcile; creates with correlation look-ups and a create journal;
+* ``pipeline`` -- the ``Engine``, composing the steps: passes (``sync --once``), one object
+  at a time (daemon workers), reconcile, deletions;
+* ``ingest`` -- one system record into its canonical record; ``propagate`` -- the record's
+  pending writes to each system; ``creates`` -- creates with correlation look-ups and a
+  create journal; ``records`` -- validate and save a record; ``locks`` -- record locks;
 * ``envelope`` -- what is kept per canonical record, and the report of a pass;
 * ``merge`` -- per-field merge of one system's edits (owners, conflicts, policies);
 * ``adoption`` -- the first meeting of two objects never synced;

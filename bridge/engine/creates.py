@@ -20,6 +20,7 @@ from bridge.config import Config
 from bridge.engine.envelope import Envelope, StoreResolver, SyncReport
 from bridge.engine.locks import RecordLocks
 from bridge.errors import TransientError
+from bridge.mapping.convert import OutboundResult
 from bridge.mapping.loader import SystemMapping
 from bridge.store import Store, UnitOfWork
 
@@ -78,23 +79,13 @@ class Creates:
         commit, the next attempt looks the object up first. Lease and journal are written in
         one transaction, the result and the lease's release in another.
         """
-        adapter = self.engine.adapters[system]
         lease = f"create:{system}:{entity}:{key}"
         look_up = self.may_exist_unlinked(system, entity, env)
         out = mapping.to_system(entity, env.fields, None, self.engine.resolvers[system])
         held = False
         try:
-            with self.engine.store.transaction() as tx:
-                self._take_lease(tx, lease, system, entity, key)
-                # Another instance may have just made it: then the journal write below finds
-                # a newer revision (StaleRecord: re-read, then write its pending fields).
-                if look_up and system in tx.refs(entity, key):
-                    tx.release_lease(lease, self.engine.instance_id)
-                    self.engine.locks.follow_ups.add(entity, key)
-                    return
-                if not look_up:
-                    env.creating[system] = self.engine.clock().isoformat()
-                    env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
+            if not self._lease_and_journal(lease, system, entity, key, env, look_up=look_up):
+                return
             held = True
             if look_up:
                 found = self.look_up(system, entity, key, env)
@@ -103,21 +94,43 @@ class Creates:
                     return
                 env.creating[system] = self.engine.clock().isoformat()
                 env.revision = self.engine.store.put_record(entity, key, env.dump(), expected_revision=env.revision)
-            created = adapter.create(entity, out.payload, key)
-            env.creating.pop(system, None)
-            env.seen.clear()
-            env.raw[system] = {**out.payload, **raw_fields(created, mapping.fields_to_read(entity), only_present=True)}
-            env.pending[system] = sorted({p.field for p in out.pending})
-            with self.engine.store.transaction() as tx:
-                env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
-                tx.put_ref(entity, key, system, created.id, ext_key=created.key, url=created.url,
-                           version=None, updated_at=created.updated_at)
-                tx.release_lease(lease, self.engine.instance_id)
+            self._make(lease, system, mapping, entity, key, env, out)
             held = False
             report.add(entity, system, "created")
         finally:
             if held:
                 self.engine.store.release_lease(lease, self.engine.instance_id)
+
+    def _lease_and_journal(self, lease: str, system: str, entity: str, key: str, env: Envelope, *,
+                           look_up: bool) -> bool:
+        """Take the create lease and, when no look-up comes first, journal the create, in
+        one transaction. False when another instance has linked the object meanwhile."""
+        with self.engine.store.transaction() as tx:
+            self._take_lease(tx, lease, system, entity, key)
+            # Another instance may have just made it: then the journal write below finds
+            # a newer revision (StaleRecord: re-read, then write its pending fields).
+            if look_up and system in tx.refs(entity, key):
+                tx.release_lease(lease, self.engine.instance_id)
+                self.engine.locks.follow_ups.add(entity, key)
+                return False
+            if not look_up:
+                env.creating[system] = self.engine.clock().isoformat()
+                env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
+        return True
+
+    def _make(self, lease: str, system: str, mapping: SystemMapping, entity: str, key: str, env: Envelope,
+              out: OutboundResult) -> None:
+        """Create the object, then record it, its link and the lease's release together."""
+        created = self.engine.adapters[system].create(entity, out.payload, key)
+        env.creating.pop(system, None)
+        env.seen.clear()
+        env.raw[system] = {**out.payload, **raw_fields(created, mapping.fields_to_read(entity), only_present=True)}
+        env.pending[system] = sorted({p.field for p in out.pending})
+        with self.engine.store.transaction() as tx:
+            env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
+            tx.put_ref(entity, key, system, created.id, ext_key=created.key, url=created.url,
+                       version=None, updated_at=created.updated_at)
+            tx.release_lease(lease, self.engine.instance_id)
 
     def _take_lease(self, tx: UnitOfWork, lease: str, system: str, entity: str, key: str) -> None:
         """Hold ``lease`` (until the create is recorded, or for twice the system's timeout if

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge.store import Store
+from bridge.store.rows import RefRow
 
 # --- reports ---------------------------------------------------------------------------------
 
@@ -109,6 +110,63 @@ class Envelope:
     def field_time(self, name: str) -> datetime | None:
         value = self.times.get(name)
         return datetime.fromisoformat(value) if value else None
+
+
+# --- one record read under its lock ----------------------------------------------------------
+
+
+class HeldRecord:
+    """A record and its links, read once while its record lock is held, and handed from
+    ingest to propagation: one event reads them once. Whoever saves the envelope keeps it
+    current (its revision moves with each save); ``forget`` makes the next use read again
+    (after a lost race, or a create that may have merged what it found).
+
+    Both are read in one round trip on first use; with ``with_refs=False`` the record alone
+    is, and the links only if asked for."""
+
+    def __init__(self, store: Store, entity: str, key: str, *, with_refs: bool = True) -> None:
+        self.store = store
+        self.entity = entity
+        self.key = key
+        self.with_refs = with_refs
+        self._env: Envelope | None = None
+        self._refs: dict[str, RefRow] | None = None
+        self._read = False
+
+    @property
+    def env(self) -> Envelope | None:
+        if not self._read:
+            if self.with_refs and self._refs is None:
+                row, self._refs = self.store.record_and_refs(self.entity, self.key)
+            else:
+                row = self.store.load_record(self.entity, self.key)
+            self._env = Envelope.load(row.data, row.revision) if row else None
+            self._read = True
+        return self._env
+
+    @property
+    def refs(self) -> dict[str, RefRow]:
+        if self._refs is None:
+            if self.with_refs and not self._read:
+                self.env  # noqa: B018 -- reads both in one round trip
+            else:
+                self._refs = self.store.refs(self.entity, self.key)
+        assert self._refs is not None
+        return self._refs
+
+    def ref(self, system: str, ext_id: str) -> RefRow | None:
+        """The link of object ``ext_id`` in ``system`` if it is this record's."""
+        ref = self.refs.get(system)
+        return ref if ref is not None and ref.ext_id == ext_id else None
+
+    def saved(self, env: Envelope, ref: RefRow | None = None) -> None:
+        """``env`` was just saved (and ``ref`` written with it)."""
+        self._env, self._read = env, True
+        if ref is not None and self._refs is not None:
+            self._refs = {**self._refs, ref.system: ref}
+
+    def forget(self) -> None:
+        self._env, self._refs, self._read = None, None, False
 
 
 # --- reference resolution --------------------------------------------------------------------

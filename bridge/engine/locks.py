@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 LOCKS = 256
+#: Releases pair up by name across systems: one worker of a process at a time pairs or
+#: creates one (taken before any record lock).
+PAIRING = "release-pairing"
 
 
 class FollowUps:

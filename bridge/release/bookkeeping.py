@@ -1,14 +1,18 @@
-"""Release bookkeeping on top of the sync pipeline: the authorization gate, lifecycle hooks,
-links between releases, changes and incidents, states derived from linked changes, and
-rollback. Mixed into ``bridge.engine.Engine``; it relies on the engine's store, hooks, config,
-record locks and save path.
+"""Release rules beside the sync pipeline: the authorization gate, lifecycle hooks, links
+between releases, changes and incidents, states derived from linked changes, and rollback.
+
+The engine holds one ``ReleaseRules`` and calls it at declared points (a release's state
+moving in an ingest, a change committed, the end of a pass); the rules reach the records
+only through ``RecordKeeping``, the engine's one way to validate, load and save them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge import lifecycle
 from bridge.engine.envelope import Envelope
@@ -16,6 +20,7 @@ from bridge.model import SYSTEMS, ExternalRef, Release, ReleaseState
 from bridge.store.rows import StaleRecord
 
 if TYPE_CHECKING:
+    from bridge.adapter import SystemRecord
     from bridge.config import Config
     from bridge.engine.locks import RecordLocks
     from bridge.mapping.loader import Mappings
@@ -34,20 +39,71 @@ ENGINE_FIELDS = {
 }
 
 
-class ReleaseBookkeeping:
-    """Gate, hooks, links and derived lifecycle (see the module docstring)."""
+class RecordKeeping(Protocol):
+    """What the release rules need from the engine: its store, clock and record locks, and
+    its one way to validate, load and save a canonical record."""
 
-    # Provided by the engine.
     store: Store
-    hooks: Hooks
-    config: Config
-    mappings: Mappings
+    clock: Callable[[], datetime]
     locks: RecordLocks
-    _deferred_gates: list[tuple[str, str, str]] | None
-    _deferred_links: dict[str, list[tuple[str, str, bool]]]
 
-    def _gate(self, key: str, old_fields: Mapping[str, Any], new_fields: dict[str, Any],
-              source: str, result: Any) -> list[tuple[lifecycle.Veto, str, str]]:
+    def validated(self, entity: str, key: str, fields: dict[str, Any],
+                  before: Mapping[str, Any] | None) -> dict[str, Any]: ...
+
+    def models(self, entity: str, keys: Iterable[str]) -> list[Any]: ...
+
+    def save(self, entity: str, key: str, env: Envelope, record: SystemRecord | None,
+             accepted: Mapping[str, tuple[Any, Any]], source: str, conflicts: list[Any],
+             vetoes: list[tuple[lifecycle.Veto, str, str]]) -> None: ...
+
+
+class ReleaseRules:
+    """Gate, hooks, links and derived lifecycle (see the module docstring).
+
+    During a full pass (``start_pass`` .. ``settle_pass``) gates, derived states and list
+    links wait until every record is read: a release's changes may not be read yet.
+    """
+
+    def __init__(self, records: RecordKeeping, hooks: Hooks, config: Config, mappings: Mappings) -> None:
+        self.records = records
+        self.store = records.store
+        self.locks = records.locks
+        self.hooks = hooks
+        self.config = config
+        self.mappings = mappings
+        self._deferred_gates: list[tuple[str, str, str]] | None = None
+        self._deferred_derives: set[str] = set()
+        self._deferred_links: dict[str, list[tuple[str, str, bool]]] = {}
+        self._deferred_lock = threading.Lock()
+        self._pass_gates: list[tuple[str, str, str]] = []
+
+    # -- a full pass ---------------------------------------------------------------------------
+
+    def start_pass(self) -> None:
+        """From now on, defer gates, derived states and list links to the pass's end."""
+        self._deferred_gates = []
+
+    def close_reads(self) -> None:
+        """Every record is read (or the reads failed): stop deferring, write the links (what
+        was stored stays linked)."""
+        self._pass_gates, self._deferred_gates = self._deferred_gates or [], None
+        self._apply_deferred_links()
+
+    def settle_pass(self) -> None:
+        """Judge the deferred moves and derive the states the pass's changes imply."""
+        gates, self._pass_gates = self._pass_gates, []
+        for key, new, source in gates:
+            self.transition(key, new, source)
+        derives, self._deferred_derives = sorted(self._deferred_derives), set()
+        for key in derives:
+            self._derive_release_state(key)
+
+    # -- the gate --------------------------------------------------------------------------------
+
+    def gate(self, key: str, old_fields: Mapping[str, Any], new_fields: dict[str, Any],
+             source: str, result: Any) -> list[tuple[lifecycle.Veto, str, str]]:
+        """Judge a release's state move made in ``source`` (``new_fields`` and the merge
+        ``result`` are put back when it is refused); returns the vetoes to record."""
         old, new = old_fields["state"], new_fields["state"]
         if old in ("deployed", "closed") and lifecycle.ORDER.get(ReleaseState(new), 99) < lifecycle.ORDER[ReleaseState.DEPLOYING]:
             # A live release going back to a pre-deployment state (its Jira version was
@@ -73,7 +129,7 @@ class ReleaseBookkeeping:
     def _check_transition(self, key: str, fields: Mapping[str, Any], old: str, new: str,
                           source: str) -> lifecycle.Veto | None:
         release = Release.model_validate({"key": key, **fields})
-        changes = self._models("change", release.change_requests)
+        changes = self.records.models("change", release.change_requests)
         veto = self.hooks.check_transition(release, old, new, changes, source)
         if veto is not None:
             log.warning("release %s: %s -> %s vetoed (%s): %s", key, old, new, self._policy(veto), veto.reason)
@@ -90,7 +146,7 @@ class ReleaseBookkeeping:
 
     # -- lifecycle and links -----------------------------------------------------------------
 
-    def _after_change(self, entity: str, key: str, accepted: Mapping[str, tuple[Any, Any]],
+    def after_change(self, entity: str, key: str, accepted: Mapping[str, tuple[Any, Any]],
                       source: str, fields: Mapping[str, Any], *, created: bool) -> None:
         """Hooks and derived facts after a change was committed (``fields``: the record's
         fields as committed). Hook arguments are only built for hooks a plugin implements."""
@@ -101,8 +157,8 @@ class ReleaseBookkeeping:
                 old, new = accepted["release"]
                 self._relink("change_requests", key, old, new)
                 if self.hooks.wants("change_linked"):
-                    change = self._models("change", [key])[0]
-                    release = next(iter(self._models("release", [new])), None) if new else None
+                    change = self.records.models("change", [key])[0]
+                    release = next(iter(self.records.models("release", [new])), None) if new else None
                     self.hooks.change_linked(change, release, source)
             release_key = fields.get("release")
             if release_key and self.config.sync.derive_lifecycle:
@@ -117,9 +173,9 @@ class ReleaseBookkeeping:
     def _release_hooks(self, key: str, accepted: Mapping[str, tuple[Any, Any]], source: str, created: bool) -> None:
         if created:
             if self.hooks.wants("release_created"):
-                self.hooks.release_created(self._models("release", [key])[0], source)
+                self.hooks.release_created(self.records.models("release", [key])[0], source)
             return
-        release = self._models("release", [key])[0]
+        release = self.records.models("release", [key])[0]
         self.hooks.release_updated(release, dict(accepted), source)
         if "state" in accepted:
             old, new = accepted["state"]
@@ -167,9 +223,9 @@ class ReleaseBookkeeping:
         old_release = accepted.get("caused_by_release", (None, None))[0]
         self._relink("incidents", key, old_release if old_release != release_key else None, release_key)
         if "caused_by_change" in accepted and change_key and self.hooks.wants("incident_linked"):
-            incident = self._models("incident", [key])[0]
-            change_model = self._models("change", [change_key])
-            release = self._models("release", [release_key]) if release_key else []
+            incident = self.records.models("incident", [key])[0]
+            change_model = self.records.models("change", [change_key])
+            release = self.records.models("release", [release_key]) if release_key else []
             self.hooks.incident_linked(incident, change_model[0] if change_model else None,
                                        release[0] if release else None, source)
 
@@ -178,7 +234,7 @@ class ReleaseBookkeeping:
         if env is None:
             return
         release = Release.model_validate({"key": release_key, **env.fields})
-        changes = self._models("change", release.change_requests)
+        changes = self.records.models("change", release.change_requests)
         jira_state = env.raw.get("jira", {}).get("state")
         released = None if jira_state is None else jira_state == "released"
         new = lifecycle.derive_state(release, changes, jira_released=released)
@@ -203,14 +259,14 @@ class ReleaseBookkeeping:
                 if source in SYSTEMS:
                     env.mark_pending(source, ["state"])  # put the system that moved back
                 if vetoes or source in SYSTEMS:
-                    self._save("release", release_key, env, None, {}, source, [], vetoes)
+                    self.records.save("release", release_key, env, None, {}, source, [], vetoes)
                     self.locks.follow_ups.add("release", release_key)
                 return False
-            env.fields = self._validated("release", release_key, {"state": new}, env.fields)
-            env.times["state"] = self.clock().isoformat()
+            env.fields = self.records.validated("release", release_key, {"state": new}, env.fields)
+            env.times["state"] = self.records.clock().isoformat()
             for system in SYSTEMS:
                 env.mark_pending(system, ["state"])
-            self._save("release", release_key, env, None, {"state": (old, new)}, source, [], vetoes)
+            self.records.save("release", release_key, env, None, {"state": (old, new)}, source, [], vetoes)
         self.locks.follow_ups.add("release", release_key)
         self.locks.after_unlock(lambda: self._release_hooks(release_key, {"state": (old, new)}, source, created=False))
         return True
@@ -219,7 +275,7 @@ class ReleaseBookkeeping:
         code = self.config.rollback.mark_changes
         if not code:
             return
-        for change in self._models("change", release.change_requests):
+        for change in self.records.models("change", release.change_requests):
             if change.close_code is not None or change.state.value == "canceled":
                 continue
             if self._update_fields("change", change.key, DERIVED, lambda f: {**f, "close_code": code},
@@ -238,12 +294,12 @@ class ReleaseBookkeeping:
                 diff = {f: (env.fields.get(f), v) for f, v in new_fields.items() if env.fields.get(f) != v}
                 if not diff:
                     return False
-                env.fields = self._validated(entity, key, new_fields, env.fields)
+                env.fields = self.records.validated(entity, key, new_fields, env.fields)
                 if propagate:
                     for system in SYSTEMS:
                         env.mark_pending(system, diff)
                 try:
-                    self._save(entity, key, env, None, diff, source, [], [])
+                    self.records.save(entity, key, env, None, diff, source, [], [])
                     return True
                 except StaleRecord:
                     if attempt == STALE_RETRIES - 1:
@@ -269,8 +325,8 @@ class ReleaseBookkeeping:
             "refs": {s: ExternalRef(system=s, id=r.ext_id, key=r.ext_key, url=r.url, version=r.version,
                                     updated_at=r.updated_at) for s, r in refs.items()},
         })
-        changes = self._models("change", release.change_requests)
-        incidents = self._models("incident", release.incidents)
+        changes = self.records.models("change", release.change_requests)
+        incidents = self.records.models("incident", release.incidents)
         return {
             "release": release,
             "changes": changes,

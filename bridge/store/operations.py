@@ -86,7 +86,7 @@ _REF_FIELDS = [column for column in _refs.c if column.name != "fields_fingerprin
 _FIND_REF = select(*_REF_FIELDS).where(
     _refs.c.system == bindparam("system"), _refs.c.entity == bindparam("entity"),
     _refs.c.ext_id == bindparam("ext_id"))
-_REFS_BY_IDS = select(_refs.c.ext_id, _refs.c.key).where(
+_REFS_BY_IDS = select(*_REF_FIELDS).where(
     _refs.c.system == bindparam("system"), _refs.c.entity == bindparam("entity"),
     _refs.c.ext_id.in_(bindparam("ext_ids", expanding=True)))
 _REFS_BY_KEYS = select(*_REF_FIELDS).where(
@@ -273,13 +273,13 @@ class Operations:
                 refs.c.system == system, refs.c.entity == entity, refs.c.ext_key == ext_key
             ).limit(1)).scalar()
 
-    def refs_for_ids(self, system: str, entity: str, ext_ids: Iterable[str]) -> dict[str, str]:
-        """``{ext_id: canonical key}`` for the linked ones, in a few queries."""
-        found: dict[str, str] = {}
+    def refs_for_ids(self, system: str, entity: str, ext_ids: Iterable[str]) -> dict[str, RefRow]:
+        """``{ext_id: link}`` for the linked ones among many objects, in a few queries."""
+        found: dict[str, RefRow] = {}
         with self.connection(write=False) as conn:
             for part in chunks(sorted(set(ext_ids))):
-                rows = _run(conn, _REFS_BY_IDS, system=system, entity=entity, ext_ids=part)
-                found.update({ext_id: key for ext_id, key in rows})
+                found.update({row.ext_id: _ref(row) for row in
+                              _run(conn, _REFS_BY_IDS, system=system, entity=entity, ext_ids=part)})
         return found
 
     def linked_ids(self, system: str, entity: str) -> set[str]:

@@ -244,7 +244,8 @@ def test_bulk_ref_lookups_answer_for_many_ids(store):
             tx.put_ref("incident", f"INC{n}", "servicenow", f"sys{n}", f"INC00{n}")
     wanted = [f"sys{n}" for n in range(0, 1200, 2)] + ["unknown"]
     found = store.refs_for_ids("servicenow", "incident", wanted)
-    assert len(found) == 600 and found["sys10"] == "INC10" and "unknown" not in found
+    assert len(found) == 600 and found["sys10"].key == "INC10" and "unknown" not in found
+    assert found["sys10"].ext_key == "INC0010"
     by_key = store.refs_for_keys("incident", [f"INC{n}" for n in range(1100)])
     assert len(by_key) == 1100 and by_key["INC7"]["servicenow"].ext_id == "sys7"
 

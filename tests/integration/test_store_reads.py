@@ -1,0 +1,72 @@
+"""What one event costs the store: the daemon's path reads an object's link once to find its
+record, and the record with its links once, under its lock, for ingest and propagation alike;
+a poll looks the listed objects' links up in one query, not per object."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import event
+
+from bridge.daemon.inbox import Inbox
+from bridge.daemon.metrics import Metrics
+from bridge.daemon.poll import Poller
+from bridge.store import Store
+
+SELECT_FROM = re.compile(r"^\s*SELECT\b.*?\bFROM\s+(\w+)", re.IGNORECASE | re.DOTALL)
+
+
+@contextmanager
+def reads(store: Store) -> Iterator[Counter[str]]:
+    """Counts the SELECTs run on ``store`` meanwhile, by the table they read."""
+    counted: Counter[str] = Counter()
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        match = SELECT_FROM.match(statement)
+        if match:
+            counted[match.group(1)] += 1
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        yield counted
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+
+
+def test_one_edit_reads_its_link_and_its_record_once(bridge) -> None:
+    change = bridge.sn.create("change_request", short_description="Patch the portal", state="-5")
+    rt = bridge.runtime()
+    rt.engine.sync_once()
+    issue = bridge.jira.search('labels = "relbridge-' + change["number"] + '"')[0]
+    rt.engine.process("servicenow", "change", change["sys_id"])  # warm: references resolved once
+    bridge.sn.update("change_request", change["sys_id"], short_description="Patch the portal today")
+
+    with reads(rt.store) as counted:
+        rt.engine.process("servicenow", "change", change["sys_id"])
+
+    assert bridge.jira.issue(issue["key"])["fields"]["summary"] == "Patch the portal today"
+    # One look-up of the edited object's link (before the record lock), then the record and
+    # its links in one round trip; the Jira issue read before writing to it is ingested from
+    # those too. Saving a link checks no other record claims the object (one read per save).
+    assert counted["records"] == 1, counted
+    assert counted["external_refs"] == 2 + 2, counted
+
+
+def test_a_poll_looks_up_the_listed_objects_links_in_one_query(bridge) -> None:
+    for n in range(5):
+        bridge.sn.create("change_request", short_description=f"Change {n}", state="-5")
+    rt = bridge.runtime()
+    rt.engine.sync_once()
+    for row in bridge.sn.list("change_request"):
+        bridge.sn.update("change_request", row["sys_id"], short_description=row["short_description"] + "!")
+    inbox = Inbox(rt.store)
+    poller = Poller(rt.engine, inbox, Metrics(), "servicenow", "change", holder="test", interval=60,
+                    stopping=__import__("threading").Event())
+
+    with reads(rt.store) as counted:
+        assert poller.poll() == 5
+
+    assert counted["external_refs"] == 1, counted
