@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.adapter import CommentEntry, CommentSupport
 from bridge.daemon.inbox import DEAD, add_dead_letter, event_state
-from bridge.engine.envelope import Envelope, SyncReport
+from bridge.engine.envelope import Envelope, HeldRecord, SyncReport
 from bridge.errors import PermanentError
 from bridge.model import SYSTEMS
 from bridge.store.comment_links import CommentLink
@@ -100,13 +100,13 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def sync_comments(engine: Engine, entity: str, key: str, report: SyncReport) -> None:
+def sync_comments(engine: Engine, held: HeldRecord, report: SyncReport) -> None:
     """Copy the record's comments that one system has and the other lacks (see the module
-    docstring). Called with the record lock held, after the record's fields were written."""
-    row, refs = engine.store.record_and_refs(entity, key)
-    if row is None:
+    docstring). Called with the record lock held, after the record's fields were written;
+    ``held`` is the record as propagation left it (read again only if it was forgotten)."""
+    env, refs, entity, key = held.env, held.refs, held.entity, held.key
+    if env is None:
         return
-    env = Envelope.load(row.data, row.revision)
     links = {(link.source_system, link.source_id, link.target_system): link
              for link in engine.store.comment_links(entity, key)}
     for source, target in itertools.permutations(SYSTEMS, 2):

@@ -62,7 +62,7 @@ class Propagation:
                     return
                 self._propagate_to(system, mapping, entity, key, held, report)
             # Comments cross once the record's fields are written (bridge.engine.comments).
-            sync_comments(self.engine, entity, key, report)
+            sync_comments(self.engine, held, report)
 
     def _propagate_to(self, system: str, mapping: SystemMapping, entity: str, key: str, held: HeldRecord,
                       report: SyncReport) -> None:
