@@ -21,6 +21,7 @@ lifecycle), which reach the engine only through ``RecordKeeping``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -34,7 +35,7 @@ from typing import Any
 from bridge.adapter import Adapter, SystemRecord
 from bridge.config import Config
 from bridge.daemon.inbox import queued_events
-from bridge.engine.creates import Creates
+from bridge.engine.creates import Creates, raw_fields
 from bridge.engine.envelope import Envelope, HeldRecord, StoreResolver, SyncReport
 from bridge.engine.ingest import Ingest, name_field
 from bridge.engine.locks import PAIRING, RecordLocks
@@ -47,6 +48,7 @@ from bridge.model import SYSTEMS
 from bridge.plugins import Hooks
 from bridge.release.bookkeeping import DERIVED, STALE_RETRIES, ReleaseRules
 from bridge.store import Store
+from bridge.store.rows import RefRow
 from bridge.timeutil import utc_now
 
 log = logging.getLogger(__name__)
@@ -294,8 +296,34 @@ class Engine:
         records = list(self._list_changed(system, entity))
         links = self.store.refs_for_ids(system, entity, [record.id for record in records]) if records else {}
         held = {ext_id: ref.version for ext_id, ref in links.items()}
-        return [(record, held.get(record.id)) for record in records
-                if record.id not in held or held[record.id] != record.version]
+        changed = [(record, held.get(record.id)) for record in records
+                   if record.id not in held or held[record.id] != record.version]
+        echoes = self._echoes(system, entity, [record for record, version in changed if version is not None],
+                              links)
+        return [(record, version) for record, version in changed if record.id not in echoes]
+
+    def _echoes(self, system: str, entity: str, records: list[SystemRecord],
+                links: Mapping[str, RefRow]) -> set[str]:
+        """Ids of listed objects that hold exactly the fields we last wrote or read there, with
+        nothing left to write: our own writes coming back. Their version moved (a Jira issue's
+        ``updated``), their content did not, so reading them again would find nothing; one
+        query for the page's records instead of a read per object. Any doubt (a field we
+        never held, a pending write) leaves the object to the worker."""
+        if not records:
+            return set()
+        names = self.mappings.for_system(system).fields_to_read(entity)
+        data = self.store.get_records(entity, {links[record.id].key for record in records})
+        echoes = set()
+        for record in records:
+            stored = data.get(links[record.id].key)
+            if stored is None or stored.get("pending", {}).get(system) or stored.get("creating", {}).get(system):
+                continue
+            held_raw = stored.get("raw", {}).get(system)
+            listed = raw_fields(record, names)
+            if held_raw is not None and listed and all(
+                    name in held_raw and _same_json(value, held_raw[name]) for name, value in listed.items()):
+                echoes.add(record.id)
+        return echoes
 
     # -- reading -------------------------------------------------------------------------
 
@@ -361,3 +389,10 @@ class Engine:
             tx.delete_record(entity, key)
             tx.drop_held(entity, key)
 
+
+def _same_json(value: Any, stored: Any) -> bool:
+    """Whether a value read from a system equals the one the store keeps (as JSON)."""
+    try:
+        return json.loads(json.dumps(value)) == stored
+    except (TypeError, ValueError):  # not plain JSON (a datetime, say): let the worker decide
+        return False

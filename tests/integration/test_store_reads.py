@@ -70,3 +70,28 @@ def test_a_poll_looks_up_the_listed_objects_links_in_one_query(bridge) -> None:
         assert poller.poll() == 5
 
     assert counted["external_refs"] == 1, counted
+
+
+def test_a_poll_leaves_our_own_writes_coming_back_unread(bridge) -> None:
+    """The issues relbridge just wrote show up in Jira's change listing with a new
+    ``updated``; the poll recognises them as echoes from the listing and queues none,
+    while an edit a person makes afterwards is queued as ever."""
+    changes = [bridge.sn.create("change_request", short_description=f"Change {n}", state="-5") for n in range(3)]
+    rt = bridge.runtime()
+    rt.engine.sync_once()
+    for change in changes:
+        bridge.sn.update("change_request", change["sys_id"], short_description="Edited in ServiceNow")
+        rt.engine.process("servicenow", "change", change["sys_id"])
+    issues = {issue["fields"]["summary"]: issue for issue in bridge.jira.search("project = OPS")}
+    assert "Edited in ServiceNow" in issues
+    inbox = Inbox(rt.store)
+    poller = Poller(rt.engine, inbox, Metrics(), "jira", "change", holder="test", interval=60,
+                    stopping=__import__("threading").Event())
+
+    assert [record.id for record, _ in rt.engine.changed_records("jira", "change")] == []
+    assert poller.poll() == 0
+
+    edited = issues["Edited in ServiceNow"]
+    bridge.jira.update_issue(edited["key"], summary="Edited in Jira")
+    assert [record.id for record, _ in rt.engine.changed_records("jira", "change")] == [edited["id"]]
+    assert poller.poll() == 1
