@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from bridge.cli.common import config_option, handle_errors, main, runtime
-from bridge.errors import BadInput
+from bridge.errors import BadInput, did_you_mean
+from bridge.model import ReleaseState
 
 
 @main.command("status")
@@ -58,11 +59,38 @@ def release_show(config_path: Path | None, ref: str, as_json: bool) -> None:
     try:
         key = find_release(rt.store, ref)
         if key is None:
-            raise BadInput(f"no release {ref!r} (try a key, a ServiceNow number or a Jira version name)")
+            from bridge.reports.releases import release_names
+
+            hint = did_you_mean(ref, release_names(rt.store))
+            raise BadInput(f"no release {ref!r}{hint} (try a key, a ServiceNow number or a Jira version name; "
+                           "relbridge release list shows them)")
         document = release_document(rt.engine, key)
     finally:
         rt.close()
     click.echo(json.dumps(document, indent=2, default=str) if as_json else render_release(document))
+
+
+@release_group.command("list")
+@config_option
+@click.option("--state", type=click.Choice([s.value for s in ReleaseState]), help="Only releases in this state.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only releases planned to end on or after this day.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@handle_errors
+def release_list(config_path: Path | None, state: str | None, since: Any, as_json: bool) -> None:
+    """List releases, latest planned end first: state, authorization, plan against actual.
+
+    \b
+    Example:
+      relbridge release list --state deploying --since 2026-01-01 --config config.toml
+    """
+    from bridge.reports.releases import release_rows, render_release_rows
+
+    rt = runtime(config_path)
+    try:
+        rows = release_rows(rt.store, state=state, since=since.date() if since else None)
+    finally:
+        rt.close()
+    click.echo(json.dumps(rows, indent=2, default=str) if as_json else render_release_rows(rows))
 
 
 # --- KPIs -------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def dashboard_sections(kpis: dict[str, Any]) -> list[str]:
     none_selected = "no releases in the period" if not kpis["releases"] else "nothing to show"
     sections = [
         f"<h1>Release KPIs {esc(period['since'] or '…')} – {esc(period['until'] or '…')}</h1>",
-        f'<p class="muted">Generated {esc(kpis["generated_at"])}. Releases are selected by their planned end; '
+        f'<p class="muted">Generated {esc(kpis["generated_at"][:19].replace("T", " "))} UTC. Releases are selected by their planned end; '
         f'early-life incidents are those opened within {esc(kpis.get("early_life_days"))} days of the deployment.</p>',
         _tiles(kpis),
         "<h2>Trends by month</h2>", *_trends(kpis),

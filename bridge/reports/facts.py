@@ -13,6 +13,7 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from bridge.lifecycle import classify
@@ -83,16 +84,21 @@ def median_or_none(values: list[float]) -> float | None:
 
 @dataclass(frozen=True)
 class ReleaseFacts:
-    """One release with its state moves ``(old, new, at)`` in time order and its planned-end rows."""
+    """One release with its state moves ``(old, new, at)`` in time order and its planned-end rows.
+
+    Derived facts are computed once (``cached_property``): the report measures each release
+    twice, for the period and for its month.
+    """
 
     release: Release
     states: list[tuple[ReleaseState | None, ReleaseState, datetime]]
     planned_ends: list[HistoryEntry]
+    now: datetime  # the report's "now": an open release past its baseline is overdue
 
     def entries(self, state: ReleaseState) -> list[datetime]:
         return [at for _, new, at in self.states if new == state]
 
-    @property
+    @cached_property
     def baseline(self) -> datetime | None:
         if self.release.baseline_planned_end is not None:
             return self.release.baseline_planned_end
@@ -102,7 +108,7 @@ class ReleaseFacts:
                 return first
         return self.release.planned_end
 
-    @property
+    @cached_property
     def actual_end(self) -> datetime | None:
         if self.release.actual_end is not None:
             return self.release.actual_end
@@ -111,12 +117,12 @@ class ReleaseFacts:
         entered = self.entries(ReleaseState.DEPLOYED) or self.entries(ReleaseState.CLOSED)
         return entered[-1] if entered else None
 
-    @property
+    @cached_property
     def was_deployed(self) -> bool:
         """It went out: entered deployed, or is deployed, closed or rolled back now."""
         return bool(self.entries(ReleaseState.DEPLOYED)) or self.release.state in (*FINISHED, ReleaseState.ROLLED_BACK)
 
-    @property
+    @cached_property
     def deployed_at(self) -> datetime | None:
         """First entry into deployed; else the actual end (a release whose history predates
         relbridge); else, for a rolled-back one, its first entry into rolled_back."""
@@ -128,11 +134,11 @@ class ReleaseFacts:
         rolled = self.entries(ReleaseState.ROLLED_BACK)
         return self.release.actual_end or (rolled[0] if rolled else None)
 
-    @property
+    @cached_property
     def rolled_back(self) -> bool:
         return self.release.state == ReleaseState.ROLLED_BACK or bool(self.entries(ReleaseState.ROLLED_BACK))
 
-    @property
+    @cached_property
     def rescheduled(self) -> bool:
         for row in self.planned_ends:
             if not row.old:
@@ -143,26 +149,28 @@ class ReleaseFacts:
         baseline = self.baseline
         return baseline is not None and self.release.planned_end != baseline
 
-    def delayed(self, now: datetime) -> bool:
+    @cached_property
+    def delayed(self) -> bool:
         baseline, end = self.baseline, self.actual_end
         if baseline is None:
             return False
         if end is not None:
             return end > baseline
         open_ = self.release.state not in (*FINISHED, ReleaseState.CANCELLED)
-        return open_ and now > baseline
+        return open_ and self.now > baseline
 
-    @property
+    @cached_property
     def revised(self) -> bool:
         if self.release.revision_count > 0:
             return True
         return any(old is not None and classify(old, new).is_revision for old, new, _ in self.states)
 
-    def completed_as_planned(self, now: datetime) -> bool:
+    @cached_property
+    def completed_as_planned(self) -> bool:
         return (
             self.release.state == ReleaseState.CLOSED
             and self.actual_end is not None
-            and not (self.rescheduled or self.delayed(now) or self.revised)
+            and not (self.rescheduled or self.delayed or self.revised)
         )
 
 
@@ -177,13 +185,13 @@ def release_history(history: Iterable[HistoryEntry], keys: set[str]) -> dict[str
     return grouped
 
 
-def facts_of(release: Release, rows: list[HistoryEntry]) -> ReleaseFacts:
+def facts_of(release: Release, rows: list[HistoryEntry], now: datetime) -> ReleaseFacts:
     states = []
     for row in rows:
         new = parse_state(row.new) if row.field == "state" else None
         if new is not None and new != parse_state(row.old):
             states.append((parse_state(row.old), new, as_utc(row.at)))
-    return ReleaseFacts(release, states, [r for r in rows if r.field == "planned_end"])
+    return ReleaseFacts(release, states, [r for r in rows if r.field == "planned_end"], now)
 
 
 def release_of_change(changes: Iterable[ChangeRequest], releases: Iterable[Release]) -> dict[str, str]:

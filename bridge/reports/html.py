@@ -43,6 +43,11 @@ def no_data(reason: str) -> Html:
     return Html(f'<p class="muted no-data">No data: {esc(reason)}.</p>')
 
 
+def empty(text: str) -> Html:
+    """An empty list, said in words."""
+    return Html(f'<p class="muted">{esc(text)}.</p>')
+
+
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, numeric_from: int = 1) -> Html:
     """A table; columns from ``numeric_from`` on are right-aligned (numbers)."""
     def cell(tag: str, i: int, value: Any) -> str:

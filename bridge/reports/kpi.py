@@ -50,6 +50,8 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from bridge.errors import BadInput
 from bridge.model import ChangeRequest, Incident, Release, ReleaseState
 from bridge.reports.dora import EARLY_LIFE_DAYS, NO_RELEASES, dora_figures
@@ -131,22 +133,22 @@ class _Inputs:
     and the changes of each release, computed once for the whole report."""
 
     def __init__(self, releases: list[Release], incidents: list[Incident], changes: list[ChangeRequest],
-                 now: datetime, early_life_days: int) -> None:
+                 early_life_days: int) -> None:
         owner = release_of_change(changes, releases)
         self.caused = caused_incidents(incidents, owner)
         self.changes_of: dict[str, list[ChangeRequest]] = {}
         for change in changes:
             if change.key in owner:
                 self.changes_of.setdefault(owner[change.key], []).append(change)
-        self.now, self.early_life_days = now, early_life_days
+        self.early_life_days = early_life_days
 
 
 def _figures(facts: list[ReleaseFacts], given: _Inputs, window_days: int | None) -> tuple[dict[str, Any], dict[str, str]]:
     """The main figures of a group of releases (the report, or one month) and why any is null."""
-    n, now = len(facts), given.now
+    n = len(facts)
     counts = {
-        "completed_as_planned": sum(f.completed_as_planned(now) for f in facts),
-        "rescheduled_or_delayed": sum(f.rescheduled or f.delayed(now) for f in facts),
+        "completed_as_planned": sum(f.completed_as_planned for f in facts),
+        "rescheduled_or_delayed": sum(f.rescheduled or f.delayed for f in facts),
         "needing_revision": sum(f.revised for f in facts),
     }
     scores = [f.release.satisfaction for f in facts if f.release.satisfaction is not None]
@@ -213,8 +215,8 @@ def compute_kpis(
     selected = [r for r in releases if _in_period(r, since, until)]
     keys = {r.key for r in selected}
     grouped = release_history(history, keys)
-    facts = [facts_of(r, grouped[r.key]) for r in selected]
-    given = _Inputs(releases, incidents, changes, now, early_life_days)
+    facts = [facts_of(r, grouped[r.key], now) for r in selected]
+    given = _Inputs(releases, incidents, changes, early_life_days)
     figures, reasons = _figures(facts, given, _window(facts, since, until))
     by_release = _incidents(selected, given.caused)
     vetoed = [v for v in vetoes if v.release_key in keys]
@@ -260,12 +262,12 @@ def kpis_from_store(store: Any, *, since: date | None, until: date | None, now: 
     """The KPIs over what the state store holds (records, history, vetoes)."""
 
     def models(entity: str, model: Any) -> list[Any]:
-        return [model.model_validate({"key": key, **data["fields"]}) for key, data in store.records(entity)]
+        # one validation call for the whole list: several times faster than one per record
+        return TypeAdapter(list[model]).validate_python([{"key": key, **data["fields"]}
+                                                         for key, data in store.records(entity)])
 
-    history = [
-        HistoryEntry(h.entity, h.key, h.field, _text(h.old), _text(h.new), h.source, h.at)
-        for h in store.history(entity="release")
-    ]
+    history = [HistoryEntry("release", key, field, _text(old), _text(new), "", at)
+               for key, field, old, new, at in store.field_history("release", ("state", "planned_end"))]
     vetoes = [VetoEntry(v.release_key, v.old or "", v.new, v.reason, v.at) for v in store.vetoes()]
     return compute_kpis(
         models("release", Release), history, models("incident", Incident), models("change", ChangeRequest),

@@ -68,10 +68,11 @@ def trend_chart(label: str, points: Sequence[tuple[str, float | None]], *, unit:
         parts.append(f'<circle class="dot" cx="{x:.1f}" cy="{y:.1f}" r="3.5">'
                      f"<title>{esc(month)}: {esc(value)}{esc(unit) if unit else ''}</title></circle>")
     parts.append(_polyline(segment))
-    every = max(1, len(points) // 6)  # at most ~6 month labels, so they do not overlap
+    every = -(-len(points) // 4)  # at most 4 month labels, so they never overlap
     for i, (month, _) in enumerate(points):
-        if i % every == 0 or i == len(points) - 1:
-            parts.append(f'<text x="{left + i * step:.1f}" y="{height - 8}" text-anchor="middle">{esc(month)}</text>')
+        if i % every == 0:
+            anchor = "start" if i == 0 else "end" if i == len(points) - 1 else "middle"
+            parts.append(f'<text x="{left + i * step:.1f}" y="{height - 8}" text-anchor="{anchor}">{esc(month)}</text>')
     parts.append("</svg>")
     return Html("".join(parts))
 

@@ -107,6 +107,19 @@ class Store(Operations, HeldWriteOperations):
         with self.begin(write=True) as conn:
             yield UnitOfWork(conn, self.clock)
 
+    def data_version(self) -> tuple[Any, ...]:
+        """A cheap fingerprint of what reports read (record count and latest update, latest
+        history row and veto): equal fingerprints mean a cached report is still true."""
+        from sqlalchemy import func, select
+
+        from bridge.store import schema as t
+
+        query = select(func.count(), func.max(t.records.c.updated_at),
+                       select(func.max(t.history.c.id)).scalar_subquery(),
+                       select(func.max(t.vetoes.c.id)).scalar_subquery()).select_from(t.records)
+        with self.begin(write=False) as conn:
+            return tuple(conn.execute(query).one())
+
     def close(self) -> None:
         self.engine.dispose()
 
