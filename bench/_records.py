@@ -21,7 +21,7 @@ PATH = ("planned", "in_progress", "authorized", "deploying", "deployed", "closed
 CHANGES_PER_RELEASE = 3
 
 
-def _fields(values: dict[str, Any]) -> dict[str, Any]:
+def record_data(values: dict[str, Any]) -> dict[str, Any]:
     return {"fields": {k: json_value(v) for k, v in values.items()}}
 
 
@@ -71,18 +71,18 @@ def seed_records(store: Store, n: int, *, seed: int = 11, months: int = 12,
         start = fields["planned_start"]
         for number, change in enumerate(fields["change_requests"]):
             opened = start - timedelta(hours=rng.uniform(12, 240))
-            records.append(("change", change, _fields({
+            records.append(("change", change, record_data({
                 "summary": f"Change {number + 1} of {key}", "state": "closed" if deployed else "scheduled",
                 "approval": "approved", "type": "normal", "release": key, "opened_at": opened})))
         if deployed and rng.random() < 0.3:
             opened = deployed + timedelta(hours=rng.uniform(1, 24 * 30))
             incident = f"INC{i + 1:07d}"
             fields["incidents"] = [incident]
-            records.append(("incident", incident, _fields({
+            records.append(("incident", incident, record_data({
                 "summary": f"Errors after {fields['name']}", "state": "resolved", "priority": rng.randint(1, 4),
                 "caused_by_change": fields["change_requests"][0], "caused_by_release": key, "opened_at": opened,
                 "resolved_at": opened + timedelta(hours=rng.uniform(0.5, 48))})))
-        records.append(("release", key, _fields(fields)))
+        records.append(("release", key, record_data(fields)))
         history += rows
         refs.append({"entity": "release", "key": key, "system": "servicenow", "ext_id": f"{i:032x}",
                      "ext_key": key, "url": f"https://example.service-now.com/rm_release.do?sys_id={i:032x}"})
@@ -113,7 +113,7 @@ def seed_console_extras(store: Store) -> None:
     from bridge.daemon.inbox import Inbox
 
     at = datetime(2026, 6, 20, 9, 30, tzinfo=UTC)
-    store.put_record("release", "RLSE9999999", _fields({
+    store.put_record("release", "RLSE9999999", record_data({
         "name": "<script>alert('x')</script> & co", "state": "planned", "planned_end": at}))
     store.add_conflict("release", "RLSE0000001", "planned_end", "2026-06-01T00:00:00Z", "2026-06-03T00:00:00Z",
                        "last_writer_wins", "2026-06-03T00:00:00Z", at=at)
