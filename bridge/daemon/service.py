@@ -312,7 +312,7 @@ class Daemon:
         if self.config.console.enabled:
             from bridge.reports.console import create_console
 
-            console = create_console(self.runtime, self.config.console)
+            console = create_console(self.runtime, self.config.console, warm=True)
         app = create_app(inbox=_RingingInbox(self.inbox, self.doorbell.ring), adapters=self.runtime.adapters,
                          config=self.config.webhooks, schemes=self.runtime.hooks.webhook_schemes(self.runtime.config),
                          metrics=self.metrics, ready=self.readiness, console=console)

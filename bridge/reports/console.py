@@ -8,9 +8,10 @@ Content-Security-Policy forbids scripts, so even a value that slipped past escap
 not run. With ``[console] user/password`` every page asks for HTTP basic auth (compared in
 constant time).
 
-The release overview and the KPIs read every release: they are cached and reused while the
-store's :meth:`~bridge.store.Store.data_version` is unchanged (the KPIs at most
-``cache_seconds``, since "now" moves them), so a page renders in milliseconds once warm.
+The release overview and the KPIs read every release (seconds at 10,000 releases): they
+are cached, and when the store's :meth:`~bridge.store.Store.data_version` moves (or
+``cache_seconds`` pass) a background thread rebuilds them while pages keep serving the
+previous figures, which say when they were computed. So a page renders in milliseconds.
 Bad input is a 400 (an unknown release a 404 with a suggestion): an HTML page for a
 browser, a JSON body ``{"error", "message"}`` for anything else.
 """
@@ -23,7 +24,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -56,22 +57,41 @@ class NotFound(BadInput):
 
 
 class _Cache:
-    """Built values reused while the store's data version (and the age limit) allow."""
+    """Built values, refreshed in the background: a request never waits for a rebuild once
+    a value exists. When the store's data version moved (or the value is older than
+    ``max_age``), the request gets the value it has and one thread rebuilds it; only the
+    first request for a name builds while it waits."""
 
     def __init__(self, max_age: float, clock: Callable[[], float]) -> None:
         self._entries: dict[Any, tuple[Any, float, Any]] = {}
+        self._building: set[Any] = set()
         self._lock = threading.Lock()
         self.max_age, self.clock = max_age, clock
 
-    def get(self, name: Any, version: Any, build: Callable[[], Any], *, ages: bool = True) -> Any:
+    def get(self, name: Any, version: Any, build: Callable[[], Any]) -> Any:
         with self._lock:
             hit = self._entries.get(name)
-        if hit and hit[0] == version and (not ages or self.clock() - hit[1] <= self.max_age):
-            return hit[2]
-        value = build()
+            fresh = hit is not None and hit[0] == version and self.clock() - hit[1] <= self.max_age
+            refresh = hit is not None and not fresh and name not in self._building
+            if refresh:
+                self._building.add(name)
+        if hit is None:
+            return self._store(name, version, build())
+        if refresh:
+            threading.Thread(target=self._rebuild, args=(name, version, build), daemon=True).start()
+        return hit[2]
+
+    def _store(self, name: Any, version: Any, value: Any) -> Any:
         with self._lock:
             self._entries[name] = (version, self.clock(), value)
         return value
+
+    def _rebuild(self, name: Any, version: Any, build: Callable[[], Any]) -> None:
+        try:
+            self._store(name, version, build())
+        finally:
+            with self._lock:
+                self._building.discard(name)
 
 
 def _authorized(request: Request, user: str, password: str) -> bool:
@@ -105,6 +125,20 @@ class Console:
         self.runtime, self.config = runtime, config
         self.cache = _Cache(config.cache_seconds, clock)
 
+    def warm_up(self) -> None:
+        """Build the overview and the all-time KPIs now, so the first visitor does not wait."""
+        self.cache.get(("releases", None, None), self.store.data_version(), lambda: self._rows(None, None))
+        self.cache.get(("kpi", None, None), self.store.data_version(), lambda: self._kpis(None, None))
+
+    def _rows(self, state: str | None, since: date | None) -> tuple[list[dict[str, Any]], str]:
+        rows = release_rows(self.store, state=state, since=since)
+        return rows, f"as of {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+    def _kpis(self, since: date | None, until: date | None) -> tuple[dict[str, Any], str]:
+        now = datetime.now(UTC)
+        kpis = kpis_from_store(self.store, since=since, until=until, now=now)
+        return kpis, f"computed {now:%Y-%m-%d %H:%M:%S} UTC"
+
     @property
     def store(self) -> Any:
         return self.runtime.store
@@ -114,12 +148,12 @@ class Console:
         since_text = request.query_params.get("since") or None
         since = parse_day(since_text, "since")
         number = _page_number(request.query_params.get("page"))
-        rows = self.cache.get(("releases", state, since), self.store.data_version(),
-                              lambda: release_rows(self.store, state=state, since=since), ages=False)
+        rows, listed = self.cache.get(("releases", state, since), self.store.data_version(),
+                                      lambda: self._rows(state, since))
         last = max(1, -(-len(rows) // pages.PAGE_SIZE))
         if number > last:
             raise BadInput(f"page {number} is past the last page ({last})")
-        return pages.releases_page(rows, state=state, since=since_text, number=number)
+        return pages.releases_page(rows, state=state, since=since_text, number=number, listed=listed)
 
     def release(self, request: Request) -> str:
         from bridge.reports.releases import release_names
@@ -137,12 +171,8 @@ class Console:
         if since and until and since > until:
             raise BadInput(f"period start {since} is after its end {until}")
 
-        def build() -> tuple[dict[str, Any], str]:
-            now = datetime.now(UTC)
-            kpis = kpis_from_store(self.store, since=since, until=until, now=now)
-            return kpis, f"computed {now:%Y-%m-%d %H:%M:%S} UTC"
-
-        kpis, computed = self.cache.get(("kpi", since, until), self.store.data_version(), build)
+        kpis, computed = self.cache.get(("kpi", since, until), self.store.data_version(),
+                                        lambda: self._kpis(since, until))
         return pages.kpi_page(kpis, computed=computed)
 
     def conflicts(self, request: Request) -> str:
@@ -184,9 +214,13 @@ def _endpoint(console: Console, render: Callable[[Request], str]) -> Callable[[R
     return endpoint
 
 
-def create_console(runtime: Runtime, config: ConsoleConfig, clock: Callable[[], float] = time.monotonic) -> Starlette:
-    """The console app (paths relative to its mount point ``/ui``)."""
+def create_console(runtime: Runtime, config: ConsoleConfig, clock: Callable[[], float] = time.monotonic,
+                   *, warm: bool = False) -> Starlette:
+    """The console app (paths relative to its mount point ``/ui``); ``warm`` builds the
+    overview and the KPIs on a background thread right away (the daemon does)."""
     console = Console(runtime, config, clock)
+    if warm:
+        threading.Thread(target=console.warm_up, name="console-warm-up", daemon=True).start()
     pages_by_path = (("/", console.releases), ("/releases/{key}", console.release), ("/kpi", console.kpi),
                      ("/conflicts", console.conflicts), ("/held", console.held), ("/dlq", console.dlq))
     return Starlette(routes=[Route(path, _endpoint(console, render), methods=["GET"])

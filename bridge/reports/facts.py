@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 from bridge.lifecycle import classify
 from bridge.model import ChangeRequest, Incident, IncidentState, Release, ReleaseState
@@ -23,9 +23,10 @@ from bridge.timeutil import as_utc
 FINISHED = (ReleaseState.DEPLOYED, ReleaseState.CLOSED)
 
 
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One accepted field change; values as text (state names, ISO-8601 datetimes), None for unset."""
+class HistoryEntry(NamedTuple):
+    """One accepted field change; values as text (state names, ISO-8601 datetimes), None for unset.
+
+    A named tuple, not a dataclass: a report builds one per history row (tens of thousands)."""
 
     entity: str
     key: str
@@ -36,8 +37,7 @@ class HistoryEntry:
     at: datetime
 
 
-@dataclass(frozen=True)
-class VetoEntry:
+class VetoEntry(NamedTuple):
     """One move the authorization gate refused."""
 
     release_key: str
@@ -56,11 +56,12 @@ def parse_time(text: str | None) -> datetime | None:
         return None
 
 
+_STATES = {state.value: state for state in ReleaseState}
+
+
 def parse_state(text: str | None) -> ReleaseState | None:
-    try:
-        return ReleaseState(text) if text else None
-    except ValueError:  # a value the lifecycle does not know; not ours to crash on
-        return None
+    """The state a history value names; None for a value the lifecycle does not know."""
+    return _STATES.get(text) if text else None
 
 
 def pct(part: int, whole: int) -> float | None:

@@ -48,6 +48,7 @@ import calendar
 from collections import Counter
 from collections.abc import Mapping
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -62,6 +63,7 @@ from bridge.reports.facts import (
     caused_incidents,
     facts_of,
     hours,
+    parse_time,
     pct,
     release_history,
     release_of_change,
@@ -97,7 +99,9 @@ def _incidents(selected: list[Release], caused: Mapping[str, list[Incident]]) ->
     label = {r.key: r.name if names[r.name] == 1 else f"{r.name} ({r.key})" for r in selected}
     result = {}
     for release in selected:
-        by_priority = Counter(i.priority for i in caused.get(release.key, ()))
+        if release.key not in caused:
+            continue
+        by_priority = Counter(i.priority for i in caused[release.key])
         if by_priority:
             result[label[release.key]] = {
                 "total": sum(by_priority.values()),
@@ -262,17 +266,34 @@ def kpis_from_store(store: Any, *, since: date | None, until: date | None, now: 
     """The KPIs over what the state store holds (records, history, vetoes)."""
 
     def models(entity: str, model: Any) -> list[Any]:
-        # one validation call for the whole list: several times faster than one per record
-        return TypeAdapter(list[model]).validate_python([{"key": key, **data["fields"]}
-                                                         for key, data in store.records(entity)])
+        return _list_of(model).validate_python([{"key": key, **data["fields"]} for key, data in store.records(entity)])
 
     history = [HistoryEntry("release", key, field, _text(old), _text(new), "", at)
                for key, field, old, new, at in store.field_history("release", ("state", "planned_end"))]
     vetoes = [VetoEntry(v.release_key, v.old or "", v.new, v.reason, v.at) for v in store.vetoes()]
     return compute_kpis(
-        models("release", Release), history, models("incident", Incident), models("change", ChangeRequest),
+        models("release", Release), history, models("incident", Incident), _lean_changes(store),
         vetoes, since=since, until=until, now=now, early_life_days=early_life_days,
     )
+
+
+def _lean_changes(store: Any) -> list[ChangeRequest]:
+    """Changes as the KPIs read them (key, release, opened_at), built without validation: the
+    store holds records validated when written, and validating every change again would
+    cost a fifth of the report's time at 30,000 changes."""
+    changes = []
+    for key, data in store.records("change"):
+        fields = data["fields"]
+        changes.append(ChangeRequest.model_construct(
+            key=key, summary=fields.get("summary") or key, release=fields.get("release"),
+            opened_at=parse_time(fields.get("opened_at"))))
+    return changes
+
+
+@cache
+def _list_of(model: type[Any]) -> TypeAdapter[Any]:
+    """One validation call per list: several times faster than one per record."""
+    return TypeAdapter(list[model])
 
 
 def _text(value: Any) -> str | None:

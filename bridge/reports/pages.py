@@ -51,18 +51,20 @@ def _slip(days: int | None) -> Html:
     return badge(f"{days:+d} d", "bad" if days > 0 else "ok")
 
 
-def _filter_form(state: str | None, since: str | None) -> str:
+def _filter_form(state: str | None, since: str | None, listed: str) -> str:
     options = "".join(f'<option value="{s}"{" selected" if s == state else ""}>{s}</option>' for s in ReleaseState)
     return (f'<form class="filter" method="get" action="/ui/">State <select name="state"><option value="">any</option>'
             f'{options}</select> Planned end from <input type="date" name="since" value="{attr(since or "")}"> '
-            '<button type="submit">Filter</button></form>')
+            f'<button type="submit">Filter</button> <span class="muted">{esc(listed)}</span></form>')
 
 
-def releases_page(rows: list[dict[str, Any]], *, state: str | None, since: str | None, number: int) -> str:
+def releases_page(rows: list[dict[str, Any]], *, state: str | None, since: str | None, number: int,
+                  listed: str = "") -> str:
     """One page of the release overview (``PAGE_SIZE`` rows), latest planned end first."""
     pages = max(1, -(-len(rows) // PAGE_SIZE))
     shown = rows[(number - 1) * PAGE_SIZE: number * PAGE_SIZE]
-    body = [f"<h1>Releases <span class=\"muted\">({len(rows)})</span></h1>", _filter_form(state, since)]
+    body = [f"<h1>Releases <span class=\"muted\">({len(rows)})</span></h1>",
+            _filter_form(state, since, listed)]
     if not rows:
         body.append(empty("no release matches the filter" if state or since else "no releases synced yet"))
         return page("Releases", body, here="/ui")

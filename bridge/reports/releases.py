@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import TypeAdapter
+
 from bridge import lifecycle
 from bridge.errors import BadInput, did_you_mean
 from bridge.model import ChangeRequest, ReleaseState
@@ -32,9 +34,13 @@ def _slip_days(fields: dict[str, Any]) -> int | None:
     return (actual.date() - planned.date()).days
 
 
+_CHANGES = TypeAdapter(list[ChangeRequest])  # one validation call per list: several times faster
+
+
 def _changes(store: Store, keys: set[str]) -> dict[str, ChangeRequest]:
     found = store.get_records("change", sorted(keys))
-    return {key: ChangeRequest.model_validate({"key": key, **data["fields"]}) for key, data in found.items()}
+    changes = _CHANGES.validate_python([{"key": key, **data["fields"]} for key, data in found.items()])
+    return {change.key: change for change in changes}
 
 
 def release_rows(store: Store, *, state: str | None = None, since: date | None = None) -> list[dict[str, Any]]:

@@ -355,13 +355,6 @@ class Operations:
             return [HistoryRow(**row._mapping) for row in
                     conn.execute(query.order_by(h.c.at, h.c.id))]
 
-    def field_history(self, entity: str, fields: Iterable[str]) -> list[Row[Any]]:
-        """(key, field, old, new, at) of changes to ``fields``, oldest first: a lean read for reports."""
-        h = t.history
-        query = select(h.c.key, h.c.field, h.c.old, h.c.new, h.c.at).where(h.c.entity == entity, h.c.field.in_(list(fields)))
-        with self.connection(write=False) as conn:
-            return list(conn.execute(query.order_by(h.c.at, h.c.id)))
-
     # -- watermarks and echo detection -----------------------------------------------------
 
     def get_watermark(self, system: str, entity: str) -> datetime | None:
