@@ -109,7 +109,10 @@ def kpi_command(config_path: Path | None, since: Any, until: Any, fmt: str, html
 
     JSON keys (a stable contract): releases, completed_as_planned_pct,
     rescheduled_or_delayed_pct, needing_revision_pct, incidents_caused_total,
-    incidents_by_release, time_in_state_hours, lead_times_hours, vetoed_releases.
+    incidents_by_release, time_in_state_hours, lead_times_hours, vetoed_releases,
+    satisfaction_avg, deployment_frequency_per_week, lead_time_for_changes_hours,
+    change_failure_rate_pct, time_to_restore_hours, early_life_incidents, by_month,
+    no_data (why a figure is null). --html saves the console's KPI dashboard as one file.
 
     \b
     Example:

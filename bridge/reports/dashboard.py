@@ -57,6 +57,12 @@ def _trends(kpis: dict[str, Any]) -> list[str]:
             table(["Month", *(title for title, _ in MONTH_COLUMNS)], month_rows(kpis))]
 
 
+def _period(period: dict[str, Any]) -> Html:
+    if not period["since"] and not period["until"]:
+        return esc("(every planned end)")
+    return esc(f"{period['since'] or '…'} – {period['until'] or '…'}")
+
+
 def dashboard_sections(kpis: dict[str, Any]) -> list[str]:
     """The dashboard's body, for the console page and the saved file alike."""
     period = kpis["period"]
@@ -65,7 +71,7 @@ def dashboard_sections(kpis: dict[str, Any]) -> list[str]:
     medians = [(state, s["median"]) for state, s in kpis["time_in_state_hours"].items()]
     none_selected = "no releases in the period" if not kpis["releases"] else "nothing to show"
     sections = [
-        f"<h1>Release KPIs {esc(period['since'] or '…')} – {esc(period['until'] or '…')}</h1>",
+        f"<h1>Release KPIs {_period(period)}</h1>",
         f'<p class="muted">Generated {esc(kpis["generated_at"][:19].replace("T", " "))} UTC. Releases are selected by their planned end; '
         f'early-life incidents are those opened within {esc(kpis.get("early_life_days"))} days of the deployment.</p>',
         _tiles(kpis),

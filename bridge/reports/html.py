@@ -74,7 +74,7 @@ nav .brand{color:#fff;font-weight:700;margin-right:1rem}
 h1{font-size:1.4rem;margin:.5rem 0 1rem}h2{font-size:1.1rem;margin-top:2rem}
 table{border-collapse:collapse;margin:.5rem 0;background:#fff}
 td,th{padding:.3rem .75rem;border-bottom:1px solid #d9e2ec;text-align:left;vertical-align:top}
-th{background:#f0f4f8;font-weight:600}.num{text-align:right}
+th{background:#f0f4f8;font-weight:600}.num{text-align:right}td:first-child{white-space:nowrap}
 a{color:#1d5fbf}.muted{color:#627d98}
 .badge{display:inline-block;padding:0 .45rem;border-radius:.6rem;font-size:.85em;white-space:nowrap}
 .ok{background:#e3f9e5;color:#1e6e35}.warn{background:#fff3c4;color:#8d6708}
