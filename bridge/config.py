@@ -35,6 +35,7 @@ from pydantic import (
     ValidationError,
     create_model,
     field_validator,
+    model_validator,
 )
 
 from bridge.adapter import DEFAULT_PAGE_SIZE
@@ -145,6 +146,21 @@ class SafetyConfig(Section):
     window_seconds: float = Field(default=600, gt=0)  # the daemon's window for that bound
 
 
+class ConsoleConfig(Section):
+    """The read-only web console at /ui on the receiver's bind (``relbridge run``)."""
+
+    enabled: bool = False
+    user: str | None = None  # with password: HTTP basic auth on every /ui page
+    password: SecretStr | None = None
+    cache_seconds: float = Field(default=60, ge=0)  # how long the KPI dashboard reuses its figures
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> ConsoleConfig:
+        if (self.user is None) != (self.password is None):
+            raise ValueError("set both user and password for basic auth, or neither")
+        return self
+
+
 class LogConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -162,6 +178,7 @@ class Config(Section):
     rollback: RollbackConfig = Field(default_factory=RollbackConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
 
     source: str = Field(default="<defaults>", exclude=True)  # where it was loaded from, for messages
     # The plugin manager load_config built to find the plugins' sections; a Runtime reuses it.

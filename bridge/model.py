@@ -152,6 +152,7 @@ class Release(CanonicalRecord):
     incidents: list[Key] = Field(default_factory=list)
     revision_count: int = Field(default=0, ge=0)
     baseline_planned_end: UtcDatetime | None = None
+    satisfaction: int | None = Field(default=None, ge=1, le=5)  # 1 poor … 5 excellent; mapped, KPIs only
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> Release:
@@ -172,6 +173,7 @@ class ChangeRequest(CanonicalRecord):
     planned_end: UtcDatetime | None = None
     close_code: CloseCode | None = None
     release: Key | None = None
+    opened_at: UtcDatetime | None = None  # when the change was raised: DORA's lead time starts here
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> ChangeRequest:

@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from bridge.cli.common import config_option, handle_errors, main, runtime
-from bridge.errors import BadInput
+from bridge.errors import BadInput, did_you_mean
+from bridge.model import ReleaseState
 
 
 @main.command("status")
@@ -58,11 +59,38 @@ def release_show(config_path: Path | None, ref: str, as_json: bool) -> None:
     try:
         key = find_release(rt.store, ref)
         if key is None:
-            raise BadInput(f"no release {ref!r} (try a key, a ServiceNow number or a Jira version name)")
+            from bridge.reports.releases import release_names
+
+            hint = did_you_mean(ref, release_names(rt.store))
+            raise BadInput(f"no release {ref!r}{hint} (try a key, a ServiceNow number or a Jira version name; "
+                           "relbridge release list shows them)")
         document = release_document(rt.engine, key)
     finally:
         rt.close()
     click.echo(json.dumps(document, indent=2, default=str) if as_json else render_release(document))
+
+
+@release_group.command("list")
+@config_option
+@click.option("--state", type=click.Choice([s.value for s in ReleaseState]), help="Only releases in this state.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only releases planned to end on or after this day.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@handle_errors
+def release_list(config_path: Path | None, state: str | None, since: Any, as_json: bool) -> None:
+    """List releases, latest planned end first: state, authorization, plan against actual.
+
+    \b
+    Example:
+      relbridge release list --state deploying --since 2026-01-01 --config config.toml
+    """
+    from bridge.reports.releases import release_rows, render_release_rows
+
+    rt = runtime(config_path)
+    try:
+        rows = release_rows(rt.store, state=state, since=since.date() if since else None)
+    finally:
+        rt.close()
+    click.echo(json.dumps(rows, indent=2, default=str) if as_json else render_release_rows(rows))
 
 
 # --- KPIs -------------------------------------------------------------------------------------
@@ -81,7 +109,10 @@ def kpi_command(config_path: Path | None, since: Any, until: Any, fmt: str, html
 
     JSON keys (a stable contract): releases, completed_as_planned_pct,
     rescheduled_or_delayed_pct, needing_revision_pct, incidents_caused_total,
-    incidents_by_release, time_in_state_hours, lead_times_hours, vetoed_releases.
+    incidents_by_release, time_in_state_hours, lead_times_hours, vetoed_releases,
+    satisfaction_avg, deployment_frequency_per_week, lead_time_for_changes_hours,
+    change_failure_rate_pct, time_to_restore_hours, early_life_incidents, by_month,
+    no_data (why a figure is null). --html saves the console's KPI dashboard as one file.
 
     \b
     Example:

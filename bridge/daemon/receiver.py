@@ -39,7 +39,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
 
 from bridge.adapter import Adapter, WebhookHint
 from bridge.config import WebhooksConfig
@@ -337,10 +338,11 @@ def create_app(
     metrics: Metrics,
     ready: ReadyCheck | None = None,
     clock: Clock = time.time,
+    console: ASGIApp | None = None,
 ) -> Starlette:
     """The receiver app: one endpoint per webhook scheme (``Hooks.webhook_schemes``).
     ``ready()`` returns ``{check: None | problem}`` (None = ok); without one, readiness only
-    checks that the store takes a write."""
+    checks that the store takes a write. ``console`` (``bridge.reports.console``) is mounted at /ui."""
     receiver = Receiver(inbox, adapters, config, metrics, clock)
     endpoints = [schemes[system] for system in sorted(schemes)]
     readiness = CachedReadiness(ready or store_check(inbox), clock)
@@ -356,6 +358,8 @@ def create_app(
         Route("/metrics", metrics_endpoint(inbox, metrics), methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
+    if console is not None:
+        routes.append(Mount("/ui", app=console))
     return Starlette(routes=routes,
                      exception_handlers={HTTPException: http_error, Exception: server_error})
 

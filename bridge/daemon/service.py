@@ -308,9 +308,14 @@ class Daemon:
     def _make_receiver(self) -> ReceiverServer:
         from bridge.daemon.receiver import create_app
 
+        console = None
+        if self.config.console.enabled:
+            from bridge.reports.console import create_console
+
+            console = create_console(self.runtime, self.config.console, warm=True)
         app = create_app(inbox=_RingingInbox(self.inbox, self.doorbell.ring), adapters=self.runtime.adapters,
                          config=self.config.webhooks, schemes=self.runtime.hooks.webhook_schemes(self.runtime.config),
-                         metrics=self.metrics, ready=self.readiness)
+                         metrics=self.metrics, ready=self.readiness, console=console)
         return ReceiverServer(app, self.config.webhooks.bind)
 
     @staticmethod

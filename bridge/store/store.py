@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Text, func, select, type_coerce
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bridge.errors import ConfigError, SyncFailure
 from bridge.store import migrations
+from bridge.store import schema as t
 from bridge.store.comment_links import CommentLinkOperations
 from bridge.store.connect import SQLITE_BEGIN, create_store_engine, parse_store_url, safe_url
 from bridge.store.held import HeldWriteOperations
 from bridge.store.operations import Operations
 from bridge.timeutil import utc_now
+
+
+def _json(text: str | None) -> Any:
+    """JSON text to a value; a plain string (most history values) without the parser."""
+    if text is None:
+        return None
+    if len(text) > 1 and text[0] == '"' == text[-1] and "\\" not in text and '"' not in text[1:-1]:
+        return text[1:-1]
+    return json.loads(text)
 
 
 class StoreUnavailable(SyncFailure):
@@ -107,6 +118,24 @@ class Store(Operations, HeldWriteOperations, CommentLinkOperations):
         """
         with self.begin(write=True) as conn:
             yield UnitOfWork(conn, self.clock)
+
+    def field_history(self, entity: str, fields: Iterable[str]) -> list[tuple[Any, ...]]:
+        """(key, field, old, new, at) of changes to ``fields``, oldest first: a lean read for reports."""
+        h = t.history
+        old, new = type_coerce(h.c.old, Text), type_coerce(h.c.new, Text)  # decoded below, cheaply
+        query = select(h.c.key, h.c.field, old, new, h.c.at).where(h.c.entity == entity, h.c.field.in_(list(fields)))
+        with self.begin(write=False) as conn:
+            rows = conn.execute(query.order_by(h.c.at, h.c.id)).all()
+        return [(key, field, _json(a), _json(b), at) for key, field, a, b, at in rows]
+
+    def data_version(self) -> tuple[Any, ...]:
+        """A cheap fingerprint of what reports read (record count and latest update, latest
+        history row and veto): equal fingerprints mean a cached report is still true."""
+        query = select(func.count(), func.max(t.records.c.updated_at),
+                       select(func.max(t.history.c.id)).scalar_subquery(),
+                       select(func.max(t.vetoes.c.id)).scalar_subquery()).select_from(t.records)
+        with self.begin(write=False) as conn:
+            return tuple(conn.execute(query).one())
 
     def close(self) -> None:
         self.engine.dispose()

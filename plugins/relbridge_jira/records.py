@@ -36,7 +36,7 @@ def version_state(raw: Mapping[str, Any]) -> str:
     return "released" if raw.get("released") else "unreleased"
 
 
-def version_record(raw: Mapping[str, Any], extra_fields: Iterable[str] = ()) -> SystemRecord:
+def version_record(raw: Mapping[str, Any], extra_fields: Iterable[str] = (), server_url: str = "") -> SystemRecord:
     """A version as a record. Versions have no update timestamp, so ``version`` is a hash of
     the mapped fields (the engine tells changes by it) and ``updated_at`` is the read time."""
     fields: dict[str, Any] = {name: raw.get(name) for name in VERSION_FIELDS if name != "state"}
@@ -55,8 +55,14 @@ def version_record(raw: Mapping[str, Any], extra_fields: Iterable[str] = ()) -> 
         updated_at=datetime.now(UTC),
         version=fingerprint,
         fields=fields,
-        url=raw.get("self"),
+        url=version_page(server_url, raw) if server_url else raw.get("self"),
     )
+
+
+def version_page(server_url: str, raw: Mapping[str, Any]) -> str:
+    """What a person opens for a version: the issue navigator on its fix version (works on
+    Cloud and Data Center and needs only the version's id, unlike the project's release page)."""
+    return f"{server_url}/issues/?jql=fixVersion%3D{raw['id']}"
 
 
 def version_body(payload: Mapping[str, Any]) -> dict[str, Any]:

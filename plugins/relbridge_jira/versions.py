@@ -28,7 +28,7 @@ class Versions:
         wanted = tuple(fields)
         for project in self._projects:
             for raw in self._conn.get(f"project/{project}/versions"):
-                yield version_record(raw, wanted)
+                yield version_record(raw, wanted, self._conn.url)
 
     def read(self, version_id: str, fields: Iterable[str] = ()) -> SystemRecord | None:
         try:
@@ -37,7 +37,7 @@ class Versions:
             if exc.status == 404:
                 return None
             raise
-        return version_record(raw, tuple(fields))
+        return version_record(raw, tuple(fields), self._conn.url)
 
     def find(self, name: str) -> SystemRecord | None:
         """The version called ``name`` (Jira compares version names without case)."""
@@ -47,7 +47,7 @@ class Versions:
             loose = [v for v in versions if str(v.get("name", "")).casefold() == name.casefold()]
             match = (exact or loose or [None])[0]
             if match is not None:
-                return version_record(match)
+                return version_record(match, (), self._conn.url)
         return None
 
     def create(self, payload: Mapping[str, Any], correlation: str) -> SystemRecord:
@@ -61,14 +61,14 @@ class Versions:
         raw = self._conn.send("POST", "version", body)
         if not raw:
             raise PermanentError(f"jira: POST version {body['name']!r} returned no version")
-        return version_record(raw)
+        return version_record(raw, (), self._conn.url)
 
     def write(self, version_id: str, payload: Mapping[str, Any]) -> SystemRecord | None:
         """One ``PUT version/{id}`` with the given fields; Jira answers with the version, so
         unlike ``Version.update`` no re-read follows. Nothing to write: no call, None."""
         body = version_body(payload)
         raw = self._conn.send("PUT", f"version/{version_id}", body) if body else None
-        return version_record(raw) if raw else None
+        return version_record(raw, (), self._conn.url) if raw else None
 
     def delete(self, version_id: str) -> None:
         """``DELETE version/{id}``; a version that is already gone counts as deleted."""

@@ -122,6 +122,37 @@ def test_unknown_release_is_bad_input(tmp_path: Path) -> None:
     assert result.returncode == 2 and "no release 'NOPE-1'" in result.stderr
 
 
+def test_release_list_and_did_you_mean(tmp_path: Path) -> None:
+    from bridge.store import Store
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    store = Store(url)
+    for key, name, state, end in (("RLSE1", "Spring <b>launch</b>", "deploying", "2026-03-10T00:00:00Z"),
+                                  ("RLSE2", "Summer release", "closed", "2026-06-10T00:00:00Z"),
+                                  ("RLSE3", "Undated", "planned", None)):
+        store.put_record("release", key, {"fields": {"name": name, "state": state, "planned_end": end,
+                                                     "actual_end": "2026-06-12T00:00:00Z" if state == "closed" else None}})
+    store.close()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[store]\nurl = "{url}"\n')
+    listed = run("release", "list", "--config", str(config))
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == ["KEY", "STATE", "AUTH", "PLANNED", "END", "ACTUAL", "END", "SLIP", "NAME"]
+    assert [line.split()[0] for line in lines[1:]] == ["RLSE2", "RLSE1", "RLSE3"]  # latest planned end first
+    assert "+2d" in lines[1] and lines[2].endswith("Spring <b>launch</b>")
+    only = run("release", "list", "--state", "deploying", "--since", "2026-01-01", "--json", "--config", str(config))
+    rows = __import__("json").loads(only.stdout)
+    assert [(r["key"], r["authorized"], r["missing_for_authorization"]) for r in rows] == [
+        ("RLSE1", False, ["no change requests"])]
+    assert run("release", "list", "--since", "2026-04-01", "--config", str(config)).stdout.count("RLSE") == 1
+    bad = run("release", "list", "--state", "live", "--config", str(config))
+    assert bad.returncode == 2 and "'live' is not one of" in bad.stderr
+    typo = run("release", "show", "Sumer release", "--config", str(config))
+    assert typo.returncode == 2 and "did you mean 'Summer release'?" in typo.stderr
+    assert run("release", "show", "Summer release", "--config", str(config)).returncode == 0
+
+
 def test_status_on_a_fresh_store(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(f'[store]\nurl = "sqlite:///{tmp_path}/s.db"\n')

@@ -123,7 +123,8 @@ def test_list_releases_one_call_per_project_with_state_and_hash(rsps: responses.
     assert [(r.id, r.key, r.fields["state"]) for r in records] == [
         ("10001", "1.0", "released"), ("10002", "1.1", "archived"), ("10003", "2.0", "unreleased")]
     first = records[0]
-    assert first.url == f"{API}/version/10001" and first.entity == "release"
+    # what a person opens, not the REST resource: the issue navigator on the fix version
+    assert first.url == f"{URL}/issues/?jql=fixVersion%3D10001" and first.entity == "release"
     assert first.fields["releaseDate"] == "2025-03-04" and first.fields["projectId"] == 10000
     assert first.updated_at.tzinfo is not None
     assert adapter.calls == {"GET": 3}

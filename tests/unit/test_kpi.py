@@ -169,6 +169,30 @@ EXPECTED = {
     },
     "vetoed_releases": 1,
     "vetoes_total": 2,
+    # R1-R4 went out (R4 then rolled back), each caused an incident or was rolled back: 4 of
+    # 4 failed; 4 deployments over the 22-day period = 1.27 a week. Nothing has an opened
+    # date, so lead time and time to restore have no data; no release has a score.
+    "satisfaction_avg": None,
+    "satisfaction_responses": 0,
+    "deployments": 4,
+    "deployment_frequency_per_week": 1.27,
+    "lead_time_for_changes_hours": None,
+    "change_failure_rate_pct": 100.0,
+    "time_to_restore_hours": None,
+    "early_life_incidents": 0,
+    "early_life_days": 14,
+    "by_month": {"2024-03": {
+        "releases": 5, "completed_as_planned_pct": 20.0, "rescheduled_or_delayed_pct": 60.0,
+        "needing_revision_pct": 40.0, "incidents_caused_total": 6, "satisfaction_avg": None,
+        "satisfaction_responses": 0, "deployments": 4, "deployment_frequency_per_week": 1.27,
+        "lead_time_for_changes_hours": None, "change_failure_rate_pct": 100.0, "time_to_restore_hours": None,
+        "early_life_incidents": 0,
+    }},
+    "no_data": {
+        "satisfaction_avg": "no release in the period has a satisfaction score (map release.satisfaction)",
+        "lead_time_for_changes_hours": "no change of a deployed release has an opened date before the deployment",
+        "time_to_restore_hours": "no incident caused by these releases has both an opened and a resolved time",
+    },
 }
 
 
@@ -215,9 +239,12 @@ def test_csv_is_flat_metric_key_value(kpis: dict[str, object]) -> None:
         assert expected in lines, expected
     rows = list(csv.reader(io.StringIO(text)))
     assert all(len(r) == 3 for r in rows)
+    assert "by_month.change_failure_rate_pct,2024-03,100.0" in lines
+    assert "deployment_frequency_per_week,,1.27" in lines
     # 2 period + generated_at + 5 release scalars + 3 counts + 3 incident/veto scalars
     # + per release (total + priorities) + 5 states x 3 + 4 lead times x 3
-    assert len(rows) - 1 == 2 + 1 + 5 + 3 + 3 + (2 + 3 + 2 + 2) + 15 + 12
+    # + 9 insight scalars + 13 figures of one month + 3 reasons
+    assert len(rows) - 1 == 2 + 1 + 5 + 3 + 3 + (2 + 3 + 2 + 2) + 15 + 12 + 9 + 13 + 3
 
 
 def test_csv_writes_null_as_empty_and_quotes_awkward_names() -> None:
@@ -245,7 +272,7 @@ def test_table_is_aligned_text(kpis: dict[str, object]) -> None:
 def test_html_is_self_contained_with_charts(kpis: dict[str, object]) -> None:
     page = render_html(kpis)
     assert page.startswith("<!DOCTYPE html>")
-    assert page.count("<svg") == 3
+    assert page.count("<svg") >= 3 + 3  # plan, incidents, time in state + the trends with data
     assert not re.search(r"https?://", page)
     assert "<script" not in page and "<link" not in page and "@import" not in page
     assert "Rolled back" in page and "20.0 %" in page
@@ -276,7 +303,9 @@ def test_empty_period_gives_nulls_not_errors() -> None:
     for fmt in ("table", "json", "csv", "html"):
         assert render(kpis, fmt)
     assert "n/a" in render_table(kpis)
-    assert "No data." in render_html(kpis)
+    assert "No data: no releases in the period." in render_html(kpis)
+    assert kpis["no_data"]["completed_as_planned_pct"] == "no releases in the period"
+    assert kpis["deployment_frequency_per_week"] is None and kpis["by_month"] == {}
 
 
 def test_open_bounds_select_every_planned_release() -> None:

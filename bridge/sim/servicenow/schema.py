@@ -178,6 +178,7 @@ CHANGE_REQUEST = _table(
         Column("end_date", "Planned end date", DATETIME),
         Column("close_code", "Close code", choices=CLOSE_CODES),
         Column("close_notes", "Close notes", max_length=4000),
+        Column("opened_at", "Opened", DATETIME),  # task.opened_at, inherited as on incident
     ],
     number_prefix="CHG", number_start=30001, display_column="number", extends="task",
 )
