@@ -163,6 +163,11 @@ class Adapter(Protocol):
     # system field of one object was last set, for systems whose records do not carry it
     # (ServiceNow's audit history); asked only when edits of a field on both sides meet.
 
+    # Optional: ``set_after_create(entity) -> frozenset[str]``, the system fields a create
+    # writes in a later step than its first call (a workflow walk, a link row): a create cut
+    # short can leave them unset, so finding the object again they are finished, never read
+    # as a person's edit. Without it, every field is taken as written by the first call.
+
     def create(self, entity: str, payload: Mapping[str, Any], correlation: str) -> SystemRecord:
         """Create an object tagged with ``correlation``; returns it as read back."""
 

@@ -84,7 +84,7 @@ class Creates:
         out = mapping.to_system(entity, env.fields, None, self.engine.resolvers[system])
         held = False
         try:
-            if not self._lease_and_journal(lease, system, entity, key, env, look_up=look_up):
+            if not self._lease_and_journal(lease, system, entity, key, env, out, look_up=look_up):
                 return
             held = True
             if look_up:
@@ -92,7 +92,7 @@ class Creates:
                 if found is not None:
                     self.engine.link_found(found, key, report)
                     return
-                env.creating[system] = self.engine.clock().isoformat()
+                env.creating[system] = self._journal(out)
                 env.revision = self.engine.store.put_record(entity, key, env.dump(), expected_revision=env.revision)
             self._make(lease, system, mapping, entity, key, env, out)
             held = False
@@ -101,8 +101,8 @@ class Creates:
             if held:
                 self.engine.store.release_lease(lease, self.engine.instance_id)
 
-    def _lease_and_journal(self, lease: str, system: str, entity: str, key: str, env: Envelope, *,
-                           look_up: bool) -> bool:
+    def _lease_and_journal(self, lease: str, system: str, entity: str, key: str, env: Envelope,
+                           out: OutboundResult, *, look_up: bool) -> bool:
         """Take the create lease and, when no look-up comes first, journal the create, in
         one transaction. False when another instance has linked the object meanwhile."""
         with self.engine.store.transaction() as tx:
@@ -114,9 +114,15 @@ class Creates:
                 self.engine.locks.follow_ups.add(entity, key)
                 return False
             if not look_up:
-                env.creating[system] = self.engine.clock().isoformat()
+                env.creating[system] = self._journal(out)
                 env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
         return True
+
+    def _journal(self, out: OutboundResult) -> dict[str, Any]:
+        """The create journal: when it started and what it sends. Finding the object again
+        after a cut-short create, a field that differs from what was sent is a person's edit
+        (``Ingest._finish_create``)."""
+        return {"at": self.engine.clock().isoformat(), "sent": dict(out.payload)}
 
     def _make(self, lease: str, system: str, mapping: SystemMapping, entity: str, key: str, env: Envelope,
               out: OutboundResult) -> None:

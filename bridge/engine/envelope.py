@@ -70,7 +70,7 @@ class Envelope:
     raw: dict[str, dict[str, Any]] = field(default_factory=dict)
     times: dict[str, str] = field(default_factory=dict)
     pending: dict[str, list[str]] = field(default_factory=dict)
-    creating: dict[str, str] = field(default_factory=dict)
+    creating: dict[str, Any] = field(default_factory=dict)  # system -> create journal
     gone: dict[str, str] = field(default_factory=dict)  # system -> when the object was deleted there
     # system -> what was known of its object before the pair was adopted (bridge.engine.adoption)
     seen: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -130,7 +130,7 @@ class Ingest:
             return self._create_canonical(record, key, raw_new, mapped, report, held)
         raw_old = env.raw.get(system)
         if raw_old is None and env.creating.get(system):
-            return self._finish_create(record, key, env, raw_new, report, held)
+            return self._finish_create(record, key, env, raw_new, mapped, report, held)
         if raw_old is None:
             # Never synced with this object (a fresh or lost store, a pair linked by hand):
             # adopt it field by field, writing only what the systems prove (DESIGN §10).
@@ -258,20 +258,38 @@ class Ingest:
         return result
 
     def _finish_create(self, record: SystemRecord, key: str, env: Envelope, raw_new: dict[str, Any],
-                       report: SyncReport, held: HeldRecord) -> str:
+                       mapped: dict[str, Any], report: SyncReport, held: HeldRecord) -> str:
         """Our own create, cut short (a crash, a lost reply, a failed transition) and found
-        again: the object is finished from the canonical record, never merged back as if a
-        person had edited it (what relbridge half-wrote never wins against a person's value)."""
+        again. What relbridge half-wrote never wins against a person's value, either way:
+        the object is finished from the canonical record, except for what a person changed
+        on it since our create reached it: a field that differs from what we sent and that
+        the system shows changed since the creation is their edit, merged like any other."""
         system, entity = record.system, record.entity
-        env.creating.pop(system, None)
+        journal = env.creating.pop(system, None)
         env.seen.clear()
-        env.raw[system] = raw_new
-        writable = {spec.field for spec in self.mappings.for_system(system).fields(entity)
-                    if spec.direction != "inbound"}
-        env.mark_pending(system, writable)
-        self._save(env, record, key, {}, [], [], held)
+        mapping = self.mappings.for_system(system)
+        writable = {spec.field for spec in mapping.fields(entity) if spec.direction != "inbound"}
+        sent = journal.get("sent") if isinstance(journal, dict) else None
+        # What the create's first call wrote and the system shows changed since the object's
+        # creation is a person's; what a later step of the create writes (a workflow walk,
+        # a link row) may just be unfinished.
+        later = getattr(self.engine.adapters[system], "set_after_create", lambda _: frozenset())(entity)
+        sent = {name: value for name, value in (sent or {}).items()
+                if name not in record.untouched and name not in later}
+        if not sent:  # nothing a person can have changed, or an old journal: finish every field
+            env.raw[system] = raw_new
+            env.mark_pending(system, writable)
+            self._save(env, record, key, {}, [], [], held)
+            self.locks.follow_ups.add(entity, key)
+            report.add(entity, system, "unchanged")
+            return key
+        as_sent = self._to_canonical(mapping, system, entity, sent, env.fields, strict=False)
+        unsent = {spec.field for spec in mapping.fields(entity) if spec.source not in sent}
+        # Still to write: what the create never carried, and what changed here since it was sent.
+        env.pending[system] = sorted(f for f in writable if f in unsent or env.fields.get(f) != as_sent.get(f))
+        changed, result = self._merge_edit(record, key, env, mapping, sent, mapped, held)
+        self._accept(record, key, env, raw_new, changed, result, gate=True, held=held, report=report)
         self.locks.follow_ups.add(entity, key)
-        report.add(entity, system, "unchanged")
         return key
 
     def _create_canonical(self, record: SystemRecord, key: str, raw: dict[str, Any],

@@ -116,6 +116,11 @@ class JiraAdapter:
             return self._versions.find(value)
         return None
 
+    def set_after_create(self, entity: str) -> frozenset[str]:
+        """An issue's status is reached by transitions after the POST, and an incident's
+        ``caused_by`` link may follow it in its own call; a version is one POST."""
+        return frozenset() if self._entity(entity) == "release" else frozenset({"status", "caused_by"})
+
     def create(self, entity: str, payload: Mapping[str, Any], correlation: str) -> SystemRecord:
         """One POST (plus status transitions for an issue); the record is built from the
         POST's answer and the payload, without a read-back (see ``issues``)."""

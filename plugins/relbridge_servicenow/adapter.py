@@ -228,6 +228,10 @@ class ServiceNowAdapter:
 
     # -- writing -------------------------------------------------------------------------
 
+    def set_after_create(self, entity: str) -> frozenset[str]:
+        """A change's ``release`` is a link row inserted after the change itself."""
+        return frozenset({"release"}) if entity == "change" else frozenset()
+
     def create(self, entity: str, payload: Mapping[str, Any], correlation: str) -> SystemRecord:
         """One POST tagged with ``correlation``, plus one link row for a change's release.
 

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from bridge.daemon.inbox import Inbox
 from bridge.store import Store, schema
-from tests.integration.daemon_support import ROOT, add_fault, eventually, start_daemon, write_config
+from tests.integration.daemon_support import ROOT, add_fault, clear_faults, eventually, start_daemon, write_config
 from tests.integration.helpers import clear_log, writes
 from tests.integration.oracle import Oracle, assert_settled_without_damage, settle
 
@@ -62,6 +62,34 @@ def test_interrupted_create_resumes_as_a_create_and_never_overwrites_the_source(
     bridge.sync(**ONE_WORKER)
     states = {c["number"]: c["state"] for c in bridge.sn.list("change_request")}
     assert states["CHG0030001"] == "3", "a closed change in ServiceNow was reopened by relbridge"
+    assert_settled_without_damage(oracle, settle(bridge, **ONE_WORKER))
+
+
+# --- a person edits what a cut-short create made ---------------------------------------------------
+
+
+def test_a_person_renaming_a_release_whose_create_reply_was_lost_keeps_the_new_name(bridge_factory) -> None:
+    """relbridge creates a Jira-born release in ServiceNow; the answer is lost, so relbridge
+    does not know it made it. A person renames the new ServiceNow release. Finding it again,
+    relbridge finishes its create from the record -- but the name the person typed since is
+    their edit: it stays, and reaches Jira."""
+    bridge = bridge_factory(seed="empty")
+    jira = bridge.jira
+    jira.create_version("Checkout 7.1", startDate="2026-05-04", releaseDate="2026-05-29")
+    oracle = Oracle(bridge.sn, jira)
+    oracle.adopt(settled=False)
+    add_fault(bridge.sims.servicenow_url, method="POST", path="/rm_release$", status=0, reset=True,
+              after=True, times=3)
+    with pytest.raises(Exception):
+        bridge.sync(**ONE_WORKER)
+    [made] = bridge.sn.list("rm_release")  # carried out, its answer never arrived
+    key = oracle.keys("release")[0]
+    oracle.edit("servicenow", "release", key, "name", "Checkout 7.1 (EU)")
+    clear_faults(bridge.sims.servicenow_url)
+    bridge.sync(**ONE_WORKER)
+
+    assert bridge.sn.get("rm_release", made["sys_id"])["short_description"] == "Checkout 7.1 (EU)"
+    assert [v["name"] for v in jira.versions()] == ["Checkout 7.1 (EU)"]
     assert_settled_without_damage(oracle, settle(bridge, **ONE_WORKER))
 
 
