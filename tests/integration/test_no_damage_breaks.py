@@ -20,7 +20,14 @@ from sqlalchemy import select
 
 from bridge.daemon.inbox import Inbox
 from bridge.store import Store, schema
-from tests.integration.daemon_support import ROOT, add_fault, clear_faults, eventually, start_daemon, write_config
+from tests.integration.daemon_support import (
+    ROOT,
+    add_fault,
+    clear_faults,
+    eventually,
+    start_daemon,
+    write_config,
+)
 from tests.integration.helpers import clear_log, writes
 from tests.integration.oracle import Oracle, assert_settled_without_damage, settle
 
