@@ -131,6 +131,22 @@ class PluginsConfig(Section):
 
 class GateConfig(Section):
     policy: Literal["revert", "warn"] = "revert"
+    # Readiness: change fields that must not be empty before a release goes live
+    # (e.g. ["backout_plan", "test_plan", "implementation_plan"]), and whether each
+    # change's CAB date must have passed.
+    require_change_fields: list[str] = Field(default_factory=list)
+    require_cab: bool = False
+
+    @field_validator("require_change_fields")
+    @classmethod
+    def _change_fields(cls, value: list[str]) -> list[str]:
+        from bridge.model import ChangeRequest
+
+        known = sorted(set(ChangeRequest.model_fields) - {"key", "refs"})
+        for name in value:
+            if name not in known:
+                raise ValueError(f"{name!r} is not a change field{did_you_mean(name, known)}")
+        return value
 
 
 class RollbackConfig(Section):

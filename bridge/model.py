@@ -172,6 +172,12 @@ class ChangeRequest(CanonicalRecord):
     planned_end: UtcDatetime | None = None
     close_code: CloseCode | None = None
     release: Key | None = None
+    # Readiness (``[gate] require_change_fields`` / ``require_cab``): what was planned for
+    # the change and when the CAB looked at it.
+    implementation_plan: str = ""
+    backout_plan: str = ""
+    test_plan: str = ""
+    cab_date: UtcDatetime | None = None
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> ChangeRequest:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from bridge import lifecycle
 from bridge.engine.envelope import Envelope
 from bridge.model import SYSTEMS, ExternalRef, Release, ReleaseState
+from bridge.release.readiness import readiness
 from bridge.store.rows import StaleRecord
 
 if TYPE_CHECKING:
@@ -271,6 +272,8 @@ class ReleaseBookkeeping:
         })
         changes = self._models("change", release.change_requests)
         incidents = self._models("incident", release.incidents)
+        gate = self.config.gate
+        ready = readiness(changes, gate.require_change_fields, gate.require_cab, self.clock())
         return {
             "release": release,
             "changes": changes,
@@ -279,6 +282,8 @@ class ReleaseBookkeeping:
                        for f in release.sync_fields()},
             "missing_for_authorization": lifecycle.missing_for_authorization(changes),
             "authorized": lifecycle.is_authorized(changes),
+            "readiness": ready,
+            "ready": not any(ready.values()),
             "pending": data.get("pending", {}),
         }
 

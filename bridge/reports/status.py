@@ -105,11 +105,13 @@ def release_document(engine: Engine, key: str) -> dict[str, Any]:
         "owners": view["owners"],
         "authorized": view["authorized"],
         "missing_for_authorization": view["missing_for_authorization"],
+        "ready": view["ready"],
         "refs": {s: r.model_dump(mode="json") for s, r in release.refs.items()},
         "pending_writes": view["pending"],
         "changes": [
             {"key": c.key, "summary": c.summary, "state": c.state.value, "approval": c.approval.value,
              "close_code": c.close_code.value if c.close_code else None,
+             "readiness": view["readiness"].get(c.key, []),
              "refs": {s: r.ext_key for s, r in store.refs("change", c.key).items()}}
             for c in view["changes"]
         ],
@@ -140,10 +142,13 @@ def render_release(doc: dict[str, Any]) -> str:
     for system, ref in doc["refs"].items():
         lines.append(f"  in {system:<19} {ref.get('key') or ref['id']}  {ref.get('url') or ''}")
     lines.append("  authorized: " + ("yes" if doc["authorized"] else "no — " + "; ".join(doc["missing_for_authorization"])))
+    lines.append("  ready: " + ("yes" if doc["ready"] else "no (see changes)"))
     lines.append(f"changes ({len(doc['changes'])}):")
     for c in doc["changes"]:
         where = ", ".join(f"{s} {k}" for s, k in c["refs"].items())
         lines.append(f"  {c['key']:<14} {c['state']:<10} {c['approval']:<14} {c['summary']}  ({where})")
+        if c["readiness"]:
+            lines.append(f"  {'':<14} not ready: {', '.join(c['readiness'])}")
     lines.append(f"incidents ({len(doc['incidents'])}):")
     for i in doc["incidents"]:
         lines.append(f"  {i['key']:<14} P{i['priority']} {i['state']:<12} {i['summary']}  (caused by {i['caused_by_change']})")
