@@ -216,6 +216,10 @@ class Hooks:
             release=release, old=old, new=new, changes=changes, source=source
         )
 
+    def verify_release(self, release: Any) -> list[Any]:
+        """Every plugin's checks for a deployed release, flattened (see the hookspec)."""
+        return [check for batch in self.pm.hook.relbridge_verify_release(release=release) for check in batch or ()]
+
     # notifications
     def wants(self, name: str) -> bool:
         """Whether any plugin implements ``relbridge_<name>`` (saves building its arguments)."""
@@ -254,6 +258,9 @@ class Hooks:
 
     def conflict(self, entity: str, key: str, field: str, values: dict[str, Any], resolution: str, winner: Any) -> None:
         self._notify("relbridge_conflict", entity=entity, key=key, field=field, values=values, resolution=resolution, winner=winner)
+
+    def early_life_incident(self, release: Any, incident: Any, deployed_at: Any) -> None:
+        self._notify("relbridge_early_life_incident", release=release, incident=incident, deployed_at=deployed_at)
 
     def sync_failed(self, system: str, entity: str, id: str, error: Exception, permanent: bool) -> None:
         self._notify("relbridge_sync_failed", system=system, entity=entity, id=id, error=error, permanent=permanent)

@@ -126,6 +126,7 @@ def sync_command(config_path: Path | None, once: bool, reconcile: bool, as_json:
             rt.engine.brake.unbounded = True
             put_back(rt.engine, rt.store.held_writes(), put_back_report)
         report = rt.engine.sync_once(progress=progress)
+        rt.engine.verifier.resume()  # verifications a crash or a stop cut short
         report.merge(put_back_report)
         if reconcile:
             rt.engine.reconcile(report)

@@ -7,13 +7,16 @@ record locks and save path.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bridge import lifecycle
 from bridge.engine.envelope import Envelope
 from bridge.model import SYSTEMS, ExternalRef, Release, ReleaseState
+from bridge.release import early_life
 from bridge.release.readiness import readiness
+from bridge.release.verify import Verifier
 from bridge.store.rows import StaleRecord
 
 if TYPE_CHECKING:
@@ -27,6 +30,7 @@ log = logging.getLogger("bridge.engine")
 
 DERIVED = "relbridge"  # history source for facts relbridge derived itself
 STALE_RETRIES = 5
+_VERIFIER_LOCK = threading.Lock()
 # Canonical fields that no system holds: maintained by the engine from links and history.
 ENGINE_FIELDS = {
     "release": {"change_requests", "incidents", "revision_count", "baseline_planned_end"},
@@ -127,6 +131,9 @@ class ReleaseBookkeeping:
             self.hooks.release_state_changed(release, old, new, source)
             if new == "deployed":
                 self.hooks.release_deployed(release, source)
+                self.verifier.deployed(release)
+                for incident_key in release.incidents:  # linked before the go-live was seen
+                    early_life.check_incident(self, incident_key, key)
             elif new == "rolled_back":
                 self.hooks.release_rolled_back(release, source)
                 self._mark_rolled_back_changes(release)
@@ -134,6 +141,19 @@ class ReleaseBookkeeping:
             old_end, new_end = accepted["planned_end"]
             if old_end is not None and lifecycle.is_rescheduled(release.baseline_planned_end, release.planned_end):
                 self.hooks.release_rescheduled(release, old_end, new_end, source)
+
+    @property
+    def verifier(self) -> Verifier:
+        """This engine's deployment verifier (``bridge.release.verify``), made on first use."""
+        with _VERIFIER_LOCK:
+            if "_verifier" not in self.__dict__:
+                self.__dict__["_verifier"] = Verifier(self)  # type: ignore[arg-type]
+            return self.__dict__["_verifier"]  # type: ignore[no-any-return]
+
+    def finish_release_work(self, timeout: float | None = None) -> None:
+        """Wait for verifications this engine started (before a command exits)."""
+        if "_verifier" in self.__dict__:
+            self.__dict__["_verifier"].drain(timeout)
 
     def _relink(self, list_field: str, member: str, old_release: str | None, new_release: str | None) -> None:
         for release_key, add in ((old_release, False), (new_release, True)):
@@ -167,6 +187,8 @@ class ReleaseBookkeeping:
             self._update_fields("incident", key, DERIVED, lambda f: {**f, "caused_by_release": release_key})
         old_release = accepted.get("caused_by_release", (None, None))[0]
         self._relink("incidents", key, old_release if old_release != release_key else None, release_key)
+        if release_key:
+            early_life.check_incident(self, key, release_key)
         if "caused_by_change" in accepted and change_key and self.hooks.wants("incident_linked"):
             incident = self._models("incident", [key])[0]
             change_model = self._models("change", [change_key])
@@ -228,7 +250,10 @@ class ReleaseBookkeeping:
                 self.locks.follow_ups.add("change", change.key)
 
     def _update_fields(self, entity: str, key: str, source: str,
-                       change: Callable[[dict[str, Any]], dict[str, Any]], *, propagate: bool = False) -> bool:
+                       change: Callable[[dict[str, Any]], dict[str, Any]], *, propagate: bool = False,
+                       derived: bool = False) -> bool:
+        """Apply ``change`` to a record's fields and save it. ``derived``: the change sets a
+        field the lifecycle derives (``revision_count``), so it is kept as given."""
         with self.locks.hold(entity, key):
             for attempt in range(STALE_RETRIES):
                 row = self.store.load_record(entity, key)
@@ -239,7 +264,7 @@ class ReleaseBookkeeping:
                 diff = {f: (env.fields.get(f), v) for f, v in new_fields.items() if env.fields.get(f) != v}
                 if not diff:
                     return False
-                env.fields = self._validated(entity, key, new_fields, env.fields)
+                env.fields = new_fields if derived else self._validated(entity, key, new_fields, env.fields)
                 if propagate:
                     for system in SYSTEMS:
                         env.mark_pending(system, diff)
@@ -284,6 +309,8 @@ class ReleaseBookkeeping:
             "authorized": lifecycle.is_authorized(changes),
             "readiness": ready,
             "ready": not any(ready.values()),
+            "verifications": self.store.verifications(key),
+            "early_life_incidents": self.store.early_life_incidents(key),
             "pending": data.get("pending", {}),
         }
 

@@ -121,6 +121,7 @@ def release_document(engine: Engine, key: str) -> dict[str, Any]:
              "refs": {s: r.ext_key for s, r in store.refs("incident", i.key).items()}}
             for i in view["incidents"]
         ],
+        **_release_process(view),
         "vetoes": [
             {"old": v.old, "new": v.new, "reason": v.reason, "source": v.source, "at": v.at.isoformat()}
             for v in store.vetoes(release_key=key)
@@ -130,6 +131,41 @@ def release_document(engine: Engine, key: str) -> dict[str, Any]:
             for h in store.history(entity="release", key=key)
         ],
     }
+
+
+def _release_process(view: dict[str, Any]) -> dict[str, Any]:
+    """Verification per deployment and early-life incidents, as ``release show`` gives them."""
+    verifications = [
+        {"deployment": v["deployment"], "deployed_at": _iso(v["deployed_at"]), "state": v["state"],
+         "checks": v["checks"] or [], "action": v["action"], "noted_in": v["noted"] or [],
+         "finished_at": _iso(v["finished_at"])}
+        for v in view["verifications"]
+    ]
+    return {
+        "verifications": verifications,
+        "needs_revision": bool(verifications) and verifications[-1]["state"] == "failed",
+        "early_life_incidents": [
+            {"incident": e["incident_key"], "opened_at": _iso(e["opened_at"]), "deployed_at": _iso(e["deployed_at"])}
+            for e in view["early_life_incidents"]
+        ],
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _render_process(doc: dict[str, Any]) -> list[str]:
+    lines = []
+    for v in doc["verifications"]:
+        action = f", {v['action']}" if v["action"] else ""
+        lines.append(f"verification of deployment {v['deployment']} ({v['deployed_at']}): {v['state']}{action}")
+        lines += [f"  {c['name']:<20} {'ok' if c['ok'] else 'FAILED'}  {c['detail']}" for c in v["checks"]]
+    if doc["early_life_incidents"]:
+        lines.append("early-life incidents:")
+        lines += [f"  {e['incident']}  opened {e['opened_at']} (deployed {e['deployed_at']})"
+                  for e in doc["early_life_incidents"]]
+    return lines
 
 
 def render_release(doc: dict[str, Any]) -> str:
@@ -152,6 +188,7 @@ def render_release(doc: dict[str, Any]) -> str:
     lines.append(f"incidents ({len(doc['incidents'])}):")
     for i in doc["incidents"]:
         lines.append(f"  {i['key']:<14} P{i['priority']} {i['state']:<12} {i['summary']}  (caused by {i['caused_by_change']})")
+    lines += _render_process(doc)
     if doc["vetoes"]:
         lines.append("vetoes:")
         for v in doc["vetoes"]:

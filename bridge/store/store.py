@@ -15,6 +15,7 @@ from bridge.store import migrations
 from bridge.store.connect import SQLITE_BEGIN, create_store_engine, parse_store_url, safe_url
 from bridge.store.held import HeldWriteOperations
 from bridge.store.operations import Operations
+from bridge.store.release_process import ReleaseProcessOperations
 from bridge.timeutil import utc_now
 
 
@@ -25,7 +26,7 @@ class StoreUnavailable(SyncFailure):
     code = "store_unavailable"
 
 
-class UnitOfWork(Operations, HeldWriteOperations):
+class UnitOfWork(Operations, HeldWriteOperations, ReleaseProcessOperations):
     """Operations inside one transaction: everything commits together or not at all."""
 
     def __init__(self, conn: Connection, clock: Callable[[], datetime]) -> None:
@@ -36,7 +37,7 @@ class UnitOfWork(Operations, HeldWriteOperations):
         return nullcontext(self._conn)
 
 
-class Store(Operations, HeldWriteOperations):
+class Store(Operations, HeldWriteOperations, ReleaseProcessOperations):
     """The state store. ``Store("sqlite:///relbridge.db")`` or ``Store("postgresql://…")``.
 
     Opening checks that the database is reachable, refuses a schema newer than this code,
