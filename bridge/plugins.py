@@ -188,6 +188,10 @@ class Hooks:
     a name, and two with the same name are an error.
     """
 
+    #: Whether notifications reach plugins and the release process acts on them (verifying
+    #: a deployment); off for a dry run, which must neither notify nor act.
+    notifying = True
+
     def __init__(self, pm: PluginManager) -> None:
         self.pm = pm
 

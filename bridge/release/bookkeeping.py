@@ -131,7 +131,8 @@ class ReleaseBookkeeping:
             self.hooks.release_state_changed(release, old, new, source)
             if new == "deployed":
                 self.hooks.release_deployed(release, source)
-                self.verifier.deployed(release)
+                if self.hooks.notifying:  # a dry run verifies nothing
+                    self.verifier.deployed(release)
                 for incident_key in release.incidents:  # linked before the go-live was seen
                     early_life.check_incident(self, incident_key, key)
             elif new == "rolled_back":
