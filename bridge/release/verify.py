@@ -55,7 +55,10 @@ class Verifier:
         self._lock = threading.Lock()
 
     def deployed(self, release: Release) -> None:
-        """The release just entered ``deployed``: record the deployment and verify it."""
+        """The release just entered ``deployed``: record the deployment and verify it
+        (nothing at all when no check is configured and no plugin verifies)."""
+        if not self.config.checks and not self.engine.hooks.wants("verify_release"):
+            return
         found = deployment_of(self.engine, release.key)
         if found is None:
             return

@@ -221,10 +221,17 @@ def test_bad_checks_are_one_line_exit_2(tmp_path: Path, checks: str, message: st
     assert message in result.output and "Traceback" not in result.output
 
 
+def test_nothing_to_verify_records_and_writes_nothing(bridge) -> None:
+    release, _ = go_live(bridge)
+    assert bridge.runtime().store.verifications(release["number"]) == []
+    assert notes(bridge, release) == []
+
+
 def test_a_run_cut_short_is_resumed_and_a_failed_note_is_retried(bridge, target: Target) -> None:
     """A crash after the deployment was recorded leaves a pending row: the next start runs
     it. A note that meets a 503 is retried and written once."""
-    release, _ = go_live(bridge)  # no checks configured: verified (passed) with none
+    bridge.sections["verify"] = {"checks": [{"name": "health", "url": target.url}]}
+    release, _ = go_live(bridge)
     key = release["number"]
     rt = bridge.runtime(verify={"checks": [{"name": "health", "url": target.url}]})
     rt.store.open_verification(key, 2, rt.store.clock())  # as if deployment 2 was recorded, then a crash
@@ -234,6 +241,6 @@ def test_a_run_cut_short_is_resumed_and_a_failed_note_is_retried(bridge, target:
     assert rt.engine.verifier.resume() == 1
     rt.close()
     [first, second] = bridge.runtime().store.verifications(key)
-    assert (first["state"], second["state"]) == ("passed", "passed") and target.hits == 1
+    assert (first["state"], second["state"]) == ("passed", "passed") and target.hits == 2
     assert sorted(second["noted"]) == ["jira", "servicenow"]
     assert sum(f"{key}#2]" in value for value in notes(bridge, release)) == 1
