@@ -28,12 +28,13 @@ class ReleaseProcessOperations:
     def open_verification(self, release_key: str, deployment: int, deployed_at: datetime) -> bool:
         """Record a deployment to verify; False when it is recorded already."""
         with self.connection() as conn:
+            # RETURNING, not rowcount: PostgreSQL reports no count for an insert that returns.
             statement = upsert(conn.dialect.name, _V).on_conflict_do_nothing(
-                index_elements=["release_key", "deployment"])
+                index_elements=["release_key", "deployment"]).returning(_V.c.id)
             result = conn.execute(statement, {
                 "release_key": release_key, "deployment": deployment, "deployed_at": deployed_at,
                 "state": "pending", "checks": [], "noted": []})
-            return bool(result.rowcount)
+            return result.first() is not None
 
     def claim_verification(self, release_key: str, deployment: int, holder: str, ttl_seconds: float) -> bool:
         """Take the run of one deployment's verification: True when ``holder`` has it (it
@@ -78,11 +79,11 @@ class ReleaseProcessOperations:
         e = t.early_life_incidents
         with self.connection() as conn:
             statement = upsert(conn.dialect.name, e).on_conflict_do_nothing(
-                index_elements=["release_key", "incident_key"])
+                index_elements=["release_key", "incident_key"]).returning(e.c.incident_key)
             result = conn.execute(statement, {
                 "release_key": release_key, "incident_key": incident_key, "deployed_at": deployed_at,
                 "opened_at": opened_at, "flagged_at": self._now()})
-            return bool(result.rowcount)
+            return result.first() is not None
 
     def early_life_incidents(self, release_key: str | None = None) -> list[dict[str, Any]]:
         """Flagged early-life incidents (``release_key``, ``incident_key``, ``deployed_at``,
