@@ -22,6 +22,7 @@ import functools
 import json
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -132,6 +133,22 @@ class PluginsConfig(Section):
 
 class GateConfig(Section):
     policy: Literal["revert", "warn"] = "revert"
+    # Readiness: change fields that must not be empty before a release goes live
+    # (e.g. ["backout_plan", "test_plan", "implementation_plan"]), and whether each
+    # change's CAB date must have passed.
+    require_change_fields: list[str] = Field(default_factory=list)
+    require_cab: bool = False
+
+    @field_validator("require_change_fields")
+    @classmethod
+    def _change_fields(cls, value: list[str]) -> list[str]:
+        from bridge.model import ChangeRequest
+
+        known = sorted(set(ChangeRequest.model_fields) - {"key", "refs"})
+        for name in value:
+            if name not in known:
+                raise ValueError(f"{name!r} is not a change field{did_you_mean(name, known)}")
+        return value
 
 
 class RollbackConfig(Section):
@@ -161,6 +178,44 @@ class ConsoleConfig(Section):
         return self
 
 
+class CheckConfig(Section):
+    """One ``[[verify.checks]]`` entry: an HTTP GET that must answer ``expect_status``."""
+
+    name: str = Field(min_length=1, max_length=100)
+    url: str
+    expect_status: int = Field(default=200, ge=100, le=599)
+    body_contains: str | None = None  # the answer's body must hold this text
+    timeout_seconds: float = Field(default=10, gt=0, le=300)  # per attempt, connect and read
+    retries: int = Field(default=0, ge=0, le=10)  # further attempts after a failed one
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or len(value) < 10:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+
+class VerifyConfig(Section):
+    # Checks run when a release enters deployed (besides plugins' relbridge_verify_release).
+    checks: list[CheckConfig] = Field(default_factory=list)
+    # A failed check marks the release as needing revision; "rollback" also rolls it back.
+    on_failure: Literal["mark", "rollback"] = "mark"
+    # Incidents a release causes within this many days of its deployment are early-life ones.
+    early_life_days: int = Field(default=14, ge=0, le=365)
+    # How long plugins' verifiers may take, all together, before they count as failed.
+    plugin_timeout_seconds: float = Field(default=60, gt=0, le=3600)
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_names(cls, value: list[CheckConfig]) -> list[CheckConfig]:
+        names = [check.name for check in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"check names must be unique: {', '.join(twice)} given twice")
+        return value
+
+
 class LogConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -179,6 +234,7 @@ class Config(Section):
     log: LogConfig = Field(default_factory=LogConfig)
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
 
     source: str = Field(default="<defaults>", exclude=True)  # where it was loaded from, for messages
     # The plugin manager load_config built to find the plugins' sections; a Runtime reuses it.
@@ -370,8 +426,14 @@ def _keys_at(model: type[BaseModel], loc: list[str]) -> list[str]:
     """The valid key names at ``loc``'s level ([] when that level is not a section)."""
     current: Any = model
     for part in loc[:-1]:
+        if part.isdigit():  # an entry of a list of tables ([[verify.checks]])
+            continue
         field = getattr(current, "model_fields", {}).get(part)
-        if field is None or not isinstance(field.annotation, type):
+        annotation = field.annotation if field is not None else None
+        args = typing.get_args(annotation)
+        if typing.get_origin(annotation) is list and args:
+            annotation = args[0]
+        if not isinstance(annotation, type):
             return []
-        current = field.annotation
+        current = annotation
     return list(getattr(current, "model_fields", {}))

@@ -1,17 +1,22 @@
 """``relbridge demo``: the whole product in one command, with no accounts.
 
 Starts both simulators with the demo seed and a SQLite store in a temporary folder, syncs,
-makes the changes a release team would make (ServiceNow approves a change, Jira releases
-two versions — one authorized, one not — and an incident is opened against a change),
-shows the plan of the next sync with a dry run (nothing written), syncs again, and shows
-what moved where and the final release records.
+makes the changes a release team would make (ServiceNow approves a change and records its
+backout plan, which readiness requires; Jira releases two versions — one authorized, one
+not — and an incident is opened against a change), shows the plan of the next sync with a
+dry run (nothing written), syncs again, verifies the deployed release against a health
+page, and shows what moved where and the final release records (readiness, verification,
+early-life incidents).
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +37,14 @@ Echo = Callable[[str], None]
 def run_demo(echo: Echo, *, keep: Path | None = None) -> int:
     folder = keep or Path(tempfile.mkdtemp(prefix="relbridge-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
-    with start_simulators(seed="demo") as sims:
+    with start_simulators(seed="demo") as sims, _health_page() as health_url:
         assert sims.jira_url is not None
         echo(f"ServiceNow simulator: {sims.servicenow_url}")
         echo(f"Jira simulator:       {sims.jira_url}")
-        echo(f"State store:          {folder / 'relbridge.db'}\n")
-        config = Config.model_validate({
-            "servicenow": {"url": sims.servicenow_url},
-            "jira": {"url": sims.jira_url},
-            "store": {"url": f"sqlite:///{folder / 'relbridge.db'}"},
-            "sync": {"overlap_seconds": 5},
-        })
-        rt = Runtime(config)
+        echo(f"State store:          {folder / 'relbridge.db'}")
+        echo(f"Portal health page:   {health_url}  ([[verify.checks]] after a go-live)")
+        echo("Readiness:            [gate] require_change_fields = [\"backout_plan\"]\n")
+        rt = Runtime(_demo_config(sims.servicenow_url, sims.jira_url, folder, health_url))
         try:
             echo("== 1. First sync: both systems into one release record")
             _summary(echo, rt.engine.sync_once())
@@ -67,12 +68,25 @@ def run_demo(echo: Echo, *, keep: Path | None = None) -> int:
             # The next pass reads back what the second one wrote (the gate's revert, derived
             # states) and finds nothing more to do.
             rt.engine.sync_once()
+            rt.engine.finish_release_work()  # the go-live's verification runs off the sync worker
 
             _show_results(echo, rt, team, mark)
         finally:
             rt.close()
     echo("Done. Try: relbridge sim --seed demo   (then relbridge sync --once --config config.example.toml)")
     return 0
+
+
+def _demo_config(servicenow_url: str, jira_url: str, folder: Path, health_url: str) -> Config:
+    """The simulators, a SQLite store in ``folder``, readiness on and one verification check."""
+    return Config.model_validate({
+        "servicenow": {"url": servicenow_url},
+        "jira": {"url": jira_url},
+        "store": {"url": f"sqlite:///{folder / 'relbridge.db'}"},
+        "sync": {"overlap_seconds": 5},
+        "gate": {"require_change_fields": ["backout_plan"]},
+        "verify": {"checks": [{"name": "portal health", "url": health_url, "body_contains": "up"}]},
+    })
 
 
 def _show_results(echo: Echo, rt: Runtime, team: Team, mark: datetime) -> None:
@@ -94,6 +108,30 @@ def _show_results(echo: Echo, rt: Runtime, team: Team, mark: datetime) -> None:
     for key, _ in rt.store.records("release"):
         echo(render_release(release_document(rt.engine, key)))
         echo("")
+
+
+@contextmanager
+def _health_page() -> Iterator[str]:
+    """The deployed service's health page, which the demo's verification check reads."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            body = b"customer portal 5.2: up"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, name="demo-health", daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/health"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _summary(echo: Echo, report: SyncReport) -> None:
@@ -131,10 +169,14 @@ class Team:
         links = self._sn("rm_m2m_release_task", f"release={releases[0]['sys_id']}")
         for link in links:
             change = self.http.get(f"{self.sn}/change_request/{link['task']}").json()["result"]
-            if change["approval"] != "approved":
-                self.http.patch(f"{self.sn}/change_request/{change['sys_id']}",
-                                json={"approval": "approved", "state": "-2"}).raise_for_status()
-                self.echo(f"  ServiceNow: {change['number']} approved and scheduled ({change['short_description']})")
+            if change["approval"] == "approved" and change["backout_plan"]:
+                continue
+            self.http.patch(f"{self.sn}/change_request/{change['sys_id']}", json={
+                "approval": "approved", "state": change["state"] if change["approval"] == "approved" else "-2",
+                "backout_plan": change["backout_plan"] or "Redeploy the previous build",
+            }).raise_for_status()
+            self.echo(f"  ServiceNow: {change['number']} approved and scheduled, backout plan recorded"
+                      f" ({change['short_description']})")
 
     def release_version(self, name: str) -> None:
         versions = self.http.get(f"{self.jira}/project/OPS/versions").json()

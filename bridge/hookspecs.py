@@ -13,6 +13,7 @@ change is committed to the state store, once per accepted change, in the daemon 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from bridge.lifecycle import Veto
     from bridge.mapping.loader import Transform
     from bridge.model import ChangeRequest, Incident, Release
+    from bridge.release.checks import Check
     from bridge.signatures import WebhookScheme
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -152,6 +154,30 @@ def relbridge_sync_failed(system: str, entity: str, id: str, error: Exception, p
     (unmappable value); otherwise it will be retried."""
 
 
+@hookspec
+def relbridge_early_life_incident(release: Release, incident: Incident, deployed_at: datetime) -> None:
+    """An incident caused by ``release`` was opened within ``[verify] early_life_days`` of
+    the release's deployment at ``deployed_at`` (early-life support). Fires once per
+    (release, incident), when the incident is first linked to the release; the incident is
+    also flagged on the release (``release show``) and counted in the KPIs."""
+
+
+# --- verification -------------------------------------------------------------------------------
+
+
+@hookspec
+def relbridge_verify_release(release: Release) -> list[Check]:
+    """Verify that ``release`` was installed successfully; return one
+    ``bridge.release.checks.Check`` per fact checked (``[]``: nothing to check).
+
+    Called once per deployment, when the release enters ``deployed``, on a verification
+    thread (never on a sync worker), after the built-in ``[[verify.checks]]``. All
+    implementations together get ``[verify] plugin_timeout_seconds``; a verifier that raises
+    or runs out of time counts as one failed check. A failed check marks the release as
+    needing revision and, with ``[verify] on_failure = "rollback"``, rolls it back.
+    """
+
+
 # --- gate ---------------------------------------------------------------------------------------
 
 
@@ -170,5 +196,5 @@ NOTIFICATIONS = frozenset({
     "relbridge_release_created", "relbridge_release_updated", "relbridge_release_state_changed",
     "relbridge_release_rescheduled", "relbridge_release_deployed", "relbridge_release_rolled_back",
     "relbridge_change_linked", "relbridge_incident_linked", "relbridge_conflict",
-    "relbridge_sync_failed",
+    "relbridge_sync_failed", "relbridge_early_life_incident",
 })

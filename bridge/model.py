@@ -174,6 +174,12 @@ class ChangeRequest(CanonicalRecord):
     close_code: CloseCode | None = None
     release: Key | None = None
     opened_at: UtcDatetime | None = None  # when the change was raised: DORA's lead time starts here
+    # Readiness (``[gate] require_change_fields`` / ``require_cab``): what was planned for
+    # the change and when the CAB looked at it.
+    implementation_plan: str = ""
+    backout_plan: str = ""
+    test_plan: str = ""
+    cab_date: UtcDatetime | None = None
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> ChangeRequest:

@@ -188,6 +188,10 @@ class Hooks:
     a name, and two with the same name are an error.
     """
 
+    #: Whether notifications reach plugins and the release process acts on them (verifying
+    #: a deployment); off for a dry run, which must neither notify nor act.
+    notifying = True
+
     def __init__(self, pm: PluginManager) -> None:
         self.pm = pm
 
@@ -215,6 +219,10 @@ class Hooks:
         return self.pm.hook.relbridge_check_transition(
             release=release, old=old, new=new, changes=changes, source=source
         )
+
+    def verify_release(self, release: Any) -> list[Any]:
+        """Every plugin's checks for a deployed release, flattened (see the hookspec)."""
+        return [check for batch in self.pm.hook.relbridge_verify_release(release=release) for check in batch or ()]
 
     # notifications
     def wants(self, name: str) -> bool:
@@ -254,6 +262,9 @@ class Hooks:
 
     def conflict(self, entity: str, key: str, field: str, values: dict[str, Any], resolution: str, winner: Any) -> None:
         self._notify("relbridge_conflict", entity=entity, key=key, field=field, values=values, resolution=resolution, winner=winner)
+
+    def early_life_incident(self, release: Any, incident: Any, deployed_at: Any) -> None:
+        self._notify("relbridge_early_life_incident", release=release, incident=incident, deployed_at=deployed_at)
 
     def sync_failed(self, system: str, entity: str, id: str, error: Exception, permanent: bool) -> None:
         self._notify("relbridge_sync_failed", system=system, entity=entity, id=id, error=error, permanent=permanent)

@@ -80,6 +80,9 @@ class Runtime:
         return Engine(self.store, self.mappings, self.adapters, self.hooks, self.config)
 
     def close(self) -> None:
+        engine = self.__dict__.get("engine")
+        if engine is not None:  # verifications it started finish (or time out) first
+            engine.finish_release_work()
         store = self.__dict__.get("store")
         if store is not None:
             store.close()

@@ -128,7 +128,8 @@ def kpi_command(config_path: Path | None, since: Any, until: Any, fmt: str, html
     rt = runtime(config_path)
     try:
         kpis = kpis_from_store(rt.store, since=since.date() if since else None,
-                               until=until.date() if until else None, now=datetime.now(UTC))
+                               until=until.date() if until else None, now=datetime.now(UTC),
+                               early_life_days=rt.config.verify.early_life_days)
     finally:
         rt.close()
     click.echo(render(kpis, fmt))

@@ -151,6 +151,7 @@ def _one_pass(rt: Runtime, reconcile: bool, allow_destructive: bool,
         rt.engine.brake.unbounded = True
         put_back(rt.engine, rt.store.held_writes(), put_back_report)
     report = rt.engine.sync_once(progress=progress)
+    rt.engine.verifier.resume()  # verifications a crash or a stop cut short
     report.merge(put_back_report)
     if reconcile:
         rt.engine.reconcile(report)

@@ -190,6 +190,7 @@ class Daemon:
                  self.config.sync.workers, self.config.sync.interval_seconds)
         self._start_store_watch()
         self._start_workers()
+        engine.verifier.resume()  # deployment verifications a crash or a stop cut short
         self.receiver = self._make_receiver()
         try:
             self.receiver.start()

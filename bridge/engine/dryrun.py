@@ -292,6 +292,8 @@ class RecordingAdapter:
 class _QuietHooks(Hooks):
     """The runtime's hooks minus notifications: the gate still decides, no plugin hears."""
 
+    notifying = False
+
     def __init__(self, hooks: Hooks) -> None:
         super().__init__(hooks.pm)
 

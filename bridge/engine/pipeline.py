@@ -47,6 +47,7 @@ from bridge.mapping.loader import Mappings
 from bridge.model import SYSTEMS
 from bridge.plugins import Hooks
 from bridge.release.bookkeeping import DERIVED, STALE_RETRIES, ReleaseRules
+from bridge.release.verify import Verifier
 from bridge.store import Store
 from bridge.store.rows import RefRow
 from bridge.timeutil import utc_now
@@ -89,6 +90,7 @@ class Engine:
         self.records = Records(store, self.brake, self.locks, clock)
         self.records.on_veto = on_veto
         self.release = ReleaseRules(self.records, hooks, config, mappings)
+        self.verifier = self.release.verifier = Verifier(self)
         self.creates = Creates(self)
         self.ingestion = Ingest(self)
         self.propagation = Propagation(self)
@@ -196,6 +198,10 @@ class Engine:
     def transition(self, release_key: str, new: str, source: str) -> bool:
         """Move a release to ``new`` on relbridge's own account (``ReleaseRules.transition``)."""
         return self.release.transition(release_key, new, source)
+
+    def finish_release_work(self, timeout: float | None = None) -> None:
+        """Wait for the deployment verifications this engine started (before a command exits)."""
+        self.verifier.drain(timeout)
 
     def release_view(self, key: str) -> dict[str, Any] | None:
         """Everything ``release show`` prints about one release."""

@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from bridge import lifecycle
 from bridge.engine.envelope import Envelope
 from bridge.model import SYSTEMS, ExternalRef, Release, ReleaseState
+from bridge.release import early_life
+from bridge.release.readiness import readiness
+from bridge.release.verify import Verifier
 from bridge.store.rows import StaleRecord
 
 if TYPE_CHECKING:
@@ -76,6 +79,8 @@ class ReleaseRules:
         self._deferred_links: dict[str, list[tuple[str, str, bool]]] = {}
         self._deferred_lock = threading.Lock()
         self._pass_gates: list[tuple[str, str, str]] = []
+        # Set by the engine: a verification writes through it (notes, a rollback).
+        self.verifier: Verifier | None = None
 
     # -- a full pass ---------------------------------------------------------------------------
 
@@ -182,6 +187,10 @@ class ReleaseRules:
             self.hooks.release_state_changed(release, old, new, source)
             if new == "deployed":
                 self.hooks.release_deployed(release, source)
+                if self.hooks.notifying and self.verifier is not None:  # a dry run verifies nothing
+                    self.verifier.deployed(release)
+                for incident_key in release.incidents:  # linked before the go-live was seen
+                    early_life.check_incident(self, incident_key, key)
             elif new == "rolled_back":
                 self.hooks.release_rolled_back(release, source)
                 self._mark_rolled_back_changes(release)
@@ -222,6 +231,8 @@ class ReleaseRules:
             self._update_fields("incident", key, DERIVED, lambda f: {**f, "caused_by_release": release_key})
         old_release = accepted.get("caused_by_release", (None, None))[0]
         self._relink("incidents", key, old_release if old_release != release_key else None, release_key)
+        if release_key:
+            early_life.check_incident(self, key, release_key)
         if "caused_by_change" in accepted and change_key and self.hooks.wants("incident_linked"):
             incident = self.records.models("incident", [key])[0]
             change_model = self.records.models("change", [change_key])
@@ -283,7 +294,10 @@ class ReleaseRules:
                 self.locks.follow_ups.add("change", change.key)
 
     def _update_fields(self, entity: str, key: str, source: str,
-                       change: Callable[[dict[str, Any]], dict[str, Any]], *, propagate: bool = False) -> bool:
+                       change: Callable[[dict[str, Any]], dict[str, Any]], *, propagate: bool = False,
+                       derived: bool = False) -> bool:
+        """Apply ``change`` to a record's fields and save it. ``derived``: the change sets a
+        field the lifecycle derives (``revision_count``), so it is kept as given."""
         with self.locks.hold(entity, key):
             for attempt in range(STALE_RETRIES):
                 row = self.store.load_record(entity, key)
@@ -294,7 +308,7 @@ class ReleaseRules:
                 diff = {f: (env.fields.get(f), v) for f, v in new_fields.items() if env.fields.get(f) != v}
                 if not diff:
                     return False
-                env.fields = self.records.validated(entity, key, new_fields, env.fields)
+                env.fields = new_fields if derived else self.records.validated(entity, key, new_fields, env.fields)
                 if propagate:
                     for system in SYSTEMS:
                         env.mark_pending(system, diff)
@@ -327,6 +341,8 @@ class ReleaseRules:
         })
         changes = self.records.models("change", release.change_requests)
         incidents = self.records.models("incident", release.incidents)
+        gate = self.config.gate
+        ready = readiness(changes, gate.require_change_fields, gate.require_cab, self.records.clock())
         return {
             "release": release,
             "changes": changes,
@@ -335,6 +351,10 @@ class ReleaseRules:
                        for f in release.sync_fields()},
             "missing_for_authorization": lifecycle.missing_for_authorization(changes),
             "authorized": lifecycle.is_authorized(changes),
+            "readiness": ready,
+            "ready": not any(ready.values()),
+            "verifications": self.store.verifications(key),
+            "early_life_incidents": self.store.early_life_incidents(key),
             "pending": data.get("pending", {}),
         }
 

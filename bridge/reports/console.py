@@ -136,7 +136,8 @@ class Console:
 
     def _kpis(self, since: date | None, until: date | None) -> tuple[dict[str, Any], str]:
         now = datetime.now(UTC)
-        kpis = kpis_from_store(self.store, since=since, until=until, now=now)
+        kpis = kpis_from_store(self.store, since=since, until=until, now=now,
+                               early_life_days=self.runtime.config.verify.early_life_days)
         return kpis, f"computed {now:%Y-%m-%d %H:%M:%S} UTC"
 
     @property

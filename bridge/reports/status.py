@@ -105,11 +105,13 @@ def release_document(engine: Engine, key: str) -> dict[str, Any]:
         "owners": view["owners"],
         "authorized": view["authorized"],
         "missing_for_authorization": view["missing_for_authorization"],
+        "ready": view["ready"],
         "refs": {s: r.model_dump(mode="json") for s, r in release.refs.items()},
         "pending_writes": view["pending"],
         "changes": [
             {"key": c.key, "summary": c.summary, "state": c.state.value, "approval": c.approval.value,
              "close_code": c.close_code.value if c.close_code else None,
+             "readiness": view["readiness"].get(c.key, []),
              "refs": {s: r.ext_key for s, r in store.refs("change", c.key).items()}}
             for c in view["changes"]
         ],
@@ -119,6 +121,7 @@ def release_document(engine: Engine, key: str) -> dict[str, Any]:
              "refs": {s: r.ext_key for s, r in store.refs("incident", i.key).items()}}
             for i in view["incidents"]
         ],
+        **_release_process(view),
         "vetoes": [
             {"old": v.old, "new": v.new, "reason": v.reason, "source": v.source, "at": v.at.isoformat()}
             for v in store.vetoes(release_key=key)
@@ -128,6 +131,41 @@ def release_document(engine: Engine, key: str) -> dict[str, Any]:
             for h in store.history(entity="release", key=key)
         ],
     }
+
+
+def _release_process(view: dict[str, Any]) -> dict[str, Any]:
+    """Verification per deployment and early-life incidents, as ``release show`` gives them."""
+    verifications = [
+        {"deployment": v["deployment"], "deployed_at": _iso(v["deployed_at"]), "state": v["state"],
+         "checks": v["checks"] or [], "action": v["action"], "noted_in": v["noted"] or [],
+         "finished_at": _iso(v["finished_at"])}
+        for v in view["verifications"]
+    ]
+    return {
+        "verifications": verifications,
+        "needs_revision": bool(verifications) and verifications[-1]["state"] == "failed",
+        "early_life_incidents": [
+            {"incident": e["incident_key"], "opened_at": _iso(e["opened_at"]), "deployed_at": _iso(e["deployed_at"])}
+            for e in view["early_life_incidents"]
+        ],
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _render_process(doc: dict[str, Any]) -> list[str]:
+    lines = []
+    for v in doc["verifications"]:
+        action = f", {v['action']}" if v["action"] else ""
+        lines.append(f"verification of deployment {v['deployment']} ({v['deployed_at']}): {v['state']}{action}")
+        lines += [f"  {c['name']:<20} {'ok' if c['ok'] else 'FAILED'}  {c['detail']}" for c in v["checks"]]
+    if doc["early_life_incidents"]:
+        lines.append("early-life incidents:")
+        lines += [f"  {e['incident']}  opened {e['opened_at']} (deployed {e['deployed_at']})"
+                  for e in doc["early_life_incidents"]]
+    return lines
 
 
 def render_release(doc: dict[str, Any]) -> str:
@@ -140,13 +178,17 @@ def render_release(doc: dict[str, Any]) -> str:
     for system, ref in doc["refs"].items():
         lines.append(f"  in {system:<19} {ref.get('key') or ref['id']}  {ref.get('url') or ''}")
     lines.append("  authorized: " + ("yes" if doc["authorized"] else "no — " + "; ".join(doc["missing_for_authorization"])))
+    lines.append("  ready: " + ("yes" if doc["ready"] else "no (see changes)"))
     lines.append(f"changes ({len(doc['changes'])}):")
     for c in doc["changes"]:
         where = ", ".join(f"{s} {k}" for s, k in c["refs"].items())
         lines.append(f"  {c['key']:<14} {c['state']:<10} {c['approval']:<14} {c['summary']}  ({where})")
+        if c["readiness"]:
+            lines.append(f"  {'':<14} not ready: {', '.join(c['readiness'])}")
     lines.append(f"incidents ({len(doc['incidents'])}):")
     for i in doc["incidents"]:
         lines.append(f"  {i['key']:<14} P{i['priority']} {i['state']:<12} {i['summary']}  (caused by {i['caused_by_change']})")
+    lines += _render_process(doc)
     if doc["vetoes"]:
         lines.append("vetoes:")
         for v in doc["vetoes"]:

@@ -6,8 +6,12 @@ migrate exactly once and a failed step leaves the database as it was. A database
 version is newer than the code's steps is refused: old code must not write a schema it
 does not understand.
 
-Adding a step: append ``Migration(n + 1, "what it does", function)`` to ``MIGRATIONS`` and
-change the tables in ``schema.py`` to match. Step 1 builds tables from ``schema.py``;
+Adding a step: append ``Migration(n, "what it does", function)`` to ``MIGRATIONS`` and
+change the tables in ``schema.py`` to match. Steps are numbered in increasing order and a
+number may be left free for a step being written elsewhere: each database records the
+steps it has, and ``migrate()`` applies every step it lacks, in order, so a step that
+arrives later with a lower number still runs once (steps must therefore not depend on
+one another's order beyond step 1). Step 1 builds tables from ``schema.py``;
 before a later step alters a table that step 1 creates, copy that table's version-1
 definition into step 1 so a fresh database replays history exactly.
 """
@@ -60,23 +64,41 @@ def _comment_links_table(conn: Connection) -> None:
     schema.comment_links.create(conn, checkfirst=True)
 
 
+def _release_process_tables(conn: Connection) -> None:
+    """Verification per deployment and early-life incidents (``bridge.release``)."""
+    schema.verifications.create(conn, checkfirst=True)
+    schema.early_life_incidents.create(conn, checkfirst=True)
+
+
 #: Tables that a later step creates: step 1 leaves them out so that a fresh database
 #: replays history exactly.
-ADDED_BY_LATER_STEPS = (schema.mapping_checks, schema.held_writes, schema.comment_links)
+ADDED_BY_LATER_STEPS = (schema.mapping_checks, schema.held_writes, schema.comment_links,
+                        schema.verifications, schema.early_life_incidents)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "mapping check cache (sync/run start-up check)", _mapping_check_cache),
     Migration(3, "held_writes: destructive writes held by the safety brake", _held_writes_table),
     Migration(4, "comment_links: which comment is which across the systems", _comment_links_table),
+    Migration(5, "verifications and early_life_incidents (release process)", _release_process_tables),
 )
 
 
 def check_steps(steps: Sequence[Migration]) -> None:
-    """Steps must be numbered 1, 2, 3, … in order: a gap is a programming error."""
-    for expected, step in enumerate(steps, start=1):
-        if step.version != expected:
-            raise ValueError(f"migration {step.version} out of order (expected {expected})")
+    """Steps start at 1 and are numbered in increasing order: anything else is a
+    programming error (a free number is allowed, see the module docstring)."""
+    previous = 0
+    for step in steps:
+        if step.version <= previous or (previous == 0 and step.version != 1):
+            raise ValueError(f"migration {step.version} out of order (after {previous})")
+        previous = step.version
+
+
+def applied_versions(conn: Connection) -> set[int]:
+    """The steps this database has (empty for an empty database)."""
+    if not inspect(conn).has_table(schema.schema_version.name):
+        return set()
+    return set(conn.execute(select(schema.schema_version.c.version)).scalars())
 
 
 def current_version(conn: Connection) -> int:
@@ -87,7 +109,7 @@ def current_version(conn: Connection) -> int:
 
 
 def refuse_newer(version: int, steps: Sequence[Migration], where: str) -> None:
-    known = len(steps)
+    known = steps[-1].version if steps else 0
     if version > known:
         raise SchemaVersionError(
             f"store {where} has schema version {version}, but this relbridge knows only "
@@ -107,8 +129,9 @@ def migrate(
         refuse_newer(version, steps, where)
         if version == 0:
             schema.schema_version.create(conn, checkfirst=True)
+        present = applied_versions(conn)
         applied = []
-        for step in steps[version:]:
+        for step in (s for s in steps if s.version not in present):
             step.apply(conn)
             conn.execute(
                 schema.schema_version.insert().values(

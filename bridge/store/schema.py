@@ -307,3 +307,38 @@ comment_links = Table(
     Index("ix_comment_links_record", "entity", "key"),
     sqlite_autoincrement=True,
 )
+
+# Release verification (``bridge.release.verify``), added by migration step 5: one row per
+# deployment of a release (its n-th entry into ``deployed``), so a deployment is verified
+# once however many daemons saw it. ``state``: pending | running | passed | failed; a
+# running row whose lease expired (its process died) is taken over.
+verifications = Table(
+    "verifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("release_key", String(KEY), nullable=False),
+    Column("deployment", Integer, nullable=False),
+    Column("deployed_at", UtcDateTime, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("holder", String(255)),
+    Column("lease_until", UtcDateTime),
+    Column("checks", JsonText),  # [{"name", "ok", "detail", "seconds"}]
+    Column("noted", JsonText),  # systems whose note about the result is written
+    Column("action", String(32)),  # what a failure led to: needs_revision | rolled_back | rollback_refused
+    Column("finished_at", UtcDateTime),
+    UniqueConstraint("release_key", "deployment", name="uq_verifications_deployment"),
+    sqlite_autoincrement=True,
+)
+
+# Early-life support, added by migration step 5: incidents caused by a release within
+# ``[verify] early_life_days`` of its deployment, one row per (release, incident). The KPI
+# report counts them (``early_life_incidents``).
+early_life_incidents = Table(
+    "early_life_incidents",
+    metadata,
+    Column("release_key", String(KEY), primary_key=True),
+    Column("incident_key", String(KEY), primary_key=True),
+    Column("deployed_at", UtcDateTime, nullable=False),
+    Column("opened_at", UtcDateTime, nullable=False),
+    Column("flagged_at", UtcDateTime, nullable=False),
+)

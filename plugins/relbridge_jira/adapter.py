@@ -136,6 +136,11 @@ class JiraAdapter:
         self._issues.write(entity, self._id(entity, id), payload)
         return None
 
+    def add_release_note(self, release_id: str, text: str, marker: str) -> None:
+        """A note about a release where Jira people read it: a comment on each change issue
+        of the version (versions take no comments); skipped where ``marker`` is present."""
+        self._issues.note_release(self._id("release", release_id), text, marker)
+
     def delete(self, entity: str, id: str) -> None:
         if self._entity(entity) == "release":
             self._versions.delete(self._id(entity, id))

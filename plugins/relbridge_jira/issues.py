@@ -192,6 +192,21 @@ class Issues:
             if exc.status != 404:
                 raise
 
+    def note_release(self, version_id: str, text: str, marker: str) -> int:
+        """Comment ``text`` on every change issue whose fix version is ``version_id`` (a
+        version has no comments of its own); an issue whose comments hold ``marker`` already
+        is skipped, so a retry after a crash comments nothing twice. Returns comments added."""
+        jql = f"{self._scope('change')} AND fixVersion = {jql_string(version_id)} ORDER BY key ASC"
+        added = 0
+        for issue in self._conn.search(jql, "summary", self._page_size):
+            path = f"issue/{issue['key']}/comment"
+            comments = self._conn.get(path, {"maxResults": 1000}).get("comments") or []
+            if any(marker in str(c.get("body") or "") for c in comments):
+                continue
+            self._conn.send("POST", path, {"body": text})
+            added += 1
+        return added
+
     def workflow(self, entity: str) -> list[Step]:
         """Statuses of the entity's issue type in workflow order (one call, cached)."""
         type_name = self._types[entity]

@@ -268,6 +268,15 @@ class ServiceNowAdapter:
             row["release"] = release or ""
         return self._record(entity, table, row)
 
+    def add_release_note(self, release_id: str, text: str, marker: str) -> None:
+        """A work note on the release (a ``sys_journal_field`` row), unless one holding
+        ``marker`` is there already (a retry after a crash adds nothing twice)."""
+        sys_id = checked_sys_id(release_id)
+        query = f"element_id={sys_id}^element=work_notes^valueLIKE{marker}"
+        if self._api.list("sys_journal_field", query=query, fields=["sys_id"], limit=1):
+            return
+        self._api.patch(self._table("release"), sys_id, {"work_notes": text})
+
     def delete(self, entity: str, id: str) -> None:
         """One DELETE; a record that is already gone is not an error."""
         if not self._api.delete(self._table(entity), id):

@@ -87,7 +87,7 @@ def test_a_person_renaming_a_release_whose_create_reply_was_lost_keeps_the_new_n
     oracle.adopt(settled=False)
     add_fault(bridge.sims.servicenow_url, method="POST", path="/rm_release$", status=0, reset=True,
               after=True, times=3)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="rm_release: cannot connect"):
         bridge.sync(**ONE_WORKER)
     [made] = bridge.sn.list("rm_release")  # carried out, its answer never arrived
     key = oracle.keys("release")[0]

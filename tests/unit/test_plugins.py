@@ -26,7 +26,7 @@ def test_first_party_plugins_load_from_entry_points() -> None:
     pm = make_plugin_manager()
     names = {info.name: info for info in describe(pm)}
     assert {"servicenow", "jira", "gate"} <= set(names)
-    assert names["gate"].hooks == ("relbridge_check_transition",)
+    assert names["gate"].hooks == ("relbridge_check_transition", "relbridge_configure")
     assert names["servicenow"].source == "entry point (relbridge)"
     assert names["servicenow"].version not in ("", "-")
 

@@ -179,6 +179,11 @@ CHANGE_REQUEST = _table(
         Column("close_code", "Close code", choices=CLOSE_CODES),
         Column("close_notes", "Close notes", max_length=4000),
         Column("opened_at", "Opened", DATETIME),  # task.opened_at, inherited as on incident
+        Column("implementation_plan", "Implementation plan", max_length=4000),
+        Column("backout_plan", "Backout plan", max_length=4000),
+        Column("test_plan", "Test plan", max_length=4000),
+        Column("cab_required", "CAB required", BOOLEAN, default="false"),
+        Column("cab_date_time", "CAB date", DATETIME),
     ],
     number_prefix="CHG", number_start=30001, display_column="number", extends="task",
 )
