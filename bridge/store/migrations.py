@@ -6,8 +6,12 @@ migrate exactly once and a failed step leaves the database as it was. A database
 version is newer than the code's steps is refused: old code must not write a schema it
 does not understand.
 
-Adding a step: append ``Migration(n + 1, "what it does", function)`` to ``MIGRATIONS`` and
-change the tables in ``schema.py`` to match. Step 1 builds tables from ``schema.py``;
+Adding a step: append ``Migration(n, "what it does", function)`` to ``MIGRATIONS`` and
+change the tables in ``schema.py`` to match. Steps are numbered in increasing order and a
+number may be left free for a step being written elsewhere: each database records the
+steps it has, and ``migrate()`` applies every step it lacks, in order, so a step that
+arrives later with a lower number still runs once (steps must therefore not depend on
+one another's order beyond step 1). Step 1 builds tables from ``schema.py``;
 before a later step alters a table that step 1 creates, copy that table's version-1
 definition into step 1 so a fresh database replays history exactly.
 """
@@ -18,7 +22,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, func, inspect, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    inspect,
+    select,
+)
 
 from bridge.errors import ConfigError
 from bridge.store import schema
@@ -40,10 +56,31 @@ class Migration:
     apply: Callable[[Connection], None]
 
 
+# ``conflicts`` as step 1 made it (step 7 adds who settled a conflict, when, and how).
+_V1 = MetaData()
+_CONFLICTS_V1 = Table(
+    "conflicts", _V1,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("entity", String(schema.ENTITY), nullable=False),
+    Column("key", String(schema.KEY), nullable=False),
+    Column("field", String(schema.KEY), nullable=False),
+    Column("servicenow_value", schema.JsonText),
+    Column("jira_value", schema.JsonText),
+    Column("resolution", String(64), nullable=False),
+    Column("resolved_value", schema.JsonText),
+    Column("at", schema.UtcDateTime, nullable=False),
+    Index("ix_conflicts_record", "entity", "key"),
+    sqlite_autoincrement=True,
+)
+#: Columns a later step adds to a table step 1 creates: step 1 uses that table's old shape.
+_ALTERED_LATER = {schema.conflicts.name: _CONFLICTS_V1}
+
+
 def _initial_schema(conn: Connection) -> None:
-    later = {schema.schema_version.name, *(t.name for t in ADDED_BY_LATER_STEPS)}
+    later = {schema.schema_version.name, *(t.name for t in ADDED_BY_LATER_STEPS), *_ALTERED_LATER}
     tables = [t for t in schema.metadata.sorted_tables if t.name not in later]
     schema.metadata.create_all(conn, tables=tables)
+    _V1.create_all(conn)
 
 
 def _mapping_check_cache(conn: Connection) -> None:
@@ -60,6 +97,14 @@ def _comment_links_table(conn: Connection) -> None:
     schema.comment_links.create(conn, checkfirst=True)
 
 
+def _conflicts_settled(conn: Connection) -> None:
+    """Who settled a conflict, when and with which value (``relbridge conflicts resolve``)."""
+    for name in ("settled_by", "settled_at", "settled_value"):
+        column = schema.conflicts.c[name]
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE conflicts ADD COLUMN {name} {kind}")
+
+
 #: Tables that a later step creates: step 1 leaves them out so that a fresh database
 #: replays history exactly.
 ADDED_BY_LATER_STEPS = (schema.mapping_checks, schema.held_writes, schema.comment_links)
@@ -69,14 +114,26 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "mapping check cache (sync/run start-up check)", _mapping_check_cache),
     Migration(3, "held_writes: destructive writes held by the safety brake", _held_writes_table),
     Migration(4, "comment_links: which comment is which across the systems", _comment_links_table),
+    # 5 and 6 are taken by steps written on other branches.
+    Migration(7, "conflicts: who settled a conflict, when and with which value", _conflicts_settled),
 )
 
 
 def check_steps(steps: Sequence[Migration]) -> None:
-    """Steps must be numbered 1, 2, 3, … in order: a gap is a programming error."""
-    for expected, step in enumerate(steps, start=1):
-        if step.version != expected:
-            raise ValueError(f"migration {step.version} out of order (expected {expected})")
+    """Steps start at 1 and are numbered in increasing order: anything else is a
+    programming error (a free number is allowed, see the module docstring)."""
+    previous = 0
+    for step in steps:
+        if step.version <= previous or (previous == 0 and step.version != 1):
+            raise ValueError(f"migration {step.version} out of order (after {previous})")
+        previous = step.version
+
+
+def applied_versions(conn: Connection) -> set[int]:
+    """The steps this database has (empty for an empty database)."""
+    if not inspect(conn).has_table(schema.schema_version.name):
+        return set()
+    return set(conn.execute(select(schema.schema_version.c.version)).scalars())
 
 
 def current_version(conn: Connection) -> int:
@@ -87,7 +144,7 @@ def current_version(conn: Connection) -> int:
 
 
 def refuse_newer(version: int, steps: Sequence[Migration], where: str) -> None:
-    known = len(steps)
+    known = steps[-1].version if steps else 0
     if version > known:
         raise SchemaVersionError(
             f"store {where} has schema version {version}, but this relbridge knows only "
@@ -107,8 +164,9 @@ def migrate(
         refuse_newer(version, steps, where)
         if version == 0:
             schema.schema_version.create(conn, checkfirst=True)
+        present = applied_versions(conn)
         applied = []
-        for step in steps[version:]:
+        for step in (s for s in steps if s.version not in present):
             step.apply(conn)
             conn.execute(
                 schema.schema_version.insert().values(

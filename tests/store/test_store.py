@@ -32,9 +32,9 @@ CEST = timezone(timedelta(hours=2))
 def test_migrates_an_empty_database_and_records_the_version(store_url, clock):
     with Store(store_url, clock=clock, migrate=False) as bare:
         assert bare.schema_version() == 0
-        assert bare.migrate() == list(range(1, len(MIGRATIONS) + 1))
+        assert bare.migrate() == [step.version for step in MIGRATIONS]
         assert bare.migrate() == []  # idempotent
-        assert bare.schema_version() == len(MIGRATIONS)
+        assert bare.schema_version() == MIGRATIONS[-1].version
         names = set(inspect(bare.engine).get_table_names())
         with bare.engine.connect() as conn:
             rows = conn.execute(select(tables.schema_version)).all()
@@ -58,7 +58,7 @@ def _add_note_column(conn):
 
 def test_a_new_step_is_applied_and_older_code_refuses_the_newer_schema(store_url, clock):
     Store(store_url, clock=clock).close()
-    known = len(MIGRATIONS)
+    known = MIGRATIONS[-1].version
     steps = (*MIGRATIONS, Migration(known + 1, "add records.note", _add_note_column))
     with Store(store_url, clock=clock, steps=steps) as newer:
         assert newer.schema_version() == known + 1
@@ -77,15 +77,27 @@ def test_a_failing_step_leaves_the_database_at_the_previous_version(store_url, c
         raise RuntimeError("step failed")
 
     with pytest.raises(RuntimeError, match="step failed"):
-        Store(store_url, clock=clock, steps=(*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "broken", half_done)))
+        Store(store_url, clock=clock, steps=(*MIGRATIONS, Migration(MIGRATIONS[-1].version + 1, "broken", half_done)))
     with Store(store_url, clock=clock) as store:
-        assert store.schema_version() == len(MIGRATIONS)
+        assert store.schema_version() == MIGRATIONS[-1].version
         assert "half_done" not in inspect(store.engine).get_table_names()
 
 
 def test_steps_must_be_numbered_in_order(store_url, clock):
     with pytest.raises(ValueError, match="out of order"):
-        Store(store_url, clock=clock, steps=(*MIGRATIONS, Migration(len(MIGRATIONS) + 2, "gap", _add_note_column)))
+        Store(store_url, clock=clock, steps=(*MIGRATIONS, Migration(MIGRATIONS[-1].version, "again", _add_note_column)))
+
+
+def test_a_step_numbered_below_the_database_version_still_runs_once(store_url, clock):
+    """A step merged from another branch with a free lower number (4 after 5 ran) is applied
+    on the next start, once."""
+    Store(store_url, clock=clock).close()
+    free = next(n for n in range(1, MIGRATIONS[-1].version) if n not in {s.version for s in MIGRATIONS})
+    steps = tuple(sorted((*MIGRATIONS, Migration(free, "add records.note", _add_note_column)),
+                         key=lambda s: s.version))
+    with Store(store_url, clock=clock, steps=steps) as store:
+        assert "note" in {c["name"] for c in inspect(store.engine).get_columns("records")}
+        assert store.migrate() == []
 
 
 def test_processes_opening_an_empty_database_at_once_migrate_it_once(store_url, clock):
