@@ -106,7 +106,8 @@ class Creates:
             created = adapter.create(entity, out.payload, key)
             env.creating.pop(system, None)
             env.seen.clear()
-            env.raw[system] = {**out.payload, **raw_fields(created, mapping.fields_to_read(entity), only_present=True)}
+            env.raw[system] = {**_left_empty(mapping, entity, env.fields), **out.payload,
+                               **raw_fields(created, mapping.fields_to_read(entity), only_present=True)}
             env.pending[system] = sorted({p.field for p in out.pending})
             with self.engine.store.transaction() as tx:
                 env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
@@ -148,6 +149,13 @@ class Creates:
         if entity == "release" and system == "jira":
             return str(env.fields.get("name"))
         return key
+
+
+def _left_empty(mapping: SystemMapping, entity: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Text fields a create leaves out because they are empty: the new object holds them
+    empty, so a person's first edit of one (a description) is an edit, not a baseline."""
+    return {spec.source: None for spec in mapping.fields(entity)
+            if spec.direction != "inbound" and fields.get(spec.field) == ""}
 
 
 def raw_fields(record: SystemRecord, names: Iterable[str], *, only_present: bool = False) -> dict[str, Any]:

@@ -104,6 +104,7 @@ def test_fields_to_read_are_only_mapped_fields(sn, jira) -> None:
     ]
     assert jira.fields_to_read("incident") == [
         "summary",
+        "description",
         "status",
         "priority",
         "caused_by",
