@@ -136,3 +136,25 @@ def test_a_failed_write_after_settling_is_finished_by_the_next_sync_once(bridge,
     assert writes(bridge.sims.servicenow_url) == [] and len(writes(bridge.sims.jira_url)) == 1
     clear_log(bridge.sims.servicenow_url, bridge.sims.jira_url)
     assert not bridge.sync().errors and writes(bridge.sims.jira_url) == []
+
+
+def test_a_difference_held_for_review_at_adoption_is_settled_by_a_person(bridge, tmp_path: Path) -> None:
+    from bridge.engine.adoption import HELD
+    from tests.integration.test_adoption import tagged_copy
+
+    change = bridge.sn.create("change_request", short_description="Base", state="-5")
+    issue = tagged_copy(bridge, change, "Base")
+    bridge.jira.update_issue(issue["key"], summary="Base (Jira)")
+    bridge.sn.update("change_request", change["sys_id"], short_description="Base (ServiceNow)")
+    assert not bridge.sync().errors
+    config = config_file(bridge, tmp_path)
+    [doc] = json.loads(cli("conflicts", "list", "--json", "--config", config).output)
+    assert doc["policy"] == HELD
+    assert both_summaries(bridge, change, issue) == ("Base (ServiceNow)", "Base (Jira)")  # nothing written
+
+    done = cli("conflicts", "resolve", str(doc["id"]), "--take", "jira", "--config", config)
+    assert done.exit_code == 0, done.output
+    assert both_summaries(bridge, change, issue) == ("Base (Jira)",) * 2
+    quiet = bridge.sync()
+    assert not quiet.errors and quiet.total("conflicts") == 0
+    assert both_summaries(bridge, change, issue) == ("Base (Jira)",) * 2
