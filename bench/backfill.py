@@ -102,9 +102,9 @@ def run_sync(sims: SimProcess, config: Config) -> SyncRun:
 SN_COLUMNS = {
     "rm_release": "sys_id,number,sys_updated_on,sys_mod_count,short_description,description,"
                   "start_date,end_date,work_start,work_end,state",
-    "change_request": "sys_id,number,sys_updated_on,sys_mod_count,short_description,state,"
+    "change_request": "sys_id,number,sys_updated_on,sys_mod_count,short_description,description,state,"
                       "approval,type,risk,start_date,end_date,close_code",
-    "incident": "sys_id,number,sys_updated_on,sys_mod_count,short_description,state,priority,"
+    "incident": "sys_id,number,sys_updated_on,sys_mod_count,short_description,description,state,priority,"
                 "caused_by,opened_at,resolved_at",
     "rm_m2m_release_task": "sys_id,release,task",
 }
@@ -223,7 +223,7 @@ class Floor:
 
     def _create_change(self, row: dict[str, Any], version: str | None) -> tuple[str, str]:
         fields = {"project": {"key": "OPS"}, "issuetype": {"name": "Change"},
-                  "summary": row["short_description"], "duedate": row["end_date"][:10] or None,
+                  "summary": row["short_description"], "description": row["description"] or None, "duedate": row["end_date"][:10] or None,
                   "fixVersions": [{"id": version}] if version else [],
                   "labels": [f"relbridge-{row['number']}"]}
         path = transition_path(CHANGE_WORKFLOW, CHANGE_STATUS[row["state"]])
@@ -234,7 +234,7 @@ class Floor:
         cause = row["caused_by"]
         version = release_of.get(cause)
         fields = {"project": {"key": "OPS"}, "issuetype": {"name": "Incident"},
-                  "summary": row["short_description"], "priority": {"name": PRIORITY[row["priority"]]},
+                  "summary": row["short_description"], "description": row["description"] or None, "priority": {"name": PRIORITY[row["priority"]]},
                   "versions": [{"id": version}] if version else [],
                   "labels": [f"relbridge-{row['number']}"]}
         body: dict[str, Any] = {"fields": fields}

@@ -165,6 +165,7 @@ class ChangeRequest(CanonicalRecord):
     entity: ClassVar[Entity] = Entity.CHANGE
 
     summary: str = Field(min_length=1, max_length=255)
+    description: str = ""  # plain text (Jira wiki markup is read as the text it shows)
     state: ChangeState = ChangeState.NEW
     approval: Approval = Approval.NOT_REQUESTED
     type: ChangeType = ChangeType.NORMAL
@@ -191,6 +192,7 @@ class Incident(CanonicalRecord):
     entity: ClassVar[Entity] = Entity.INCIDENT
 
     summary: str = Field(min_length=1, max_length=255)
+    description: str = ""  # plain text, as for changes
     state: IncidentState = IncidentState.NEW
     priority: int = Field(default=4, ge=1, le=5)
     caused_by_change: Key | None = None

@@ -84,7 +84,8 @@ class Creates:
         out = mapping.to_system(entity, env.fields, None, self.engine.resolvers[system])
         held = False
         try:
-            if not self._lease_and_journal(lease, system, entity, key, env, out, look_up=look_up):
+            journal = self._journal(out, mapping, entity, env)
+            if not self._lease_and_journal(lease, system, entity, key, env, journal, look_up=look_up):
                 return
             held = True
             if look_up:
@@ -92,7 +93,7 @@ class Creates:
                 if found is not None:
                     self.engine.link_found(found, key, report)
                     return
-                env.creating[system] = self._journal(out)
+                env.creating[system] = journal
                 env.revision = self.engine.store.put_record(entity, key, env.dump(), expected_revision=env.revision)
             self._make(lease, system, mapping, entity, key, env, out)
             held = False
@@ -102,7 +103,7 @@ class Creates:
                 self.engine.store.release_lease(lease, self.engine.instance_id)
 
     def _lease_and_journal(self, lease: str, system: str, entity: str, key: str, env: Envelope,
-                           out: OutboundResult, *, look_up: bool) -> bool:
+                           journal: dict[str, Any], *, look_up: bool) -> bool:
         """Take the create lease and, when no look-up comes first, journal the create, in
         one transaction. False when another instance has linked the object meanwhile."""
         with self.engine.store.transaction() as tx:
@@ -114,15 +115,16 @@ class Creates:
                 self.engine.locks.follow_ups.add(entity, key)
                 return False
             if not look_up:
-                env.creating[system] = self._journal(out)
+                env.creating[system] = journal
                 env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
         return True
 
-    def _journal(self, out: OutboundResult) -> dict[str, Any]:
-        """The create journal: when it started and what it sends. Finding the object again
-        after a cut-short create, a field that differs from what was sent is a person's edit
-        (``Ingest._finish_create``)."""
-        return {"at": self.engine.clock().isoformat(), "sent": dict(out.payload)}
+    def _journal(self, out: OutboundResult, mapping: SystemMapping, entity: str, env: Envelope) -> dict[str, Any]:
+        """The create journal: when it started and what it sends (an empty text field left
+        out holds empty). Finding the object again after a cut-short create, a field that
+        differs from what was sent is a person's edit (``Ingest._finish_create``)."""
+        return {"at": self.engine.clock().isoformat(),
+                "sent": {**_left_empty(mapping, entity, env.fields), **out.payload}}
 
     def _make(self, lease: str, system: str, mapping: SystemMapping, entity: str, key: str, env: Envelope,
               out: OutboundResult) -> None:
@@ -130,7 +132,8 @@ class Creates:
         created = self.engine.adapters[system].create(entity, out.payload, key)
         env.creating.pop(system, None)
         env.seen.clear()
-        env.raw[system] = {**out.payload, **raw_fields(created, mapping.fields_to_read(entity), only_present=True)}
+        env.raw[system] = {**_left_empty(mapping, entity, env.fields), **out.payload,
+                           **raw_fields(created, mapping.fields_to_read(entity), only_present=True)}
         env.pending[system] = sorted({p.field for p in out.pending})
         with self.engine.store.transaction() as tx:
             env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
@@ -167,6 +170,13 @@ class Creates:
         if entity == "release" and system == "jira":
             return str(env.fields.get("name"))
         return key
+
+
+def _left_empty(mapping: SystemMapping, entity: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Text fields a create leaves out because they are empty: the new object holds them
+    empty, so a person's first edit of one (a description) is an edit, not a baseline."""
+    return {spec.source: None for spec in mapping.fields(entity)
+            if spec.direction != "inbound" and fields.get(spec.field) == ""}
 
 
 def raw_fields(record: SystemRecord, names: Iterable[str], *, only_present: bool = False) -> dict[str, Any]:

@@ -89,10 +89,10 @@ def load_mappings(
     """Load and validate both mapping files (None = the default shipped with relbridge).
 
     ``timezone`` is ``[jira] timezone`` (for Jira's date-only fields); ``transforms`` are
-    the plugins' named value transforms. Raises ``MappingError`` listing every problem of
+    the plugins' named value transforms (None: those of the installed plugins). Raises ``MappingError`` listing every problem of
     both files, one ``file: dotted.key — message`` per line.
     """
-    transforms = transforms or {}
+    transforms = installed_transforms() if transforms is None else transforms
     try:
         zone(timezone)
     except ValueError as exc:
@@ -118,6 +118,14 @@ def load_mappings(
         name: SystemMapping(spec, owners, timezone, transforms) for name, spec in specs.items()
     }
     return Mappings(**built, owners=owners, sources=sources)
+
+
+def installed_transforms() -> dict[str, Transform]:
+    """The transforms of the installed plugins (entry points), for mappings loaded without a
+    runtime (tests, tools): the default mappings name some (``jira_wiki``)."""
+    from bridge.plugins import Hooks, make_plugin_manager
+
+    return Hooks(make_plugin_manager()).transforms()  # type: ignore[no-any-return]
 
 
 def _read(system: str, path: Path | None) -> tuple[str, str]:

@@ -22,9 +22,11 @@ def collect_status(store: Store) -> dict[str, Any]:
     return {
         "watermarks": {k: v.isoformat() if v else None for k, v in watermarks.items()},
         **counts,
+        "open_conflicts": store.open_conflict_count(),
         "recent_conflicts": [
             {"entity": c.entity, "key": c.key, "field": c.field, "servicenow": c.servicenow_value,
-             "jira": c.jira_value, "resolution": c.resolution, "kept": c.resolved_value, "at": c.at.isoformat()}
+             "jira": c.jira_value, "resolution": c.resolution, "kept": c.resolved_value, "at": c.at.isoformat(),
+             "id": c.id, "settled_by": c.settled_by}
             for c in store.conflicts()[-10:]
         ],
         "failing_records": [
@@ -57,7 +59,8 @@ def render_status(status: dict[str, Any]) -> str:
     lines += [f"  {name:<22} {value or 'never synced'}" for name, value in status["watermarks"].items()]
     records = status["records"]
     lines.append("records:  " + ", ".join(f"{e} {records.get(e, 0)}" for e in ENTITY_ORDER))
-    lines.append(f"conflicts: {status['conflicts']}   failing records: {status['errors']}   "
+    to_settle = f" ({status['open_conflicts']} to review: relbridge conflicts list)" if status["open_conflicts"] else ""
+    lines.append(f"conflicts: {status['conflicts']}{to_settle}   failing records: {status['errors']}   "
                  f"pending events: {status['pending_events']}   dead letters: {status['dead_letters']}")
     for error in status["failing_records"]:
         lines.append(f"  ! {error['system']} {error['entity']} {error['key'] or error['id']}: {error['message']}")

@@ -22,7 +22,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, func, inspect, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    inspect,
+    select,
+)
 
 from bridge.errors import ConfigError
 from bridge.store import schema
@@ -44,10 +56,31 @@ class Migration:
     apply: Callable[[Connection], None]
 
 
+# ``conflicts`` as step 1 made it (step 7 adds who settled a conflict, when, and how).
+_V1 = MetaData()
+_CONFLICTS_V1 = Table(
+    "conflicts", _V1,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("entity", String(schema.ENTITY), nullable=False),
+    Column("key", String(schema.KEY), nullable=False),
+    Column("field", String(schema.KEY), nullable=False),
+    Column("servicenow_value", schema.JsonText),
+    Column("jira_value", schema.JsonText),
+    Column("resolution", String(64), nullable=False),
+    Column("resolved_value", schema.JsonText),
+    Column("at", schema.UtcDateTime, nullable=False),
+    Index("ix_conflicts_record", "entity", "key"),
+    sqlite_autoincrement=True,
+)
+#: Columns a later step adds to a table step 1 creates: step 1 uses that table's old shape.
+_ALTERED_LATER = {schema.conflicts.name: _CONFLICTS_V1}
+
+
 def _initial_schema(conn: Connection) -> None:
-    later = {schema.schema_version.name, *(t.name for t in ADDED_BY_LATER_STEPS)}
+    later = {schema.schema_version.name, *(t.name for t in ADDED_BY_LATER_STEPS), *_ALTERED_LATER}
     tables = [t for t in schema.metadata.sorted_tables if t.name not in later]
     schema.metadata.create_all(conn, tables=tables)
+    _V1.create_all(conn)
 
 
 def _mapping_check_cache(conn: Connection) -> None:
@@ -70,6 +103,14 @@ def _release_process_tables(conn: Connection) -> None:
     schema.early_life_incidents.create(conn, checkfirst=True)
 
 
+def _conflicts_settled(conn: Connection) -> None:
+    """Who settled a conflict, when and with which value (``relbridge conflicts resolve``)."""
+    for name in ("settled_by", "settled_at", "settled_value"):
+        column = schema.conflicts.c[name]
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE conflicts ADD COLUMN {name} {kind}")
+
+
 #: Tables that a later step creates: step 1 leaves them out so that a fresh database
 #: replays history exactly.
 ADDED_BY_LATER_STEPS = (schema.mapping_checks, schema.held_writes, schema.comment_links,
@@ -81,6 +122,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "held_writes: destructive writes held by the safety brake", _held_writes_table),
     Migration(4, "comment_links: which comment is which across the systems", _comment_links_table),
     Migration(5, "verifications and early_life_incidents (release process)", _release_process_tables),
+    # 6 is kept for the worklogs step (written beside this one).
+    Migration(7, "conflicts: who settled a conflict, when and with which value", _conflicts_settled),
 )
 
 

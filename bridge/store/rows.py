@@ -67,6 +67,9 @@ class ConflictRow:
     resolution: str
     resolved_value: Any
     at: datetime
+    settled_by: str | None = None
+    settled_at: datetime | None = None
+    settled_value: Any = None
 
 
 @dataclass(frozen=True)

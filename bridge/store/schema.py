@@ -162,8 +162,12 @@ conflicts = Table(
     Column("servicenow_value", JsonText),
     Column("jira_value", JsonText),
     Column("resolution", String(64), nullable=False),
-    Column("resolved_value", JsonText),
+    Column("resolved_value", JsonText),  # the value the policy kept
     Column("at", UtcDateTime, nullable=False),
+    # Settled by a person (``relbridge conflicts resolve``): who, when, the value written.
+    Column("settled_by", String(200)),
+    Column("settled_at", UtcDateTime),
+    Column("settled_value", JsonText),
     Index("ix_conflicts_record", "entity", "key"),
     sqlite_autoincrement=True,
 )

@@ -15,6 +15,7 @@ from bridge.errors import ConfigError, SyncFailure
 from bridge.store import migrations
 from bridge.store import schema as t
 from bridge.store.comment_links import CommentLinkOperations
+from bridge.store.conflicts import ConflictOperations
 from bridge.store.connect import SQLITE_BEGIN, create_store_engine, parse_store_url, safe_url
 from bridge.store.held import HeldWriteOperations
 from bridge.store.operations import Operations
@@ -38,7 +39,8 @@ class StoreUnavailable(SyncFailure):
     code = "store_unavailable"
 
 
-class UnitOfWork(Operations, HeldWriteOperations, CommentLinkOperations, ReleaseProcessOperations):
+class UnitOfWork(Operations, HeldWriteOperations, CommentLinkOperations, ReleaseProcessOperations,
+                 ConflictOperations):
     """Operations inside one transaction: everything commits together or not at all."""
 
     def __init__(self, conn: Connection, clock: Callable[[], datetime]) -> None:
@@ -49,7 +51,8 @@ class UnitOfWork(Operations, HeldWriteOperations, CommentLinkOperations, Release
         return nullcontext(self._conn)
 
 
-class Store(Operations, HeldWriteOperations, CommentLinkOperations, ReleaseProcessOperations):
+class Store(Operations, HeldWriteOperations, CommentLinkOperations, ReleaseProcessOperations,
+                 ConflictOperations):
     """The state store. ``Store("sqlite:///relbridge.db")`` or ``Store("postgresql://…")``.
 
     Opening checks that the database is reachable, refuses a schema newer than this code,

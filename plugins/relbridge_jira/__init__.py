@@ -6,11 +6,12 @@ from __future__ import annotations
 from bridge import hookimpl
 from bridge.adapter import OnCall
 from bridge.config import Config
+from bridge.mapping.spec import Transform
 from bridge.signatures import WebhookScheme
-from relbridge_jira import signature
+from relbridge_jira import signature, wiki
 from relbridge_jira.adapter import JiraAdapter
 
-__all__ = ["JiraAdapter", "relbridge_adapters", "relbridge_webhook_schemes"]
+__all__ = ["JiraAdapter", "relbridge_adapters", "relbridge_transforms", "relbridge_webhook_schemes"]
 
 
 @hookimpl
@@ -35,3 +36,9 @@ def relbridge_adapters(config: Config, on_call: OnCall | None = None) -> list[Ji
 def relbridge_webhook_schemes(config: Config) -> list[WebhookScheme]:
     """``X-Hub-Signature`` over the body, with ``[webhooks] jira_secret``."""
     return [signature.scheme(config.webhooks.jira_secret)]
+
+
+@hookimpl
+def relbridge_transforms() -> list[Transform]:
+    """``jira_wiki``: a text field in Jira wiki markup <-> plain text (``wiki``), for descriptions."""
+    return [Transform("jira_wiki", wiki.read, wiki.write)]

@@ -185,6 +185,7 @@ ARGUMENTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("dlq", "retry"): ("1",),
     ("dlq", "drop"): ("1",),
     ("held", "release"): ("--all",),
+    ("conflicts", "resolve"): ("1", "--take", "jira"),
     ("sync",): ("--once",),
     ("mappings", "preview"): ("--system", "servicenow", "--entity", "change", "--number", "CHG0030001"),
 }

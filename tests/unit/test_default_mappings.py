@@ -104,6 +104,7 @@ def test_fields_to_read_are_only_mapped_fields(sn, jira) -> None:
     ]
     assert jira.fields_to_read("incident") == [
         "summary",
+        "description",
         "status",
         "priority",
         "caused_by",
@@ -543,3 +544,17 @@ def test_servicenow_release_to_jira_end_to_end(sn, jira) -> None:
     assert jira.to_system("release", values, jira_current, ID).payload == {}
     deployed = {**values, "state": "deployed"}
     assert jira.to_system("release", deployed, jira_current, ID).payload == {"state": "released"}
+
+
+def test_descriptions_map_plain_text_to_jira_wiki_markup_and_back(sn, jira) -> None:
+    from bridge.mapping.convert import IdentityResolver
+
+    resolver = IdentityResolver()
+    for entity in ("change", "incident"):
+        assert sn.to_canonical(entity, {"description": "a *b*"}, None, resolver).values["description"] == "a *b*"
+        out = jira.to_system(entity, {"description": "- a *b*"}, {"description": None}, resolver)
+        assert out.payload == {"description": "\\- a \\*b*"}
+        assert jira.to_canonical(entity, {"description": "*bold*"}, None, resolver).values["description"] == "bold"
+        # A person's markup is not rewritten while its text is the canonical text.
+        assert jira.to_system(entity, {"description": "bold"}, {"description": "*bold*"}, resolver).payload == {}
+        assert jira.to_system(entity, {"description": ""}, {"description": "x"}, resolver).payload == {"description": None}

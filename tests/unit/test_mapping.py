@@ -567,7 +567,7 @@ def test_unknown_transform(tmp_path: Path) -> None:
         f"{tmp_path / 'sn.toml'}: release.fields.name.transform — no plugin provides transform 'cse' (did you mean 'case'?)"
         in message
     )
-    assert "none are installed" in load_error(tmp_path, text)
+    assert "none are installed" in load_error(tmp_path, text, transforms={})
 
 
 def test_every_problem_of_both_files_is_reported_at_once(tmp_path: Path) -> None:
