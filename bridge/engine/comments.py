@@ -47,6 +47,16 @@ MARKER = re.compile(r"\(relbridge ([a-z0-9_]+):([^)\s]+)\)\s*$")
 CUT_NOTE = "\n… [cut by relbridge: {n} more characters on the original]"
 
 
+#: The last line of a note relbridge writes itself (a deployment's verification result): it
+#: stays where it was written and never crosses as a comment. Parentheses, not brackets:
+#: brackets are link syntax in Jira's wiki markup.
+NOTE = re.compile(r"\(relbridge verify [^)\s]+\)\s*$")
+
+
+def verification_marker(release_key: str, deployment: int) -> str:
+    return f"(relbridge verify {release_key}#{deployment})"
+
+
 def marker(system: str, comment_id: str) -> str:
     return f"(relbridge {system}:{comment_id})"
 
@@ -125,6 +135,8 @@ def _cross(engine: Engine, entity: str, key: str, env: Envelope, refs: Mapping[s
             or not isinstance(reader, CommentSupport)):
         return
     for comment in entries(env.raw[source], source_spec.read):
+        if NOTE.search(comment["body"]):  # relbridge's own note: not a person's comment
+            continue
         origin = copied_from(comment["body"])
         if origin is not None:  # our copy of a comment of the other side: it never goes back
             link = links.get((origin[0], origin[1], source))

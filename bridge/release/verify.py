@@ -21,6 +21,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from bridge.config import VerifyConfig
+from bridge.engine.comments import verification_marker
 from bridge.engine.envelope import SyncReport
 from bridge.errors import RelbridgeError
 from bridge.release.checks import Check, TimedOut, bounded, run_http_check
@@ -144,13 +145,13 @@ class Verifier:
                     log.warning("rollback of %s: %s", key, error)
                 return "rolled_back"
             return "rollback_refused"
-        engine.release._update_fields("release", key, SOURCE,
-                              lambda f: {**f, "revision_count": int(f.get("revision_count") or 0) + 1},
-                              derived=True)
+        engine.release._update_fields(
+            "release", key, SOURCE, lambda f: {**f, "revision_count": int(f.get("revision_count") or 0) + 1},
+            derived=True)
         return "needs_revision"
 
     def _note(self, release: Release, deployment: int, checks: list[Check], passed: bool) -> None:
-        marker = f"[relbridge-verify {release.key}#{deployment}]"
+        marker = verification_marker(release.key, deployment)
         failed = [c for c in checks if not c.ok]
         head = "passed" if passed else f"FAILED ({len(failed)} of {len(checks)} checks)"
         lines = [f"relbridge verified {release.name} (deployment {deployment}): {head}"]

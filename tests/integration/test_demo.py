@@ -20,3 +20,7 @@ def test_the_demo_shows_a_dry_run_plan_before_the_second_sync(tmp_path: Path) ->
     assert "Jira now says version 'Mobile app 3.0' released=False" in text[second:]
     assert "work note: [Jira] Administrator: Rollback plan reviewed: go for Friday" in text[second:]
     assert "comment: \\[ServiceNow] System Administrator: Smoke tests passed in staging" in text[second:]
+    # The go-live's verification note stays where relbridge wrote it: it is not a person's
+    # comment, so it never crosses as one.
+    assert "comment: relbridge verified Customer portal 5.2 (deployment 1): passed" in text[second:]
+    assert "[Jira] Administrator: relbridge verified" not in text

@@ -83,7 +83,7 @@ def test_passing_checks_are_recorded_and_noted_in_both_systems(bridge, target: T
     assert verification["checks"][0]["name"] == "health" and verification["checks"][0]["ok"] is True
     assert sorted(verification["noted"]) == ["jira", "servicenow"]
     [note] = notes(bridge, release)
-    assert "passed" in note and f"[relbridge-verify {release['number']}#1]" in note
+    assert "passed" in note and f"(relbridge verify {release['number']}#1)" in note
     [comment] = jira_comments(bridge)
     assert "health: ok" in comment
 
@@ -243,4 +243,4 @@ def test_a_run_cut_short_is_resumed_and_a_failed_note_is_retried(bridge, target:
     [first, second] = bridge.runtime().store.verifications(key)
     assert (first["state"], second["state"]) == ("passed", "passed") and target.hits == 2
     assert sorted(second["noted"]) == ["jira", "servicenow"]
-    assert sum(f"{key}#2]" in value for value in notes(bridge, release)) == 1
+    assert sum(f"{key}#2)" in value for value in notes(bridge, release)) == 1
