@@ -111,6 +111,11 @@ class ReleaseFacts:
         return self._entered.get(state, [])
 
     @cached_property
+    def move_times(self) -> list[datetime]:
+        """When each state move happened, in order (to find the state at a time by bisection)."""
+        return [at for _, _, at in self.states]
+
+    @cached_property
     def _entered(self) -> dict[ReleaseState, list[datetime]]:
         """State -> when the release entered it, in time order (asked for many times)."""
         entered: dict[ReleaseState, list[datetime]] = {}

@@ -60,15 +60,21 @@ def _comment_links_table(conn: Connection) -> None:
     schema.comment_links.create(conn, checkfirst=True)
 
 
+def _worklogs_table(conn: Connection) -> None:
+    """Time logged against records, for the KPIs' effort and direct cost."""
+    schema.worklogs.create(conn, checkfirst=True)
+
+
 #: Tables that a later step creates: step 1 leaves them out so that a fresh database
 #: replays history exactly.
-ADDED_BY_LATER_STEPS = (schema.mapping_checks, schema.held_writes, schema.comment_links)
+ADDED_BY_LATER_STEPS = (schema.mapping_checks, schema.held_writes, schema.comment_links, schema.worklogs)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "mapping check cache (sync/run start-up check)", _mapping_check_cache),
     Migration(3, "held_writes: destructive writes held by the safety brake", _held_writes_table),
     Migration(4, "comment_links: which comment is which across the systems", _comment_links_table),
+    Migration(5, "worklogs: time logged against records (effort and direct cost)", _worklogs_table),
 )
 
 

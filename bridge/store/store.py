@@ -18,6 +18,7 @@ from bridge.store.comment_links import CommentLinkOperations
 from bridge.store.connect import SQLITE_BEGIN, create_store_engine, parse_store_url, safe_url
 from bridge.store.held import HeldWriteOperations
 from bridge.store.operations import Operations
+from bridge.store.worklogs import WorklogOperations
 from bridge.timeutil import utc_now
 
 
@@ -37,7 +38,7 @@ class StoreUnavailable(SyncFailure):
     code = "store_unavailable"
 
 
-class UnitOfWork(Operations, HeldWriteOperations, CommentLinkOperations):
+class UnitOfWork(Operations, HeldWriteOperations, CommentLinkOperations, WorklogOperations):
     """Operations inside one transaction: everything commits together or not at all."""
 
     def __init__(self, conn: Connection, clock: Callable[[], datetime]) -> None:
@@ -48,7 +49,7 @@ class UnitOfWork(Operations, HeldWriteOperations, CommentLinkOperations):
         return nullcontext(self._conn)
 
 
-class Store(Operations, HeldWriteOperations, CommentLinkOperations):
+class Store(Operations, HeldWriteOperations, CommentLinkOperations, WorklogOperations):
     """The state store. ``Store("sqlite:///relbridge.db")`` or ``Store("postgresql://…")``.
 
     Opening checks that the database is reachable, refuses a schema newer than this code,
