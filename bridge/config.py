@@ -164,6 +164,9 @@ class ConsoleConfig(Section):
 class KpiConfig(Section):
     """What time worked costs, for ``direct_cost_total`` and ``direct_cost_by_state``."""
 
+    # Read the time logged against releases and changes while syncing (one more query per
+    # page of records on systems that keep it apart; off: the cost figures say "no data").
+    read_time_worked: bool = False
     hourly_rate: float | None = Field(default=None, ge=0)  # per hour of any entry without a group rate
     group_rates: dict[str, float] = Field(default_factory=dict)  # {group = rate}: the entry's team first
 

@@ -33,7 +33,8 @@ from typing import Any, NamedTuple
 from bridge.model import ReleaseState
 from bridge.reports.facts import ReleaseFacts
 
-NO_TIME = "no time logged against the releases in the period or their changes (worklogs, time worked)"
+NO_TIME = ("no time logged against the releases in the period or their changes "
+           "(worklogs, time worked: read while syncing with [kpi] read_time_worked = true)")
 NO_RATE = "no rate for the time logged: set [kpi] hourly_rate or group_rates"
 #: The report's keys, in the order they appear.
 COST_KEYS = ("effort_hours_by_state", "direct_cost_total", "direct_cost_by_state", "direct_cost_unpriced_hours")
