@@ -90,31 +90,59 @@ def state_at(fact: ReleaseFacts, at: datetime) -> ReleaseState:
     return old if old is not None else new
 
 
-def cost_figures(facts: list[ReleaseFacts], logged: Mapping[str, list[TimeEntry]],
-                 rates: Rates) -> tuple[dict[str, Any], dict[str, str]]:
-    """The four cost figures of a group of releases, and a reason for each one with no data."""
-    hours: dict[ReleaseState, float] = {}
-    cost: dict[ReleaseState, float] = {}
-    unpriced = 0.0
-    for fact in facts:
-        for entry in logged.get(fact.release.key, ()):
-            state, spent = state_at(fact, entry.started), entry.seconds / 3600
-            hours[state] = hours.get(state, 0.0) + spent
-            rate = rates.of(entry.group)
-            if rate is None:
-                unpriced += spent
-            else:
-                cost[state] = cost.get(state, 0.0) + spent * rate
-    order = [s for s in ReleaseState if s in hours]
-    figures = {
-        "effort_hours_by_state": {s.value: round(hours[s], 2) for s in order},
-        "direct_cost_total": round(sum(cost.values()), 2) if cost else None,
-        "direct_cost_by_state": {s.value: round(cost[s], 2) for s in order if s in cost},
-        "direct_cost_unpriced_hours": round(unpriced, 2),
-    }
-    reasons = {}
-    if not hours:
-        reasons = {"effort_hours_by_state": NO_TIME, "direct_cost_total": NO_TIME, "direct_cost_by_state": NO_TIME}
-    elif not cost:
-        reasons = {"direct_cost_total": NO_RATE, "direct_cost_by_state": NO_RATE}
-    return figures, reasons
+class _Spent(NamedTuple):
+    """One release's time, attributed: hours and cost per state, and hours without a rate."""
+
+    hours: dict[ReleaseState, float]
+    cost: dict[ReleaseState, float]
+    unpriced: float
+
+
+class CostBook:
+    """The time logged against each release, attributed to its states once and summed for
+    any group of releases (the report's period, each month)."""
+
+    def __init__(self, logged: Mapping[str, list[TimeEntry]], rates: Rates) -> None:
+        self.logged, self.rates = logged, rates
+        self._spent: dict[str, _Spent] = {}
+
+    def _of(self, fact: ReleaseFacts) -> _Spent:
+        key = fact.release.key
+        if key not in self._spent:
+            spent = _Spent({}, {}, 0.0)
+            for entry in self.logged.get(key, ()):
+                state, hours = state_at(fact, entry.started), entry.seconds / 3600
+                spent.hours[state] = spent.hours.get(state, 0.0) + hours
+                rate = self.rates.of(entry.group)
+                if rate is None:
+                    spent = spent._replace(unpriced=spent.unpriced + hours)
+                else:
+                    spent.cost[state] = spent.cost.get(state, 0.0) + hours * rate
+            self._spent[key] = spent
+        return self._spent[key]
+
+    def figures(self, facts: list[ReleaseFacts]) -> tuple[dict[str, Any], dict[str, str]]:
+        """The four cost figures of a group of releases, and a reason for each with no data."""
+        hours: dict[ReleaseState, float] = {}
+        cost: dict[ReleaseState, float] = {}
+        unpriced = 0.0
+        for fact in facts:
+            spent = self._of(fact)
+            for state, value in spent.hours.items():
+                hours[state] = hours.get(state, 0.0) + value
+            for state, value in spent.cost.items():
+                cost[state] = cost.get(state, 0.0) + value
+            unpriced += spent.unpriced
+        order = [s for s in ReleaseState if s in hours]
+        figures = {
+            "effort_hours_by_state": {s.value: round(hours[s], 2) for s in order},
+            "direct_cost_total": round(sum(cost.values()), 2) if cost else None,
+            "direct_cost_by_state": {s.value: round(cost[s], 2) for s in order if s in cost},
+            "direct_cost_unpriced_hours": round(unpriced, 2),
+        }
+        reasons = {}
+        if not hours:
+            reasons = dict.fromkeys(("effort_hours_by_state", "direct_cost_total", "direct_cost_by_state"), NO_TIME)
+        elif not cost:
+            reasons = dict.fromkeys(("direct_cost_total", "direct_cost_by_state"), NO_RATE)
+        return figures, reasons

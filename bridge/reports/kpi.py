@@ -59,7 +59,7 @@ from pydantic import TypeAdapter
 
 from bridge.errors import BadInput
 from bridge.model import ChangeRequest, Incident, Release, ReleaseState
-from bridge.reports.cost import COST_KEYS, Rates, TimeEntry, cost_figures, entries_by_release
+from bridge.reports.cost import COST_KEYS, CostBook, Rates, TimeEntry, entries_by_release
 from bridge.reports.dora import EARLY_LIFE_DAYS, NO_RELEASES, dora_figures
 from bridge.reports.facts import (
     ChangeEntry,
@@ -145,8 +145,7 @@ class _Inputs:
     def __init__(self, releases: list[Release], incidents: list[Incident], changes: list[ChangeRequest | ChangeEntry],
                  early_life_days: int, time_entries: list[TimeEntry], rates: Rates) -> None:
         owner = release_of_change(changes, releases)
-        self.logged = entries_by_release(time_entries, owner)
-        self.rates = rates
+        self.cost = CostBook(entries_by_release(time_entries, owner), rates)
         self.caused = caused_incidents(incidents, owner)
         self.changes_of: dict[str, list[ChangeRequest | ChangeEntry]] = {}
         for change in changes:
@@ -173,7 +172,7 @@ def _figures(facts: list[ReleaseFacts], given: _Inputs, window_days: int | None)
     }
     dora, reasons = dora_figures(facts, given.caused, given.changes_of, window_days=window_days,
                                  early_life_days=given.early_life_days)
-    cost, cost_reasons = cost_figures(facts, given.logged, given.rates)
+    cost, cost_reasons = given.cost.figures(facts)
     reasons.update({name: NO_RELEASES for name in cost_reasons} if not n else cost_reasons)
     if not n:
         reasons.update({f"{name}_pct": NO_RELEASES for name in counts})
@@ -292,10 +291,11 @@ def kpis_from_store(store: Any, *, since: date | None, until: date | None, now: 
 
 
 def _lean_changes(store: Any) -> list[ChangeEntry]:
-    """Changes as the KPIs read them (key, release, opened_at), not validated again: the
-    store holds records validated when written."""
-    return [ChangeEntry(key, data["fields"].get("release"), parse_time(data["fields"].get("opened_at")))
-            for key, data in store.records("change")]
+    """Changes as the KPIs read them (key, release, opened_at): the database picks the two
+    fields out, and they are not validated again (the store holds records validated when
+    written)."""
+    return [ChangeEntry(key, release, parse_time(opened))
+            for key, release, opened in store.record_values("change", ("release", "opened_at"))]
 
 
 @cache
