@@ -4,11 +4,14 @@ and priced by ``relbridge kpi`` (issue #16): one query per page, never one per r
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from bridge.cli import main
 from bridge.reports.kpi import Rates, kpis_from_store
 from bridge.store.worklogs import WorklogOperations
 from tests.integration.helpers import clear_log, requests_log
@@ -106,3 +109,25 @@ def test_a_crash_before_the_record_is_saved_keeps_no_entry_and_the_next_pass_sto
     assert bridge.runtime().store.worklog_rows() == []
     assert not bridge.sync().errors
     assert [r.seconds for r in bridge.runtime().store.worklog_rows()] == [3600]
+
+
+def test_the_kpi_command_prices_the_time_from_the_config_file_and_environment(bridge, tmp_path, monkeypatch) -> None:
+    bridge.sections["kpi"] = KPI
+    [change] = seed(bridge)
+    bridge.sn.create("task_time_worked", task=change["sys_id"], time_in_seconds=7200)
+    assert not bridge.sync().errors
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(
+        f'[servicenow]\nurl = "{bridge.sims.servicenow_url}"\n[jira]\nurl = "{bridge.sims.jira_url}"\n'
+        f'[store]\nurl = "{bridge.store_url}"\n[kpi]\nhourly_rate = 80\n')
+    runner = CliRunner()
+    out = runner.invoke(main, ["kpi", "--format", "json", "--config", str(config_file)])
+    assert out.exit_code == 0, out.output
+    kpis = json.loads(out.output)
+    assert sum(kpis["effort_hours_by_state"].values()) == 2.0 and kpis["direct_cost_total"] == 160.0
+    monkeypatch.setenv("RELBRIDGE_KPI__HOURLY_RATE", "100")
+    table = runner.invoke(main, ["kpi", "--config", str(config_file)])
+    assert table.exit_code == 0 and "Direct cost" in table.output and "200.0" in table.output
+    monkeypatch.setenv("RELBRIDGE_KPI__HOURLY_RATE", "-5")
+    bad = runner.invoke(main, ["kpi", "--config", str(config_file)])
+    assert bad.exit_code == 2 and "RELBRIDGE_KPI__HOURLY_RATE" in bad.output and "Traceback" not in bad.output
