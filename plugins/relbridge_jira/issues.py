@@ -307,8 +307,8 @@ class Issues:
                 entries = [comment_entry(c) for c in all_comments(self._conn, str(raw["id"]))]
             raw = {**raw, "fields": {**fields, COMMENT_FIELD: entries}}
         record = issue_record(raw, entity, self._conn.url)
-        if entity not in self._worklog_entities:
-            return record
+        if entity not in self._worklog_entities or WORKLOG_FIELD not in fields:
+            return record  # not asked for (a look-up by label): the stored entries stay
         logged, complete = worklog_entries(fields.get(WORKLOG_FIELD))
         if not complete:
             logged = all_worklogs(self._conn, str(raw["id"]))
