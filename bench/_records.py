@@ -3,7 +3,7 @@ the KPI benchmark, the console's browser tests and the README screenshots.
 
 Each release walks planned -> in_progress -> authorized -> deploying -> deployed -> closed
 (some stop early, some roll back), with a planned-end history, linked changes (opened
-before the deployment), incidents some of them caused, a satisfaction score on most, gate
+before the deployment, each with time logged against it while the release was under way), incidents some of them caused, a satisfaction score on most, gate
 vetoes on a few, conflicts and a held write. Deterministic for a given seed.
 """
 
@@ -62,8 +62,9 @@ def seed_records(store: Store, n: int, *, seed: int = 11, months: int = 12,
                  now: datetime | None = None) -> dict[str, int]:
     """``n`` releases with full history, their changes and incidents, in a few bulk inserts."""
     rng = random.Random(seed)
+    work_rng = random.Random(seed + 1)  # apart, so the rest of the data is as before
     now = now or datetime(2026, 6, 30, tzinfo=UTC)
-    records, history, refs, vetoes = [], [], [], []
+    records, history, refs, vetoes, worklogs = [], [], [], [], []
     for i in range(n):
         fields, rows = _release(i, rng, now, months)
         key = f"RLSE{i + 1:07d}"
@@ -74,6 +75,11 @@ def seed_records(store: Store, n: int, *, seed: int = 11, months: int = 12,
             records.append(("change", change, record_data({
                 "summary": f"Change {number + 1} of {key}", "state": "closed" if deployed else "scheduled",
                 "approval": "approved", "type": "normal", "release": key, "opened_at": opened})))
+            last = max(max(r["at"] for r in rows), opened + timedelta(hours=1))
+            worklogs.append({"system": "jira", "entity": "change", "ext_id": change, "entry_id": "1", "key": change,
+                             "started": opened + (last - opened) * work_rng.random(),
+                             "seconds": work_rng.choice((1800, 3600, 5400, 7200, 14400)), "author": "bench",
+                             "work_group": work_rng.choice(("ops", "dev", None))})
         if deployed and rng.random() < 0.3:
             opened = deployed + timedelta(hours=rng.uniform(1, 24 * 30))
             incident = f"INC{i + 1:07d}"
@@ -91,7 +97,11 @@ def seed_records(store: Store, n: int, *, seed: int = 11, months: int = 12,
                            "reason": "release is not authorized to enter deploying", "source": "jira",
                            "at": start + timedelta(days=1)})
     _insert(store, records, history, refs, vetoes, now)
-    return {"releases": n, "records": len(records), "history": len(history), "vetoes": len(vetoes)}
+    with store.begin() as conn:
+        for part in range(0, len(worklogs), 5000):
+            conn.execute(t.worklogs.insert(), worklogs[part:part + 5000])
+    return {"releases": n, "records": len(records), "history": len(history), "vetoes": len(vetoes),
+            "worklogs": len(worklogs)}
 
 
 def _insert(store: Store, records: list[tuple[str, str, dict[str, Any]]], history: list[dict[str, Any]],

@@ -78,6 +78,7 @@ def relbridge_config(sims: SimProcess, store_url: str, args: argparse.Namespace)
         "store": {"url": store_url},
         "sync": {"concurrency": args.concurrency, "page_size": args.page_size,
                  "overlap_seconds": args.overlap},
+        "kpi": {"read_time_worked": args.time_worked},
     })
 
 
@@ -309,7 +310,8 @@ def settle(overlap: float, last_write: float, say: Callable[[str], None]) -> Non
 
 def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
     result: dict[str, Any] = {"n": args.n, "latency_ms": args.latency_ms, "concurrency": args.concurrency,
-                              "page_size": args.page_size, "overlap_s": args.overlap}
+                              "page_size": args.page_size, "overlap_s": args.overlap,
+                              "time_worked": args.time_worked}
     with tempfile.TemporaryDirectory(prefix="relbridge-bench-") as folder:
         say(f"seeding {args.n} releases")
         with SimProcess.start(args.n, seed=args.seed, latency_ms=args.latency_ms,
@@ -414,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-idle", action="store_true", help="skip the idle sync (and its wait)")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor (e.g. when profiling)")
     parser.add_argument("--endpoints", action="store_true", help="also list relbridge's calls by endpoint")
+    parser.add_argument("--time-worked", action="store_true",
+                        help="[kpi] read_time_worked = true: also read the time logged against releases and changes")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)

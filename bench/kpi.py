@@ -4,7 +4,8 @@
     RELBRIDGE_TEST_PG_URL=postgresql://postgres@127.0.0.1:5432/test python bench/kpi.py --n 10000
 
 Seeds N releases with full history (bench/_records.py: ~6 state moves and a planned-end
-row or two each, 3 changes, an incident for ~30 % of deployed ones) straight into the store,
+row or two each, 3 changes with time logged against each, an incident for ~30 % of
+deployed ones) straight into the store,
 then times: the KPIs as ``relbridge kpi --format json`` computes them (read + compute +
 render; also this process's CPU time, which a busy machine inflates less than wall
 time; the database's own work is outside it), and each console page rendered through the receiver app, cold (first request)
@@ -105,7 +106,7 @@ def main() -> None:
             continue
         best, worst = result["kpi_seconds"]["best"], result["kpi_seconds"]["worst"]  # type: ignore[index]
         print(f"{database}: {result['releases']} releases, {result['history']} history rows, "
-              f"{result['records']} records — kpi {best:.2f} s (worst of 3: {worst:.2f} s; "
+              f"{result['records']} records, {result['worklogs']} time entries — kpi {best:.2f} s (worst of 3: {worst:.2f} s; "
               f"this process's CPU {result['kpi_seconds']['cpu']:.2f} s)")  # type: ignore[index]
         for path, t in result["pages"].items():  # type: ignore[union-attr]
             print(f"  {path:<28} cold {t['cold_ms']:>7.1f} ms   warm {t['warm_ms']:>6.1f} ms")

@@ -26,6 +26,13 @@ are asked for like any field; the adapter fills each with the object's comments 
 of ``CommentEntry`` dicts, read with the page of records that holds them (one extra query
 per page at most, never one per record).
 
+Optional: time worked (``WorklogSupport``). An adapter whose ``worklog_entities`` names an
+entity fills ``SystemRecord.worklogs`` on every record of it that it lists or reads: all
+the time logged against the object, read with the page of records (one extra query per
+page at most; an entry list the API cut short is completed for that object alone). The
+engine stores them with the record, in the same transaction (the ``worklogs`` table);
+the KPIs attribute them to the release's state when the work was done.
+
 Errors: adapters raise ``bridge.errors.TransientError`` for 429/5xx/connection problems
 (with ``retry_after`` when the server said so) and ``PermanentError`` for other 4xx.
 """
@@ -70,6 +77,19 @@ class SystemRecord:
     # source fields still holding the value they were created with (with ``correlation``:
     # relbridge's copy, never a person's edit)
     untouched: frozenset[str] = frozenset()
+    # every time entry logged against the object, when the adapter reads them for its
+    # entity (``WorklogSupport``); None when it does not (the stored entries stay as they are)
+    worklogs: tuple[WorklogEntry, ...] | None = None
+
+
+class WorklogEntry(NamedTuple):
+    """Time logged against an object (a Jira worklog, a ServiceNow ``task_time_worked`` row)."""
+
+    id: str  # the entry's own id in its system
+    started: datetime  # aware, UTC: when the work was done
+    seconds: int
+    author: str  # the login or display name of who logged it ("" when unknown)
+    group: str | None = None  # the team it is charged to, when the system records one
 
 
 class FieldTime(NamedTuple):
@@ -133,6 +153,17 @@ class CommentSupport(Protocol):
     def find_comment(self, entity: str, id: str, field: str, marker: str) -> str | None:
         """The id of the object's comment in ``field`` whose text holds ``marker``, if any:
         asked only for a copy that may have been written before a crash."""
+
+
+@runtime_checkable
+class WorklogSupport(Protocol):
+    """An adapter that reads the time logged against objects (optional; see the module doc)."""
+
+    worklog_entities: tuple[str, ...]  # the entities whose records carry ``worklogs``
+
+    def worklogs(self, entity: str, ids: list[str]) -> dict[str, list[WorklogEntry]]:
+        """Every entry logged against each of these objects, by object id, in as few
+        calls as the API allows (the adapter's listing and reads use it per page)."""
 
 
 @runtime_checkable

@@ -216,6 +216,24 @@ class VerifyConfig(Section):
         return value
 
 
+class KpiConfig(Section):
+    """What time worked costs, for ``direct_cost_total`` and ``direct_cost_by_state``."""
+
+    # Read the time logged against releases and changes while syncing (one more query per
+    # page of records on systems that keep it apart; off: the cost figures say "no data").
+    read_time_worked: bool = False
+    hourly_rate: float | None = Field(default=None, ge=0)  # per hour of any entry without a group rate
+    group_rates: dict[str, float] = Field(default_factory=dict)  # {group = rate}: the entry's team first
+
+    @field_validator("group_rates")
+    @classmethod
+    def _rates_not_negative(cls, rates: dict[str, float]) -> dict[str, float]:
+        negative = sorted(group for group, rate in rates.items() if rate < 0)
+        if negative:
+            raise ValueError(f"a rate cannot be negative (group {negative[0]!r})")
+        return rates
+
+
 class LogConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -235,6 +253,7 @@ class Config(Section):
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    kpi: KpiConfig = Field(default_factory=KpiConfig)
 
     source: str = Field(default="<defaults>", exclude=True)  # where it was loaded from, for messages
     # The plugin manager load_config built to find the plugins' sections; a Runtime reuses it.

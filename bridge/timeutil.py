@@ -16,6 +16,8 @@ def utc_now() -> datetime:
 
 def as_utc(value: datetime) -> datetime:
     """Aware UTC; a naive value is taken as UTC."""
+    if value.tzinfo is UTC:
+        return value  # most calls: reports meet every stored time several times
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

@@ -111,8 +111,9 @@ def kpi_command(config_path: Path | None, since: Any, until: Any, fmt: str, html
     rescheduled_or_delayed_pct, needing_revision_pct, incidents_caused_total,
     incidents_by_release, time_in_state_hours, lead_times_hours, vetoed_releases,
     satisfaction_avg, deployment_frequency_per_week, lead_time_for_changes_hours,
-    change_failure_rate_pct, time_to_restore_hours, early_life_incidents, by_month,
-    no_data (why a figure is null). --html saves the console's KPI dashboard as one file.
+    change_failure_rate_pct, time_to_restore_hours, early_life_incidents,
+    effort_hours_by_state, direct_cost_total, direct_cost_by_state (time logged,
+    at [kpi] hourly_rate or group_rates), by_month, no_data (why a figure is null). --html saves the console's KPI dashboard as one file.
 
     \b
     Example:
@@ -121,7 +122,7 @@ def kpi_command(config_path: Path | None, since: Any, until: Any, fmt: str, html
     """
     from datetime import UTC, datetime
 
-    from bridge.reports.kpi import kpis_from_store, render, render_html
+    from bridge.reports.kpi import Rates, kpis_from_store, render, render_html
 
     if html_file and not html_file.parent.is_dir():
         raise BadInput(f"--html {html_file}: folder {str(html_file.parent)!r} does not exist (create it first)")
@@ -129,7 +130,8 @@ def kpi_command(config_path: Path | None, since: Any, until: Any, fmt: str, html
     try:
         kpis = kpis_from_store(rt.store, since=since.date() if since else None,
                                until=until.date() if until else None, now=datetime.now(UTC),
-                               early_life_days=rt.config.verify.early_life_days)
+                               early_life_days=rt.config.verify.early_life_days,
+                               rates=Rates.of_config(rt.config.kpi))
     finally:
         rt.close()
     click.echo(render(kpis, fmt))

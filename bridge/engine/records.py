@@ -83,6 +83,8 @@ class Records:
                 tx.put_ref(entity, key, record.system, record.id, ext_key=record.key, url=record.url,
                            version=record.version, updated_at=record.updated_at)
                 tx.clear_error(record.system, entity, record.id)
+                if record.worklogs is not None:
+                    tx.put_worklogs(record.system, entity, record.id, key, record.worklogs)
             tx.add_history_rows(entity, key, {
                 name: change for name, change in accepted.items()
                 if name not in ENGINE_FIELDS.get(entity, ()) or name in _LINK_LISTS

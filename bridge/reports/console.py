@@ -35,7 +35,7 @@ from starlette.routing import Route
 from bridge.engine.safety import held_document
 from bridge.errors import BadInput, did_you_mean
 from bridge.reports import pages
-from bridge.reports.kpi import kpis_from_store
+from bridge.reports.kpi import Rates, kpis_from_store
 from bridge.reports.releases import parse_day, release_rows
 
 if TYPE_CHECKING:
@@ -137,7 +137,8 @@ class Console:
     def _kpis(self, since: date | None, until: date | None) -> tuple[dict[str, Any], str]:
         now = datetime.now(UTC)
         kpis = kpis_from_store(self.store, since=since, until=until, now=now,
-                               early_life_days=self.runtime.config.verify.early_life_days)
+                               early_life_days=self.runtime.config.verify.early_life_days,
+                               rates=Rates.of_config(self.runtime.config.kpi))
         return kpis, f"computed {now:%Y-%m-%d %H:%M:%S} UTC"
 
     @property

@@ -8,12 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.reports.formats import (
+    EFFORT_HEADER,
     INCIDENT_HEADER,
     INSIGHT,
     MONTH_COLUMNS,
     PERCENTAGES,
     STATS_HEADER,
     STATS_SECTIONS,
+    effort_rows,
     fmt,
     incident_rows,
     month_rows,
@@ -88,10 +90,22 @@ def dashboard_sections(kpis: dict[str, Any]) -> list[str]:
     for title, key in STATS_SECTIONS:
         if kpis[key]:
             sections += [f"<h2>{esc(title)}</h2>", table(["", *STATS_HEADER], stats_rows(kpis[key]))]
+    sections += _effort(kpis)
     sections += ["<h2>All figures</h2>", table(["Metric", "Value"], summary_rows(kpis))]
     if kpis.get("no_data"):
         sections += ["<h2>Why some figures have no data</h2>",
                      table(["Figure", "Reason"], kpis["no_data"].items(), numeric_from=9)]
+    return sections
+
+
+def _effort(kpis: dict[str, Any]) -> list[str]:
+    """Hours logged per release state (a chart) and what they cost (a table)."""
+    spent = list((kpis.get("effort_hours_by_state") or {}).items())
+    reason = kpis.get("no_data", {}).get("effort_hours_by_state", "no time logged")
+    sections = ["<h2>Effort by release state (hours logged)</h2>",
+                bar_chart("Hours logged by release state", spent, unit=" h", empty=reason)]
+    if spent:
+        sections.append(table(["State", *EFFORT_HEADER], effort_rows(kpis)))
     return sections
 
 

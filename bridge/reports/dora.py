@@ -32,7 +32,7 @@ from datetime import timedelta
 from typing import Any
 
 from bridge.model import ChangeRequest, Incident
-from bridge.reports.facts import ReleaseFacts, hours, median_or_none, pct
+from bridge.reports.facts import ChangeEntry, ReleaseFacts, hours, median_or_none, pct
 
 #: Days after a deployment in which an incident it caused counts as early-life.
 EARLY_LIFE_DAYS = 14
@@ -48,7 +48,7 @@ def deployment_frequency(deployed: int, window_days: int | None) -> tuple[float 
 
 
 def lead_time_for_changes(
-    deployed: list[ReleaseFacts], changes_of: Mapping[str, list[ChangeRequest]]
+    deployed: list[ReleaseFacts], changes_of: Mapping[str, list[ChangeRequest | ChangeEntry]]
 ) -> tuple[float | None, str | None]:
     values = []
     for fact in deployed:
@@ -99,7 +99,7 @@ def early_life_incidents(
 def dora_figures(
     facts: list[ReleaseFacts],
     caused: Mapping[str, list[Incident]],
-    changes_of: Mapping[str, list[ChangeRequest]],
+    changes_of: Mapping[str, list[ChangeRequest | ChangeEntry]],
     *,
     window_days: int | None,
     early_life_days: int = EARLY_LIFE_DAYS,

@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any, NamedTuple
 
 from bridge.lifecycle import classify
@@ -35,6 +35,17 @@ class HistoryEntry(NamedTuple):
     new: str | None
     source: str
     at: datetime
+
+
+class ChangeEntry(NamedTuple):
+    """A change as the KPIs read it: its key, its release's key, when it was opened.
+
+    A named tuple, not a ``ChangeRequest``: building 30,000 pydantic models, even without
+    validation, took most of a 10,000-release report's time."""
+
+    key: str
+    release: str | None
+    opened_at: datetime | None
 
 
 class VetoEntry(NamedTuple):
@@ -97,7 +108,20 @@ class ReleaseFacts:
     now: datetime  # the report's "now": an open release past its baseline is overdue
 
     def entries(self, state: ReleaseState) -> list[datetime]:
-        return [at for _, new, at in self.states if new == state]
+        return self._entered.get(state, [])
+
+    @cached_property
+    def move_times(self) -> list[datetime]:
+        """When each state move happened, in order (to find the state at a time by bisection)."""
+        return [at for _, _, at in self.states]
+
+    @cached_property
+    def _entered(self) -> dict[ReleaseState, list[datetime]]:
+        """State -> when the release entered it, in time order (asked for many times)."""
+        entered: dict[ReleaseState, list[datetime]] = {}
+        for _, new, at in self.states:
+            entered.setdefault(new, []).append(at)
+        return entered
 
     @cached_property
     def baseline(self) -> datetime | None:
@@ -164,7 +188,7 @@ class ReleaseFacts:
     def revised(self) -> bool:
         if self.release.revision_count > 0:
             return True
-        return any(old is not None and classify(old, new).is_revision for old, new, _ in self.states)
+        return any(old is not None and _is_revision(old, new) for old, new, _ in self.states)
 
     @cached_property
     def completed_as_planned(self) -> bool:
@@ -173,6 +197,13 @@ class ReleaseFacts:
             and self.actual_end is not None
             and not (self.rescheduled or self.delayed or self.revised)
         )
+
+
+@cache
+def _is_revision(old: ReleaseState, new: ReleaseState) -> bool:
+    """``classify(old, new).is_revision``, remembered: a report asks about the same few
+    pairs of states tens of thousands of times."""
+    return classify(old, new).is_revision
 
 
 def release_history(history: Iterable[HistoryEntry], keys: set[str]) -> dict[str, list[HistoryEntry]]:
@@ -187,15 +218,18 @@ def release_history(history: Iterable[HistoryEntry], keys: set[str]) -> dict[str
 
 
 def facts_of(release: Release, rows: list[HistoryEntry], now: datetime) -> ReleaseFacts:
-    states = []
+    states, planned_ends = [], []
     for row in rows:
-        new = parse_state(row.new) if row.field == "state" else None
-        if new is not None and new != parse_state(row.old):
-            states.append((parse_state(row.old), new, as_utc(row.at)))
-    return ReleaseFacts(release, states, [r for r in rows if r.field == "planned_end"], now)
+        if row.field == "planned_end":
+            planned_ends.append(row)
+        elif row.field == "state":
+            old, new = parse_state(row.old), parse_state(row.new)
+            if new is not None and new != old:
+                states.append((old, new, as_utc(row.at)))
+    return ReleaseFacts(release, states, planned_ends, now)
 
 
-def release_of_change(changes: Iterable[ChangeRequest], releases: Iterable[Release]) -> dict[str, str]:
+def release_of_change(changes: Iterable[ChangeRequest | ChangeEntry], releases: Iterable[Release]) -> dict[str, str]:
     """Change key -> release key, from both the release's list and the change's own link."""
     owner = {key: r.key for r in releases for key in r.change_requests}
     owner.update({c.key: c.release for c in changes if c.release})

@@ -87,6 +87,8 @@ INSIGHT = (
     ("Change failure rate", "change_failure_rate_pct", " %"),
     ("Time to restore (median)", "time_to_restore_hours", " h"),
     ("Early-life incidents", "early_life_incidents", ""),
+    ("Direct cost", "direct_cost_total", ""),
+    ("Hours without a rate", "direct_cost_unpriced_hours", " h"),
 )
 
 #: The columns of the per-month trend table: (title, key in a ``by_month`` entry).
@@ -99,6 +101,7 @@ MONTH_COLUMNS = (
     ("restore h", "time_to_restore_hours"),
     ("incidents", "incidents_caused_total"),
     ("satisfaction", "satisfaction_avg"),
+    ("direct cost", "direct_cost_total"),
 )
 
 
@@ -119,6 +122,15 @@ def incident_rows(kpis: dict[str, Any]) -> list[list[str]]:
 
 def stats_rows(section: dict[str, Any]) -> list[list[str]]:
     return [[name, str(s["count"]), str(s["median"]), str(s["p90"])] for name, s in section.items()]
+
+
+EFFORT_HEADER = ["hours", "direct cost"]
+
+
+def effort_rows(kpis: dict[str, Any]) -> list[list[str]]:
+    """Per release state: hours logged, and their cost ("n/a" for hours without a rate)."""
+    costs = kpis.get("direct_cost_by_state") or {}
+    return [[state, str(spent), fmt(costs.get(state))] for state, spent in (kpis.get("effort_hours_by_state") or {}).items()]
 
 
 STATS_SECTIONS = (("Time in state (hours)", "time_in_state_hours"), ("Lead times (hours)", "lead_times_hours"))
@@ -149,6 +161,8 @@ def render_table(kpis: dict[str, Any]) -> str:
     for title, key in STATS_SECTIONS:
         if kpis[key]:
             lines += ["", *_grid([title, *STATS_HEADER], stats_rows(kpis[key]))]
+    if kpis.get("effort_hours_by_state"):
+        lines += ["", *_grid(["Effort by release state", *EFFORT_HEADER], effort_rows(kpis))]
     if kpis.get("by_month"):
         lines += ["", *_grid(["By month", *(title for title, _ in MONTH_COLUMNS)], month_rows(kpis))]
     if kpis.get("no_data"):

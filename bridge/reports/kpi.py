@@ -32,6 +32,10 @@ Definitions (per selected release):
 - ``satisfaction_avg``: the mean of the releases' ``satisfaction`` scores (1-5, a mapped
   field), two decimals; ``satisfaction_responses``: how many releases have a score.
 - DORA's four keys and ``early_life_incidents``: see :mod:`bridge.reports.dora`.
+- ``effort_hours_by_state``, ``direct_cost_total``, ``direct_cost_by_state`` and
+  ``direct_cost_unpriced_hours``: time logged against the releases and their changes,
+  per state the release was in when it was logged, and what it cost at ``[kpi]`` rates;
+  see :mod:`bridge.reports.cost`.
 - ``by_month``: per calendar month of the planned end (``"2024-03"``), the main figures
   (releases, the three percentages, incidents, satisfaction, deployments and the DORA
   figures), in month order, for trend charts.
@@ -55,8 +59,10 @@ from pydantic import TypeAdapter
 
 from bridge.errors import BadInput
 from bridge.model import ChangeRequest, Incident, Release, ReleaseState
+from bridge.reports.cost import COST_KEYS, CostBook, Rates, TimeEntry, entries_by_release
 from bridge.reports.dora import EARLY_LIFE_DAYS, NO_RELEASES, dora_figures
 from bridge.reports.facts import (
+    ChangeEntry,
     HistoryEntry,
     ReleaseFacts,
     VetoEntry,
@@ -73,7 +79,7 @@ from bridge.reports.formats import flatten, render_csv, render_json, render_tabl
 from bridge.timeutil import as_utc
 
 __all__ = [
-    "HistoryEntry", "VetoEntry", "compute_kpis", "flatten", "kpis_from_store", "render", "render_csv",
+    "HistoryEntry", "Rates", "TimeEntry", "VetoEntry", "compute_kpis", "flatten", "kpis_from_store", "render", "render_csv",
     "render_html", "render_json", "render_table",
 ]
 
@@ -136,11 +142,12 @@ class _Inputs:
     """What every group of releases is measured against: the incidents each release caused
     and the changes of each release, computed once for the whole report."""
 
-    def __init__(self, releases: list[Release], incidents: list[Incident], changes: list[ChangeRequest],
-                 early_life_days: int) -> None:
+    def __init__(self, releases: list[Release], incidents: list[Incident], changes: list[ChangeRequest | ChangeEntry],
+                 early_life_days: int, time_entries: list[TimeEntry], rates: Rates) -> None:
         owner = release_of_change(changes, releases)
+        self.cost = CostBook(entries_by_release(time_entries, owner), rates)
         self.caused = caused_incidents(incidents, owner)
-        self.changes_of: dict[str, list[ChangeRequest]] = {}
+        self.changes_of: dict[str, list[ChangeRequest | ChangeEntry]] = {}
         for change in changes:
             if change.key in owner:
                 self.changes_of.setdefault(owner[change.key], []).append(change)
@@ -165,11 +172,13 @@ def _figures(facts: list[ReleaseFacts], given: _Inputs, window_days: int | None)
     }
     dora, reasons = dora_figures(facts, given.caused, given.changes_of, window_days=window_days,
                                  early_life_days=given.early_life_days)
+    cost, cost_reasons = given.cost.figures(facts)
+    reasons.update({name: NO_RELEASES for name in cost_reasons} if not n else cost_reasons)
     if not n:
         reasons.update({f"{name}_pct": NO_RELEASES for name in counts})
     if not scores:
         reasons["satisfaction_avg"] = NO_SATISFACTION if n else NO_RELEASES
-    return {**figures, **dora, "counts": counts}, reasons
+    return {**figures, **dora, **cost, "counts": counts}, reasons
 
 
 def _days(first: date | None, last: date | None) -> int | None:
@@ -195,7 +204,8 @@ def _by_month(facts: list[ReleaseFacts], given: _Inputs, since: date | None, unt
         first, last = date(year, number, 1), date(year, number, calendar.monthrange(year, number)[1])
         window = _days(max(first, since) if since else first, min(last, until) if until else last)
         figures, _ = _figures(months[month], given, window)
-        figures.pop("counts")
+        for name in ("counts", "effort_hours_by_state", "direct_cost_by_state"):
+            figures.pop(name)
         result[month] = figures
     return result
 
@@ -204,13 +214,15 @@ def compute_kpis(
     releases: list[Release],
     history: list[HistoryEntry],
     incidents: list[Incident],
-    changes: list[ChangeRequest],
+    changes: list[ChangeRequest | ChangeEntry],
     vetoes: list[VetoEntry],
     *,
     since: date | None = None,
     until: date | None = None,
     now: datetime,
     early_life_days: int = EARLY_LIFE_DAYS,
+    time_entries: list[TimeEntry] | None = None,
+    rates: Rates | None = None,
 ) -> dict[str, Any]:
     """The release KPIs for releases planned to end in ``[since, until]`` (see module doc)."""
     if since is not None and until is not None and since > until:
@@ -220,7 +232,7 @@ def compute_kpis(
     keys = {r.key for r in selected}
     grouped = release_history(history, keys)
     facts = [facts_of(r, grouped[r.key], now) for r in selected]
-    given = _Inputs(releases, incidents, changes, early_life_days)
+    given = _Inputs(releases, incidents, changes, early_life_days, time_entries or [], rates or Rates())
     figures, reasons = _figures(facts, given, _window(facts, since, until))
     by_release = _incidents(selected, given.caused)
     vetoed = [v for v in vetoes if v.release_key in keys]
@@ -239,7 +251,7 @@ def compute_kpis(
         **{key: figures[key] for key in ("satisfaction_avg", "satisfaction_responses", "deployments",
                                           "deployment_frequency_per_week", "lead_time_for_changes_hours",
                                           "change_failure_rate_pct", "time_to_restore_hours",
-                                          "early_life_incidents")},
+                                          "early_life_incidents", *COST_KEYS)},
         "early_life_days": early_life_days,
         "by_month": _by_month(facts, given, since, until),
         "no_data": reasons,
@@ -262,8 +274,8 @@ def render(kpis: dict[str, Any], fmt: str) -> str:
 
 
 def kpis_from_store(store: Any, *, since: date | None, until: date | None, now: datetime,
-                    early_life_days: int = EARLY_LIFE_DAYS) -> dict[str, Any]:
-    """The KPIs over what the state store holds (records, history, vetoes)."""
+                    early_life_days: int = EARLY_LIFE_DAYS, rates: Rates | None = None) -> dict[str, Any]:
+    """The KPIs over what the state store holds (records, history, vetoes, time logged)."""
 
     def models(entity: str, model: Any) -> list[Any]:
         return _list_of(model).validate_python([{"key": key, **data["fields"]} for key, data in store.records(entity)])
@@ -274,20 +286,16 @@ def kpis_from_store(store: Any, *, since: date | None, until: date | None, now: 
     return compute_kpis(
         models("release", Release), history, models("incident", Incident), _lean_changes(store),
         vetoes, since=since, until=until, now=now, early_life_days=early_life_days,
+        time_entries=[TimeEntry._make(row) for row in store.worklog_rows()], rates=rates,
     )
 
 
-def _lean_changes(store: Any) -> list[ChangeRequest]:
-    """Changes as the KPIs read them (key, release, opened_at), built without validation: the
-    store holds records validated when written, and validating every change again would
-    cost a fifth of the report's time at 30,000 changes."""
-    changes = []
-    for key, data in store.records("change"):
-        fields = data["fields"]
-        changes.append(ChangeRequest.model_construct(
-            key=key, summary=fields.get("summary") or key, release=fields.get("release"),
-            opened_at=parse_time(fields.get("opened_at"))))
-    return changes
+def _lean_changes(store: Any) -> list[ChangeEntry]:
+    """Changes as the KPIs read them (key, release, opened_at): the database picks the two
+    fields out, and they are not validated again (the store holds records validated when
+    written)."""
+    return [ChangeEntry(key, release, parse_time(opened))
+            for key, release, opened in store.record_values("change", ("release", "opened_at"))]
 
 
 @cache

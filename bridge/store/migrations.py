@@ -111,10 +111,15 @@ def _conflicts_settled(conn: Connection) -> None:
         conn.exec_driver_sql(f"ALTER TABLE conflicts ADD COLUMN {name} {kind}")
 
 
+def _worklogs_table(conn: Connection) -> None:
+    """Time logged against records, for the KPIs' effort and direct cost."""
+    schema.worklogs.create(conn, checkfirst=True)
+
+
 #: Tables that a later step creates: step 1 leaves them out so that a fresh database
 #: replays history exactly.
 ADDED_BY_LATER_STEPS = (schema.mapping_checks, schema.held_writes, schema.comment_links,
-                        schema.verifications, schema.early_life_incidents)
+                        schema.verifications, schema.early_life_incidents, schema.worklogs)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
@@ -122,7 +127,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "held_writes: destructive writes held by the safety brake", _held_writes_table),
     Migration(4, "comment_links: which comment is which across the systems", _comment_links_table),
     Migration(5, "verifications and early_life_incidents (release process)", _release_process_tables),
-    # 6 is kept for the worklogs step (written beside this one).
+    Migration(6, "worklogs: time logged against records (effort and direct cost)", _worklogs_table),
     Migration(7, "conflicts: who settled a conflict, when and with which value", _conflicts_settled),
 )
 

@@ -346,3 +346,22 @@ early_life_incidents = Table(
     Column("opened_at", UtcDateTime, nullable=False),
     Column("flagged_at", UtcDateTime, nullable=False),
 )
+
+# Time logged against a record in its system (Jira worklogs, ServiceNow task_time_worked),
+# as last read with the record: the KPIs' effort and direct cost per release state. One row
+# per entry, keyed by where it lives; ``key`` is the canonical record it was logged against.
+# Added by migration step 6.
+worklogs = Table(
+    "worklogs",
+    metadata,
+    Column("system", String(SYSTEM), primary_key=True),
+    Column("entity", String(ENTITY), primary_key=True),
+    Column("ext_id", String(EXT_ID), primary_key=True),
+    Column("entry_id", String(EXT_ID), primary_key=True),
+    Column("key", String(KEY), nullable=False),
+    Column("started", UtcDateTime, nullable=False),
+    Column("seconds", Integer, nullable=False),
+    Column("author", String(255), nullable=False),
+    Column("work_group", String(255)),  # the team charged, when the system records one
+    Index("ix_worklogs_record", "entity", "key"),
+)

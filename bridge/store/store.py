@@ -8,7 +8,8 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Text, func, select, type_coerce
+from sqlalchemy import Connection, Text, cast, func, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bridge.errors import ConfigError, SyncFailure
@@ -20,6 +21,7 @@ from bridge.store.connect import SQLITE_BEGIN, create_store_engine, parse_store_
 from bridge.store.held import HeldWriteOperations
 from bridge.store.operations import Operations
 from bridge.store.release_process import ReleaseProcessOperations
+from bridge.store.worklogs import WorklogOperations
 from bridge.timeutil import utc_now
 
 
@@ -40,7 +42,7 @@ class StoreUnavailable(SyncFailure):
 
 
 class UnitOfWork(Operations, HeldWriteOperations, CommentLinkOperations, ReleaseProcessOperations,
-                 ConflictOperations):
+                 ConflictOperations, WorklogOperations):
     """Operations inside one transaction: everything commits together or not at all."""
 
     def __init__(self, conn: Connection, clock: Callable[[], datetime]) -> None:
@@ -52,7 +54,7 @@ class UnitOfWork(Operations, HeldWriteOperations, CommentLinkOperations, Release
 
 
 class Store(Operations, HeldWriteOperations, CommentLinkOperations, ReleaseProcessOperations,
-                 ConflictOperations):
+                 ConflictOperations, WorklogOperations):
     """The state store. ``Store("sqlite:///relbridge.db")`` or ``Store("postgresql://…")``.
 
     Opening checks that the database is reachable, refuses a schema newer than this code,
@@ -131,6 +133,19 @@ class Store(Operations, HeldWriteOperations, CommentLinkOperations, ReleaseProce
         with self.begin(write=False) as conn:
             rows = conn.execute(query.order_by(h.c.at, h.c.id)).all()
         return [(key, field, _json(a), _json(b), at) for key, field, a, b, at in rows]
+
+    def record_values(self, entity: str, names: Sequence[str]) -> list[tuple[Any, ...]]:
+        """(key, *values) of every record of ``entity``: the named top-level fields only,
+        picked out by the database (a lean read for reports: no record decoded here).
+        Values are as JSON holds them (text for strings and times), None when unset."""
+        r = t.records
+        with self.begin(write=False) as conn:
+            if conn.dialect.name == "postgresql":
+                data = cast(r.c.data, JSONB)["fields"]
+                columns = [data[name].astext for name in names]
+            else:
+                columns = [func.json_extract(r.c.data, f"$.fields.{name}") for name in names]
+            return [tuple(row) for row in conn.execute(select(r.c.key, *columns).where(r.c.entity == entity))]
 
     def data_version(self) -> tuple[Any, ...]:
         """A cheap fingerprint of what reports read (record count and latest update, latest

@@ -28,6 +28,7 @@ def relbridge_adapters(config: Config, on_call: OnCall | None = None) -> list[Ji
             timeout=jira.timeout_seconds,
             page_size=config.sync.page_size,
             on_call=on_call,
+            read_time_worked=config.kpi.read_time_worked,
         )
     ]
 

@@ -20,7 +20,14 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bridge.adapter import DEFAULT_PAGE_SIZE, Metadata, OnCall, SystemRecord, WebhookHint
+from bridge.adapter import (
+    DEFAULT_PAGE_SIZE,
+    Metadata,
+    OnCall,
+    SystemRecord,
+    WebhookHint,
+    WorklogEntry,
+)
 from bridge.errors import BadInput, ConfigError
 from relbridge_jira.comments import COMMENT_FIELD, COMMENT_LIMIT, add_comment, find_comment
 from relbridge_jira.connection import JiraConnection
@@ -53,6 +60,7 @@ class JiraAdapter:
         page_size: int = DEFAULT_PAGE_SIZE,
         issue_types: Mapping[str, str] = DEFAULT_ISSUE_TYPES,
         on_call: OnCall | None = None,
+        read_time_worked: bool = False,
     ) -> None:
         if not projects:
             raise ConfigError("[jira] projects must name at least one project key")
@@ -69,7 +77,9 @@ class JiraAdapter:
         self._conn = JiraConnection(url, user, token, verify_tls=verify_tls, timeout=timeout,
                                     observer=self._count)
         self._versions = Versions(self._conn, self.projects)
-        self._issues = Issues(self._conn, self.projects, self.issue_types, page_size)
+        # Changes are issues, which hold worklogs; versions hold none (``WorklogSupport``).
+        self.worklog_entities: tuple[str, ...] = ("change",) if read_time_worked else ()
+        self._issues = Issues(self._conn, self.projects, self.issue_types, page_size, self.worklog_entities)
 
     def __repr__(self) -> str:  # never shows the token
         return f"JiraAdapter(url={self._conn.url!r}, projects={self.projects!r})"
@@ -165,6 +175,15 @@ class JiraAdapter:
     def _comment_field(self, entity: str, field: str) -> None:
         if self._entity(entity) == "release" or field != COMMENT_FIELD:
             raise BadInput(f"jira comments are the {COMMENT_FIELD!r} of an issue, not {entity}.{field}")
+
+    # --- time worked (bridge.adapter.WorklogSupport) -------------------------------------------
+
+    def worklogs(self, entity: str, ids: list[str]) -> dict[str, list[WorklogEntry]]:
+        """Every worklog of these issues: one ``GET issue/{id}/worklog`` per issue (and page).
+        Listings and reads need none of these calls: their answers carry the worklogs."""
+        if self._entity(entity) not in self.worklog_entities:
+            return {}
+        return {id: self._issues.worklogs(self._id(entity, id)) for id in ids}
 
     def parse_webhook(self, headers: Mapping[str, str], body: Any) -> list[WebhookHint]:
         """No I/O: the body only says which object to re-read."""

@@ -4,6 +4,8 @@ Call costs (per operation, "search" = one call per page of ``page_size`` issues)
 
 * list_changed: the JQL search only (fields limited to the mapped ones); the first search
   with a ``since`` also reads ``GET myself`` once, for the time zone JQL dates are in.
+* worklogs (an entity in ``worklog_entities``): the ``worklog`` field rides in the search
+  and the read; an issue with more than the field's 20 costs ``GET issue/{id}/worklog``.
 * read: one ``GET issue/{id}?fields=…`` (with ``issuetype``: an issue of another type or
   project than the entity's raises ``NotThisEntity``, see ``read``).
 * find_by_correlation: one search call (``labels = "relbridge-<KEY>"``).
@@ -25,6 +27,7 @@ Call costs (per operation, "search" = one call per page of ``page_size`` issues)
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import re
@@ -33,7 +36,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.adapter import SystemRecord
+from bridge.adapter import SystemRecord, WorklogEntry
 from bridge.errors import BadInput, NotThisEntity, PermanentError
 from relbridge_jira.comments import COMMENT_FIELD, all_comments, comment_entries
 from relbridge_jira.comments import entry as comment_entry
@@ -61,6 +64,7 @@ from relbridge_jira.workflow import (
     walk_to_status,
     workflow_order,
 )
+from relbridge_jira.worklogs import WORKLOG_FIELD, all_worklogs, worklog_entries
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +76,10 @@ ISSUE_KEY = re.compile(r"^[A-Z][A-Z0-9_]+-[1-9][0-9]*$")
 
 class Issues:
     def __init__(self, conn: JiraConnection, projects: Sequence[str],
-                 issue_types: Mapping[str, str], page_size: int) -> None:
+                 issue_types: Mapping[str, str], page_size: int,
+                 worklog_entities: Iterable[str] = ()) -> None:
         self._conn = conn
+        self._worklog_entities = frozenset(worklog_entities)  # their records carry worklogs
         self._projects = list(projects)
         self._types = dict(issue_types)
         self._page_size = page_size
@@ -96,7 +102,7 @@ class Issues:
         if since is not None:
             jql += f' AND updated >= "{jql_datetime(since, self._conn.user_timezone())}"'
         jql += " ORDER BY updated ASC, key ASC"
-        for raw in self._conn.search(jql, request_fields(entity, wanted), self._page_size):
+        for raw in self._conn.search(jql, self._request_fields(entity, wanted), self._page_size):
             yield self._record(raw, entity)
 
     def read(self, entity: str, issue_id: str, fields: Iterable[str] = ()) -> SystemRecord | None:
@@ -106,7 +112,7 @@ class Issues:
         ``issue_updated`` naming type Incident with a Change's id), so the issue's real
         type and project are checked here, where every read passes."""
         wanted = self._remember(entity, fields)
-        names = ",".join(sorted({*request_fields(entity, wanted).split(","), "issuetype"}))
+        names = ",".join(sorted({*self._request_fields(entity, wanted).split(","), "issuetype"}))
         try:
             raw = self._conn.get(f"issue/{issue_id}", {"fields": names, "expand": "changelog"})
         except PermanentError as exc:
@@ -315,7 +321,25 @@ class Issues:
             if not complete:
                 entries = [comment_entry(c) for c in all_comments(self._conn, str(raw["id"]))]
             raw = {**raw, "fields": {**fields, COMMENT_FIELD: entries}}
-        return issue_record(raw, entity, self._conn.url)
+        record = issue_record(raw, entity, self._conn.url)
+        if entity not in self._worklog_entities or WORKLOG_FIELD not in fields:
+            return record  # not asked for (a look-up by label): the stored entries stay
+        logged, complete = worklog_entries(fields.get(WORKLOG_FIELD))
+        if not complete:
+            logged = all_worklogs(self._conn, str(raw["id"]))
+        kept = {name: value for name, value in record.fields.items() if name != WORKLOG_FIELD}
+        return dataclasses.replace(record, fields=kept, worklogs=tuple(logged))
+
+    def worklogs(self, issue_id: str) -> list[WorklogEntry]:
+        """Every worklog of one issue: one call per page."""
+        return all_worklogs(self._conn, issue_id)
+
+    def _request_fields(self, entity: str, wanted: Iterable[str]) -> str:
+        """``request_fields``, with ``worklog`` when the entity's records carry worklogs."""
+        names = request_fields(entity, wanted)
+        if entity not in self._worklog_entities:
+            return names
+        return ",".join(sorted({*names.split(","), WORKLOG_FIELD}))
 
     def _workflow_key(self, entity: str) -> str:
         return f"{self._projects[0]}/{self._types[entity]}"

@@ -35,6 +35,7 @@ def relbridge_adapters(config: Config, on_call: OnCall | None = None) -> list[Se
             timeout=section.timeout_seconds,
             page_size=config.sync.page_size,
             on_call=on_call,
+            read_time_worked=config.kpi.read_time_worked,
         )
     ]
 

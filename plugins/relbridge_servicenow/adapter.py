@@ -9,6 +9,9 @@ carries the link pseudo-fields of ``bridge.adapter``, filled only when asked for
   one link query per page, so mappings need not know how ServiceNow stores it. It is
   read-only: ServiceNow has no such column, it follows ``caused_by``.
 
+With ``read_time_worked`` (``[kpi] read_time_worked``), releases and changes carry their
+``task_time_worked`` entries (``SystemRecord.worklogs``): one more query per page.
+
 Calls are a cost (DESIGN §9): lists read only the requested columns, link lookups are
 batched per page, a write is one PATCH of the given fields, and nothing is sent for an
 empty write.
@@ -24,12 +27,21 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bridge.adapter import DEFAULT_PAGE_SIZE, FieldTime, Metadata, OnCall, SystemRecord, WebhookHint
+from bridge.adapter import (
+    DEFAULT_PAGE_SIZE,
+    FieldTime,
+    Metadata,
+    OnCall,
+    SystemRecord,
+    WebhookHint,
+    WorklogEntry,
+)
 from bridge.errors import BadInput, PermanentError
 from relbridge_servicenow.api import SYSTEM, TableApi, checked_sys_id
 from relbridge_servicenow.journal import COMMENT_LIMIT, JOURNAL_FIELDS, Journal
 from relbridge_servicenow.links import ReleaseLinks
 from relbridge_servicenow.metadata import read_metadata
+from relbridge_servicenow.time_worked import time_worked
 from relbridge_servicenow.values import (
     format_datetime,
     parse_datetime,
@@ -78,6 +90,7 @@ class ServiceNowAdapter:
         page_size: int = DEFAULT_PAGE_SIZE,
         objects: Mapping[str, str] = DEFAULT_OBJECTS,
         on_call: OnCall | None = None,
+        read_time_worked: bool = False,
     ) -> None:
         unknown = sorted(set(objects) - set(DEFAULT_OBJECTS))
         if unknown:
@@ -92,6 +105,9 @@ class ServiceNowAdapter:
         self._links = ReleaseLinks(self._api)
         self._journal = Journal(self._api)
         self._entity_of_table = {table: entity for entity, table in self.objects.items()}
+        # Releases and changes are tasks: time is logged against both (``WorklogSupport``).
+        self.worklog_entities: tuple[str, ...] = (
+            tuple(e for e in ("release", "change") if e in self.objects) if read_time_worked else ())
 
     @property
     def calls(self) -> Mapping[str, int]:
@@ -125,7 +141,8 @@ class ServiceNowAdapter:
             seen.update(_identity(row) for row in fresh)
             self._add_links(entity, fresh, want_release)
             journal.fill(fresh)
-            yield from (self._record(entity, table, row) for row in fresh)
+            logged = self.worklogs(entity, [str(row.get("sys_id")) for row in fresh])
+            yield from (self._record(entity, table, row, logged) for row in fresh)
             if len(page) < self.page_size:
                 return
             last = str(page[-1].get("sys_updated_on", ""))
@@ -144,7 +161,14 @@ class ServiceNowAdapter:
             return None
         self._add_links(entity, [row], want_release)
         self._journal.add_entries(table, row, fields)
-        return self._record(entity, table, row)
+        return self._record(entity, table, row, self.worklogs(entity, [id]))
+
+    def worklogs(self, entity: str, ids: list[str]) -> dict[str, list[WorklogEntry]]:
+        """The ``task_time_worked`` entries of these records: one query per page of them
+        ({} for an entity whose time is not read)."""
+        if entity not in self.worklog_entities or not ids:
+            return {}
+        return time_worked(self._api, ids)
 
     def find_by_key(self, entity: str, key: str, fields: Iterable[str] = ()) -> SystemRecord | None:
         """The record a person knows by its number (``CHG0030001``): one GET (plus one link
@@ -362,7 +386,8 @@ class ServiceNowAdapter:
             for row, cause in zip(rows, causes, strict=True):
                 row["release"] = releases.get(cause, "")
 
-    def _record(self, entity: str, table: str, row: dict[str, Any]) -> SystemRecord:
+    def _record(self, entity: str, table: str, row: dict[str, Any],
+                logged: Mapping[str, list[WorklogEntry]] | None = None) -> SystemRecord:
         sys_id = str(row.get("sys_id") or "")
         try:
             updated_at = parse_datetime(str(row.get("sys_updated_on")))
@@ -389,6 +414,7 @@ class ServiceNowAdapter:
             created_at=created_at,
             field_times=field_times,
             untouched=untouched,
+            worklogs=tuple(logged[sys_id]) if logged and sys_id in logged else None,
         )
 
 

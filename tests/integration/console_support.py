@@ -37,9 +37,11 @@ class ConsoleSite:
         return TestClient(self.app, **kwargs)
 
 
-def console_site(store_url: str, *, releases: int = 60, console: dict[str, Any] | None = None) -> ConsoleSite:
+def console_site(store_url: str, *, releases: int = 60, console: dict[str, Any] | None = None,
+                 kpi: dict[str, Any] | None = None) -> ConsoleSite:
     """The daemon's receiver app (real mount at /ui) over a freshly seeded store."""
-    config = Config.model_validate({"store": {"url": store_url}, "console": {"enabled": True, **(console or {})}})
+    config = Config.model_validate({"store": {"url": store_url}, "console": {"enabled": True, **(console or {})},
+                                    "kpi": kpi or {}})
     runtime = Runtime(config)
     seed_records(runtime.store, releases, months=6)
     seed_console_extras(runtime.store)

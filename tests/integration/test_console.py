@@ -13,7 +13,7 @@ from bridge.config import Config, SyncConfig
 from bridge.daemon.inbox import Inbox
 from bridge.daemon.metrics import Metrics
 from bridge.daemon.receiver import create_app
-from bridge.reports.kpi import kpis_from_store
+from bridge.reports.kpi import Rates, kpis_from_store
 from tests.integration.console_support import HOSTILE_NAMES, console_site
 
 HTML = {"accept": "text/html"}
@@ -57,6 +57,20 @@ def test_kpi_page_shows_the_same_figures_as_the_command(site) -> None:
     kpis = kpis_from_store(site.runtime.store, since=None, until=None, now=datetime.now(UTC))
     assert f"{kpis['change_failure_rate_pct']} % Change failure rate" in page
     assert f"{kpis['releases']} Releases" in page
+
+
+def test_kpi_page_shows_effort_and_cost_at_the_configured_rates(store_url: str) -> None:
+    site = console_site(store_url, releases=20, kpi={"hourly_rate": 100, "group_rates": {"ops": 150}})
+    try:
+        page = text_of(site.client().get("/ui/kpi", headers=HTML).text)
+        kpis = kpis_from_store(site.runtime.store, since=None, until=None, now=datetime.now(UTC),
+                               rates=Rates(100.0, {"ops": 150.0}))
+        assert kpis["direct_cost_total"] and f"{kpis['direct_cost_total']} Direct cost" in page
+        assert "Effort by release state (hours logged)" in page
+        state, hours = next(iter(kpis["effort_hours_by_state"].items()))
+        assert f"{state} {hours} {kpis['direct_cost_by_state'][state]}" in page
+    finally:
+        site.runtime.close()
 
 
 def test_names_are_shown_not_run(site) -> None:

@@ -266,6 +266,45 @@ def test_find_issue_by_correlation_label(rsps: responses.RequestsMock) -> None:
         adapter.find_by_correlation("change", "has space")
 
 
+def worklog(wid: str, started: str, seconds: int) -> dict[str, Any]:
+    return {"id": wid, "started": started, "timeSpentSeconds": seconds,
+            "author": {"displayName": "Ada Lovelace", "name": "ada"}}
+
+
+def test_worklogs_ride_in_the_search_and_only_a_cut_short_list_costs_a_call(rsps: responses.RequestsMock) -> None:
+    adapter = make_adapter(read_time_worked=True)
+    server_info(rsps, cloud=True)
+    full = {"startAt": 0, "maxResults": 20, "total": 1, "worklogs": [worklog("1", "2025-03-04T10:00:00.000+0100", 600)]}
+    cut = {"startAt": 0, "maxResults": 20, "total": 21,
+           "worklogs": [worklog(str(n), "2025-03-04T10:00:00.000+0000", 60) for n in range(20)]}
+    rsps.get(f"{API}/search/jql", json={"issues": [issue("101", "OPS-1", worklog=full),
+                                                   issue("102", "OPS-2", worklog=cut)]})
+    rsps.get(f"{API}/issue/102/worklog", json={"startAt": 0, "maxResults": 1000, "total": 21, "worklogs": [
+        worklog(str(n), "2025-03-04T10:00:00.000+0000", 60) for n in range(21)]})
+    first, second = adapter.list_changed("change", None, ["summary"])
+
+    assert "worklog" in query(rsps.calls[1])["fields"][0].split(",")
+    assert first.worklogs is not None and len(first.worklogs) == 1
+    [entry] = first.worklogs
+    assert (entry.id, entry.seconds, entry.author) == ("1", 600, "Ada Lovelace")
+    assert entry.started == datetime(2025, 3, 4, 9, 0, tzinfo=UTC)
+    assert "worklog" not in first.fields  # kept apart from the record's fields
+    assert second.worklogs is not None and len(second.worklogs) == 21
+    assert adapter.calls == {"GET": 3}  # serverInfo, the search, one worklog list
+    # A look-up by label asks for no worklogs: its record leaves the stored ones alone.
+    rsps.get(f"{API}/search/jql", json={"issues": [issue("101", "OPS-1", labels=["relbridge-CHG-7"])]})
+    found = adapter.find_by_correlation("change", "CHG-7")
+    assert found is not None and found.worklogs is None
+
+
+def test_without_read_time_worked_no_worklog_is_asked_for(rsps: responses.RequestsMock) -> None:
+    adapter = make_adapter()
+    server_info(rsps, cloud=True)
+    rsps.get(f"{API}/search/jql", json={"issues": [issue("101", "OPS-1")]})
+    [record] = adapter.list_changed("change", None, ["summary"])
+    assert "worklog" not in query(rsps.calls[1])["fields"][0] and record.worklogs is None
+
+
 # --- writing issues -----------------------------------------------------------------------------
 
 CHANGE_WORKFLOW = ["New", "Assess", "Authorize", "Scheduled", "Implement", "Review", "Canceled", "Closed"]

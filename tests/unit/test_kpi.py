@@ -34,6 +34,7 @@ import pytest
 
 from bridge.errors import BadInput
 from bridge.model import ChangeRequest, Incident, Release, ReleaseState
+from bridge.reports.cost import NO_TIME
 from bridge.reports.kpi import (
     HistoryEntry,
     VetoEntry,
@@ -180,18 +181,23 @@ EXPECTED = {
     "change_failure_rate_pct": 100.0,
     "time_to_restore_hours": None,
     "early_life_incidents": 0,
+    "effort_hours_by_state": {},
+    "direct_cost_total": None,
+    "direct_cost_by_state": {},
+    "direct_cost_unpriced_hours": 0.0,
     "early_life_days": 14,
     "by_month": {"2024-03": {
         "releases": 5, "completed_as_planned_pct": 20.0, "rescheduled_or_delayed_pct": 60.0,
         "needing_revision_pct": 40.0, "incidents_caused_total": 6, "satisfaction_avg": None,
         "satisfaction_responses": 0, "deployments": 4, "deployment_frequency_per_week": 1.27,
         "lead_time_for_changes_hours": None, "change_failure_rate_pct": 100.0, "time_to_restore_hours": None,
-        "early_life_incidents": 0,
+        "early_life_incidents": 0, "direct_cost_total": None, "direct_cost_unpriced_hours": 0.0,
     }},
     "no_data": {
         "satisfaction_avg": "no release in the period has a satisfaction score (map release.satisfaction)",
         "lead_time_for_changes_hours": "no change of a deployed release has an opened date before the deployment",
         "time_to_restore_hours": "no incident caused by these releases has both an opened and a resolved time",
+        **dict.fromkeys(("effort_hours_by_state", "direct_cost_total", "direct_cost_by_state"), NO_TIME),
     },
 }
 
@@ -243,8 +249,9 @@ def test_csv_is_flat_metric_key_value(kpis: dict[str, object]) -> None:
     assert "deployment_frequency_per_week,,1.27" in lines
     # 2 period + generated_at + 5 release scalars + 3 counts + 3 incident/veto scalars
     # + per release (total + priorities) + 5 states x 3 + 4 lead times x 3
-    # + 9 insight scalars + 13 figures of one month + 3 reasons
-    assert len(rows) - 1 == 2 + 1 + 5 + 3 + 3 + (2 + 3 + 2 + 2) + 15 + 12 + 9 + 13 + 3
+    # + 9 insight scalars + 2 cost scalars (the per-state figures are empty: no time logged)
+    # + 15 figures of one month + 6 reasons
+    assert len(rows) - 1 == 2 + 1 + 5 + 3 + 3 + (2 + 3 + 2 + 2) + 15 + 12 + 9 + 2 + 15 + 6
 
 
 def test_csv_writes_null_as_empty_and_quotes_awkward_names() -> None:

@@ -249,6 +249,8 @@ FIELDS: tuple[FieldDef, ...] = (
     FieldDef("creator", "Creator", _system("user", "creator"), ("creator",), orderable=False),
     FieldDef("comment", "Comment", _system("comments-page", "comment"), ("comment",),
              navigable=False),
+    # As Jira: no JQL clause of its own (worklogDate, worklogAuthor search worklogs).
+    FieldDef("worklog", "Log Work", _system("array", "worklog", "worklog"), (), navigable=False),
     FieldDef("parent", "Parent", _system("issuelink", "parent"), ("parent",)),
     FieldDef("customfield_10010", "Change risk",
              _custom("string", "com.atlassian.jira.plugin.system.customfieldtypes:textfield",

@@ -342,6 +342,11 @@ def _field_value(view: View, state: JiraState, issue: Issue, field_id: str) -> A
         comments = [comment_json(view, issue, c) for c in issue.comments]
         return {"self": f"{view.rest}/issue/{issue.id}/comment", "comments": comments,
                 "maxResults": len(comments), "total": len(comments), "startAt": 0}
+    if field_id == "worklog":
+        # As Jira: an issue's fields carry its first WORKLOG_FIELD_PAGE worklogs; `total`
+        # says when there are more (read them from /issue/{id}/worklog).
+        shown = [worklog_json(view, issue, w) for w in issue.worklogs[:WORKLOG_FIELD_PAGE]]
+        return {"startAt": 0, "maxResults": WORKLOG_FIELD_PAGE, "total": len(issue.worklogs), "worklogs": shown}
     if field_id == "parent":
         parent = state.issues.get(issue.parent_id) if issue.parent_id else None
         return linked_issue_json(view, parent) if parent else None
@@ -373,6 +378,10 @@ def comment_json(view: View, issue: Issue, comment: dict[str, Any],
     if rendered:
         body["renderedBody"] = html_text(comment["body"])
     return body
+
+
+#: Worklogs an issue's `worklog` field holds (Jira Cloud and Server: 20).
+WORKLOG_FIELD_PAGE = 20
 
 
 def worklog_json(view: View, issue: Issue, worklog: dict[str, Any]) -> dict[str, Any]:
