@@ -21,7 +21,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -40,19 +39,10 @@ def store_url(database: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as folder:
             yield f"sqlite:///{folder}/kpi.db"
         return
-    from sqlalchemy import create_engine, make_url, text
+    from bridge.store.connect import scratch_schema
 
-    schema = f"relbridge_bench_{uuid.uuid4().hex[:10]}"
-    url = make_url(os.environ["RELBRIDGE_TEST_PG_URL"]).set(drivername="postgresql+psycopg")
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with scratch_schema(os.environ["RELBRIDGE_TEST_PG_URL"], "relbridge_bench") as url:
+        yield url
 
 
 def measure(database: str, n: int) -> dict[str, object]:

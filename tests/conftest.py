@@ -4,30 +4,20 @@ RELBRIDGE_TEST_PG_URL is set, on PostgreSQL (a fresh schema per test, dropped af
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+
+from bridge.store.connect import scratch_schema
 
 PG_URL_VARIABLE = "RELBRIDGE_TEST_PG_URL"
 
 
 def pg_schema_url(base: str) -> Iterator[str]:
     """A URL whose connections use a new, empty schema; the schema is dropped afterwards."""
-    schema = f"relbridge_test_{uuid.uuid4().hex[:12]}"
-    url = make_url(base).set(drivername="postgresql+psycopg")
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with scratch_schema(base, "relbridge_test") as url:
+        yield url
 
 
 def pg_base_url() -> str:

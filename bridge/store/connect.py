@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import uuid
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +147,20 @@ def advisory_lock(conn: Connection, name: str) -> None:
     conn.execute(
         text("SELECT pg_advisory_xact_lock(:key, hashtext(current_schema()))"), {"key": key}
     )
+
+
+@contextmanager
+def scratch_schema(base: str, prefix: str = "relbridge_scratch") -> Iterator[str]:
+    """A URL on PostgreSQL ``base`` whose connections use a new, empty schema, dropped
+    afterwards: the tests' and benchmarks' throwaway store."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    url = make_url(base).set(drivername="postgresql+psycopg")
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
