@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--releases", type=int, default=None,
                         help="releases seeded, 5 changes each (default: enough that every edit goes to a "
                              "distinct change, at least 20)")
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=8)  # [sync] workers default
     parser.add_argument("--requests", type=int, default=3000, help="webhooks per receiver run (default 3000)")
     parser.add_argument("--threads", type=int, default=8, help="client threads for the receiver run")
     parser.add_argument("--rounds", type=int, default=5, help="alternating receiver/bare rounds (median counts)")
