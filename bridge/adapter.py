@@ -26,6 +26,10 @@ are asked for like any field; the adapter fills each with the object's comments 
 of ``CommentEntry`` dicts, read with the page of records that holds them (one extra query
 per page at most, never one per record).
 
+Optional: people (``UserSupport``). A field holding a person (ServiceNow's ``assigned_to``,
+Jira's ``assignee``) is shown by the person's e-mail, lower-cased, so the same person reads
+the same in both systems; an e-mail given in a write is written as that system's user.
+
 Errors: adapters raise ``bridge.errors.TransientError`` for 429/5xx/connection problems
 (with ``retry_after`` when the server said so) and ``PermanentError`` for other 4xx.
 """
@@ -133,6 +137,23 @@ class CommentSupport(Protocol):
     def find_comment(self, entity: str, id: str, field: str, marker: str) -> str | None:
         """The id of the object's comment in ``field`` whose text holds ``marker``, if any:
         asked only for a copy that may have been written before a crash."""
+
+
+@runtime_checkable
+class UserSupport(Protocol):
+    """What an adapter offers so assignees cross, matched by e-mail (optional;
+    ``bridge.engine.users``)."""
+
+    def user_fields(self, entity: str) -> frozenset[str]:
+        """The system fields of ``entity`` that hold a person. Reading, each shows the
+        person's e-mail, lower-cased ("" for nobody); a person whose e-mail the system does
+        not show is left out of the record (not read, never guessed). Writing, an e-mail
+        ``match_users`` found is written as that user, "" as nobody."""
+
+    def match_users(self, emails: Iterable[str]) -> set[str]:
+        """The e-mails (lower-cased) that name exactly one user here who shows that e-mail.
+        Answers are cached: at most one look-up per e-mail not met before (one that matched
+        nobody is asked again only after a while)."""
 
 
 @runtime_checkable
