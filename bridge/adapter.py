@@ -33,6 +33,10 @@ page at most; an entry list the API cut short is completed for that object alone
 engine stores them with the record, in the same transaction (the ``worklogs`` table);
 the KPIs attribute them to the release's state when the work was done.
 
+Optional: people (``UserSupport``). A field holding a person (ServiceNow's ``assigned_to``,
+Jira's ``assignee``) is shown by the person's e-mail, lower-cased, so the same person reads
+the same in both systems; an e-mail given in a write is written as that system's user.
+
 Errors: adapters raise ``bridge.errors.TransientError`` for 429/5xx/connection problems
 (with ``retry_after`` when the server said so) and ``PermanentError`` for other 4xx.
 """
@@ -164,6 +168,22 @@ class WorklogSupport(Protocol):
     def worklogs(self, entity: str, ids: list[str]) -> dict[str, list[WorklogEntry]]:
         """Every entry logged against each of these objects, by object id, in as few
         calls as the API allows (the adapter's listing and reads use it per page)."""
+
+
+class UserSupport(Protocol):
+    """What an adapter offers so assignees cross, matched by e-mail (optional;
+    ``bridge.engine.users``)."""
+
+    def user_fields(self, entity: str) -> frozenset[str]:
+        """The system fields of ``entity`` that hold a person. Reading, each shows the
+        person's e-mail, lower-cased ("" for nobody); a person whose e-mail the system does
+        not show is left out of the record (not read, never guessed). Writing, an e-mail
+        ``match_users`` found is written as that user, "" as nobody."""
+
+    def match_users(self, emails: Iterable[str]) -> set[str]:
+        """The e-mails (lower-cased) that name exactly one user here who shows that e-mail.
+        Answers are cached: at most one look-up per e-mail not met before (one that matched
+        nobody is asked again only after a while)."""
 
 
 @runtime_checkable

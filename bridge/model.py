@@ -94,6 +94,8 @@ def _check_key(value: str) -> str:
 
 
 Key = Annotated[str, AfterValidator(_check_key)]
+#: A person, by e-mail address (the same person in every system), lower-cased; "" for nobody.
+Email = Annotated[str, AfterValidator(lambda value: value.strip().lower())]
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
@@ -166,6 +168,7 @@ class ChangeRequest(CanonicalRecord):
 
     summary: str = Field(min_length=1, max_length=255)
     description: str = ""  # plain text (Jira wiki markup is read as the text it shows)
+    assignee: Email = ""  # matched by e-mail across the systems (bridge.engine.users)
     state: ChangeState = ChangeState.NEW
     approval: Approval = Approval.NOT_REQUESTED
     type: ChangeType = ChangeType.NORMAL
@@ -193,6 +196,7 @@ class Incident(CanonicalRecord):
 
     summary: str = Field(min_length=1, max_length=255)
     description: str = ""  # plain text, as for changes
+    assignee: Email = ""  # as for changes
     state: IncidentState = IncidentState.NEW
     priority: int = Field(default=4, ge=1, le=5)
     caused_by_change: Key | None = None

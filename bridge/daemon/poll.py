@@ -29,7 +29,7 @@ from datetime import timedelta
 from bridge.adapter import SystemRecord
 from bridge.daemon.inbox import Inbox, Source
 from bridge.daemon.metrics import Metrics
-from bridge.engine import Engine
+from bridge.engine import Engine, users
 from bridge.retry import RetryPolicy
 from bridge.store import Store
 
@@ -200,6 +200,8 @@ class Sweeper(LeasedLoop):
         self.min_age = min_age
 
     def work(self) -> int:
+        # An assignee whose user now exists becomes a pending write, queued below in turn.
+        users.rematch(self.store, self.engine.mappings, self.engine.adapters)
         cutoff = self.engine.clock() - timedelta(seconds=self.min_age)
         found = []
         unfinished = [(entity, key) for entity, key, updated_at in self.store.unfinished_records()

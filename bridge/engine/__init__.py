@@ -8,7 +8,8 @@
 * ``envelope`` -- what is kept per canonical record, and the report of a pass;
 * ``merge`` -- per-field merge of one system's edits (owners, conflicts, policies);
 * ``adoption`` -- the first meeting of two objects never synced;
-* ``safety`` -- the brake on destructive writes; ``dryrun`` -- a pass that writes nothing.
+* ``safety`` -- the brake on destructive writes; ``dryrun`` -- a pass that writes nothing;
+* ``users`` -- assignees matched by e-mail, the unmatched ones kept for `relbridge status`.
 """
 
 from bridge.engine.creates import CreateInProgress

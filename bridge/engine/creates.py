@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.adapter import Adapter, SystemRecord
 from bridge.config import Config
+from bridge.engine import users
 from bridge.engine.envelope import Envelope, StoreResolver, SyncReport
 from bridge.engine.locks import RecordLocks
 from bridge.errors import TransientError
@@ -82,6 +83,7 @@ class Creates:
         lease = f"create:{system}:{entity}:{key}"
         look_up = self.may_exist_unlinked(system, entity, env)
         out = mapping.to_system(entity, env.fields, None, self.engine.resolvers[system])
+        users.screen(self.engine.adapters[system], entity, out)
         held = False
         try:
             journal = self._journal(out, mapping, entity, env)
@@ -140,6 +142,7 @@ class Creates:
             tx.put_ref(entity, key, system, created.id, ext_key=created.key, url=created.url,
                        version=None, updated_at=created.updated_at)
             tx.release_lease(lease, self.engine.instance_id)
+            users.record(tx, self.engine.adapters[system], mapping, entity, key, out)
 
     def _take_lease(self, tx: UnitOfWork, lease: str, system: str, entity: str, key: str) -> None:
         """Hold ``lease`` (until the create is recorded, or for twice the system's timeout if

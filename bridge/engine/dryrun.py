@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 #: Adapter methods that only read. Everything else an engine calls on an adapter during a
 #: dry run is refused: a method not known to be read-only must not reach a live system.
 READS = frozenset({"list_changed", "read", "find_by_correlation", "find_by_field", "field_times", "parse_webhook",
-                   "metadata", "check_auth", "find_comment"})
+                   "metadata", "check_auth", "find_comment", "user_fields", "match_users"})
 COPY_PAGE = 1000
 
 

@@ -35,6 +35,7 @@ from typing import Any
 from bridge.adapter import Adapter, SystemRecord
 from bridge.config import Config
 from bridge.daemon.inbox import queued_events
+from bridge.engine import users
 from bridge.engine.creates import Creates, raw_fields
 from bridge.engine.envelope import Envelope, HeldRecord, StoreResolver, SyncReport
 from bridge.engine.ingest import Ingest, name_field
@@ -125,6 +126,7 @@ class Engine:
         finally:
             self.release.close_reads()  # even after a failed read: what was stored stays linked
         self.release.settle_pass()
+        users.rematch(self.store, self.mappings, self.adapters)  # assignees whose user now exists
         touched_keys = self.propagation.pending_keys(touched)
         for entity in ENTITY_ORDER:
             keys = sorted(touched_keys[entity])

@@ -13,6 +13,7 @@ from contextlib import nullcontext
 from typing import Protocol
 
 from bridge.adapter import Adapter
+from bridge.engine import users
 from bridge.engine.comments import sync_comments
 from bridge.engine.creates import Creates
 from bridge.engine.envelope import Envelope, HeldRecord, StoreResolver, SyncReport
@@ -90,14 +91,17 @@ class Propagation:
         resolver = self.engine.resolvers[system]
         out = mapping.to_system(entity, env.fields, env.raw.get(system, {}), resolver, fields=names)
         held = self.engine.brake.screen(mapping, entity, key, env, ref, out, resolver)
+        adapter = self.engine.adapters[system]
+        users.screen(adapter, entity, out)
         if out.payload:
-            self.engine.adapters[system].write(entity, ref.ext_id, out.payload)
+            adapter.write(entity, ref.ext_id, out.payload)
             env.raw.setdefault(system, {}).update(out.payload)
             report.add(entity, system, "updated")
         env.pending[system] = sorted({p.field for p in out.pending})  # held writes leave the pending list
         with self.store.transaction() as tx:
             env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
             self.engine.brake.settle(tx, entity, key, system, names, held)
+            users.record(tx, adapter, mapping, entity, key, out, names)
         if held:
             report.add(entity, system, "held", len(held))
 

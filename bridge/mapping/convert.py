@@ -115,6 +115,8 @@ class InboundResult:
 class OutboundResult:
     payload: dict[str, Any] = field(default_factory=dict)  # system field -> value, changes only
     pending: list[PendingRef] = field(default_factory=list)
+    # system field -> e-mail left out of the payload: no user there has it (bridge.engine.users)
+    unmatched: dict[str, str] = field(default_factory=dict)
 
 
 class SystemMapping:

@@ -36,6 +36,9 @@ def collect_status(store: Store) -> dict[str, Any]:
         ],
         "held_writes": [held_document(row) for row in store.held_writes()],
         "unfinished_records": unfinished_documents(store),
+        # people not written to a system that has no user with their e-mail (bridge.engine.users)
+        "unmatched_users": [{"entity": u.entity, "key": u.key, "system": u.system, "field": u.field,
+                             "email": u.email, "at": u.at.isoformat()} for u in store.unmatched_users()],
     }
 
 
@@ -72,6 +75,13 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append(f"  ~ {doc['entity']} {doc['key']} since {doc['since']}: {'; '.join(what)}")
     if len(unfinished) > 10:
         lines.append(f"  … and {len(unfinished) - 10} more")
+    unmatched = status["unmatched_users"]
+    lines.append(f"unmatched users: {len(unmatched)}"
+                 + ("   (left as they were: no user there has the e-mail)" if unmatched else ""))
+    for doc in unmatched[:10]:
+        lines.append(f"  ? {doc['entity']} {doc['key']} {doc['field']} in {doc['system']}: {doc['email']}")
+    if len(unmatched) > 10:
+        lines.append(f"  … and {len(unmatched) - 10} more")
     held = status["held_writes"]
     lines.append(f"held destructive writes: {len(held)}"
                  + ("   (relbridge held list; apply with relbridge held release)" if held else ""))

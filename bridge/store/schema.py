@@ -365,3 +365,17 @@ worklogs = Table(
     Column("work_group", String(255)),  # the team charged, when the system records one
     Index("ix_worklogs_record", "entity", "key"),
 )
+
+# People relbridge could not match across the systems (``bridge.engine.users``), added by
+# migration step 9: one row per record, system and user field whose value was not written
+# there because no user of that system has the e-mail (or shows it). Cleared once it is.
+unmatched_users = Table(
+    "unmatched_users",
+    metadata,
+    Column("entity", String(ENTITY), primary_key=True),
+    Column("key", String(KEY), primary_key=True),
+    Column("system", String(SYSTEM), primary_key=True),  # where no user matched
+    Column("field", String(KEY), primary_key=True),  # that system's field
+    Column("email", String(EXT_ID), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+)

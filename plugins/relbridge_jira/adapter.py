@@ -35,6 +35,7 @@ from relbridge_jira.ids import numeric_id
 from relbridge_jira.issues import Issues
 from relbridge_jira.metadata import build_metadata
 from relbridge_jira.records import SYSTEM
+from relbridge_jira.users import USER_FIELDS, Users
 from relbridge_jira.versions import Versions
 from relbridge_jira.webhooks import parse_webhook
 
@@ -79,7 +80,9 @@ class JiraAdapter:
         self._versions = Versions(self._conn, self.projects)
         # Changes are issues, which hold worklogs; versions hold none (``WorklogSupport``).
         self.worklog_entities: tuple[str, ...] = ("change",) if read_time_worked else ()
-        self._issues = Issues(self._conn, self.projects, self.issue_types, page_size, self.worklog_entities)
+        self._users = Users(self._conn)
+        self._issues = Issues(self._conn, self.projects, self.issue_types, page_size, self.worklog_entities,
+                              self._users)
 
     def __repr__(self) -> str:  # never shows the token
         return f"JiraAdapter(url={self._conn.url!r}, projects={self.projects!r})"
@@ -184,6 +187,16 @@ class JiraAdapter:
         if self._entity(entity) not in self.worklog_entities:
             return {}
         return {id: self._issues.worklogs(self._id(entity, id)) for id in ids}
+
+    # --- people (bridge.adapter.UserSupport) ---------------------------------------------------
+
+    def user_fields(self, entity: str) -> frozenset[str]:
+        """An issue's ``assignee``, shown by e-mail (``users``); versions have no people."""
+        return frozenset() if self._entity(entity) == "release" else USER_FIELDS
+
+    def match_users(self, emails: Iterable[str]) -> set[str]:
+        """One ``GET user/search`` per e-mail not met before (``users``)."""
+        return self._users.match(emails)
 
     def parse_webhook(self, headers: Mapping[str, str], body: Any) -> list[WebhookHint]:
         """No I/O: the body only says which object to re-read."""

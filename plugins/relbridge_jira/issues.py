@@ -55,6 +55,7 @@ from relbridge_jira.records import (
     link_body,
     request_fields,
 )
+from relbridge_jira.users import Users
 from relbridge_jira.workflow import (
     Step,
     TransitionCache,
@@ -77,9 +78,10 @@ ISSUE_KEY = re.compile(r"^[A-Z][A-Z0-9_]+-[1-9][0-9]*$")
 class Issues:
     def __init__(self, conn: JiraConnection, projects: Sequence[str],
                  issue_types: Mapping[str, str], page_size: int,
-                 worklog_entities: Iterable[str] = ()) -> None:
+                 worklog_entities: Iterable[str] = (), users: Users | None = None) -> None:
         self._conn = conn
         self._worklog_entities = frozenset(worklog_entities)  # their records carry worklogs
+        self._users = users or Users(conn)
         self._projects = list(projects)
         self._types = dict(issue_types)
         self._page_size = page_size
@@ -148,6 +150,7 @@ class Issues:
     def create(self, entity: str, payload: Mapping[str, Any], correlation: str) -> SystemRecord:
         self._check_payload(entity, payload)
         fields = issue_fields_body(entity, payload)
+        self._users.write_refs(fields)
         label = correlation_label(correlation)
         labels = [x for x in fields.get("labels", []) if not x.startswith(CORRELATION_PREFIX)]
         fields["labels"] = [*labels, label]
@@ -173,6 +176,7 @@ class Issues:
     def write(self, entity: str, issue_id: str, payload: Mapping[str, Any]) -> None:
         self._check_payload(entity, payload)
         fields = issue_fields_body(entity, payload)
+        self._users.write_refs(fields)
         keep_label = "labels" in fields and not any(
             x.startswith(CORRELATION_PREFIX) for x in fields["labels"])
         current: Mapping[str, Any] = {}

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from bridge.adapter import SystemRecord
 from bridge.errors import BadInput
+from relbridge_jira.users import USER_FIELDS, shown_email
 
 SYSTEM = "jira"
 CORRELATION_PREFIX = "relbridge-"
@@ -101,6 +102,12 @@ def issue_record(raw: Mapping[str, Any], entity: str, server_url: str) -> System
     fields["status"] = _name(jira_fields.get("status"))
     fields["priority"] = _name(jira_fields.get("priority"))
     fields["labels"] = list(jira_fields.get("labels") or [])
+    for name in USER_FIELDS & fields.keys():  # people by e-mail; one Jira hides is not read
+        email = shown_email(fields[name])
+        if email is None:
+            del fields[name]
+        else:
+            fields[name] = email
     fields["release"] = _first_id(jira_fields.get(RELEASE_FIELD[entity]))
     if entity == "incident":
         fields["caused_by"] = caused_by(jira_fields.get("issuelinks") or [])

@@ -42,6 +42,7 @@ from relbridge_servicenow.journal import COMMENT_LIMIT, JOURNAL_FIELDS, Journal
 from relbridge_servicenow.links import ReleaseLinks
 from relbridge_servicenow.metadata import read_metadata
 from relbridge_servicenow.time_worked import time_worked
+from relbridge_servicenow.users import USER_FIELDS, Users
 from relbridge_servicenow.values import (
     format_datetime,
     parse_datetime,
@@ -104,6 +105,7 @@ class ServiceNowAdapter:
                              on_call=on_call)
         self._links = ReleaseLinks(self._api)
         self._journal = Journal(self._api)
+        self._users = Users(self._api)
         self._entity_of_table = {table: entity for entity, table in self.objects.items()}
         # Releases and changes are tasks: time is logged against both (``WorklogSupport``).
         self.worklog_entities: tuple[str, ...] = (
@@ -140,6 +142,7 @@ class ServiceNowAdapter:
             fresh = [row for row in page if _identity(row) not in seen]
             seen.update(_identity(row) for row in fresh)
             self._add_links(entity, fresh, want_release)
+            self._users.show(entity, fresh)
             journal.fill(fresh)
             logged = self.worklogs(entity, [str(row.get("sys_id")) for row in fresh])
             yield from (self._record(entity, table, row, logged) for row in fresh)
@@ -160,6 +163,7 @@ class ServiceNowAdapter:
         if row is None:
             return None
         self._add_links(entity, [row], want_release)
+        self._users.show(entity, [row])
         self._journal.add_entries(table, row, fields)
         return self._record(entity, table, row, self.worklogs(entity, [id]))
 
@@ -179,6 +183,7 @@ class ServiceNowAdapter:
         if not rows:
             return None
         self._add_links(entity, rows, want_release)
+        self._users.show(entity, rows)
         return self._record(entity, table, rows[0])
 
     def field_times(self, entity: str, id: str, fields: Iterable[str]) -> dict[str, FieldTime]:
@@ -231,6 +236,7 @@ class ServiceNowAdapter:
                         table, correlation, rows[0].get("number") or rows[0].get("sys_id"))
         row = rows[0]
         self._add_links(entity, [row], entity in LINKED_ENTITIES)
+        self._users.show(entity, [row])
         return self._record(entity, table, row)
 
     def find_by_field(self, entity: str, field: str, value: str) -> SystemRecord | None:
@@ -248,6 +254,7 @@ class ServiceNowAdapter:
                             table, field, value)
             return None
         self._add_links(entity, rows, entity in LINKED_ENTITIES)
+        self._users.show(entity, rows)
         return self._record(entity, table, rows[0])
 
     # -- writing -------------------------------------------------------------------------
@@ -263,9 +270,10 @@ class ServiceNowAdapter:
         and writes the link through ``write``: nothing is created twice.
         """
         table = self._table(entity)
-        body, release = self._split_links(entity, payload)
+        body, release = self._split_links(entity, self._users.body(entity, payload))
         body.update(correlation_id=query_value(correlation), correlation_display=CORRELATION_DISPLAY)
         row = self._api.create(table, body)
+        self._users.show(entity, [row])
         if entity == "change":
             if release:
                 self._links.link(str(row["sys_id"]), release)
@@ -281,8 +289,10 @@ class ServiceNowAdapter:
         """
         table = self._table(entity)
         checked_sys_id(id, f"ServiceNow {entity} id")  # before the link query uses it, too
-        body, release = self._split_links(entity, payload)
+        body, release = self._split_links(entity, self._users.body(entity, payload))
         row = self._api.patch(table, id, body) if body else None
+        if row is not None:
+            self._users.show(entity, [row])
         link_given = entity == "change" and "release" in payload
         if link_given:
             self._links.set_release(id, release)
@@ -321,6 +331,16 @@ class ServiceNowAdapter:
         """One ``sys_journal_field`` query for the record's entry holding ``marker``."""
         return self._journal.find(self._table(entity), checked_sys_id(id, f"ServiceNow {entity} id"),
                                   _journal_field(field), marker)
+
+    # -- people (bridge.adapter.UserSupport) -----------------------------------------------
+
+    def user_fields(self, entity: str) -> frozenset[str]:
+        """``assigned_to`` of changes and incidents, shown by e-mail (``users``)."""
+        return USER_FIELDS.get(entity, frozenset())
+
+    def match_users(self, emails: Iterable[str]) -> set[str]:
+        """One ``sys_user`` query for the e-mails not met before (``users``)."""
+        return self._users.match(emails)
 
     # -- the rest of the contract ----------------------------------------------------------
 

@@ -105,6 +105,7 @@ def test_fields_to_read_are_only_mapped_fields(sn, jira) -> None:
     assert jira.fields_to_read("incident") == [
         "summary",
         "description",
+        "assignee",
         "status",
         "priority",
         "caused_by",
@@ -558,3 +559,10 @@ def test_descriptions_map_plain_text_to_jira_wiki_markup_and_back(sn, jira) -> N
         # A person's markup is not rewritten while its text is the canonical text.
         assert jira.to_system(entity, {"description": "bold"}, {"description": "*bold*"}, resolver).payload == {}
         assert jira.to_system(entity, {"description": ""}, {"description": "x"}, resolver).payload == {"description": None}
+
+
+def test_assignees_are_mapped_both_ways_by_default(sn, jira) -> None:
+    for entity in ("change", "incident"):
+        assert "assigned_to" in sn.fields_to_read(entity)
+        assert "assignee" in jira.fields_to_read(entity)
+        assert sn.owner(entity, "assignee") == jira.owner(entity, "assignee") == "any"

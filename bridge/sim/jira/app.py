@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from bridge.sim.control import ASGIApp, SimControl
 from bridge.sim.jira.base import ApiError
+from bridge.sim.jira.catalog import CREATED_USERS
 from bridge.sim.jira.jql import JqlError
 from bridge.sim.jira.render import View
 from bridge.sim.jira.resources import RESOURCES
@@ -61,6 +62,7 @@ class JiraSim:
         """Back to the seed (the state file is left alone until the next `save`)."""
         with self.store.lock:
             self.store.state = build_seed(self.seed)
+
 
     def save(self) -> None:
         """Persist the state to `state_file`, if one was given."""
@@ -138,7 +140,11 @@ def _endpoint(handler: Handler, store: JiraStore, auth: _Authenticator, api: str
         try:
             body = await _json_body(request) if request.method in ("POST", "PUT") else None
             with store.lock:
-                return handler(store, view, request, body)
+                users = CREATED_USERS.set(store.state.users)
+                try:
+                    return handler(store, view, request, body)
+                finally:
+                    CREATED_USERS.reset(users)
         except ApiError as exc:
             return JSONResponse(exc.body(), exc.status)
         except JqlError as exc:

@@ -9,6 +9,7 @@ uses. Only versions, issues, links and webhooks are data (see `jira_state`).
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +94,9 @@ class User:
     display_name: str
     email: str
     time_zone: str = "UTC"
+    # Jira Cloud profile visibility: a user may hide the e-mail from everyone; the API then
+    # leaves emailAddress out, and user search finds the user by the full address only.
+    email_visible: bool = True
 
 
 @dataclass(frozen=True)
@@ -183,8 +187,21 @@ USERS: tuple[User, ...] = (
          "alice@example.com", "Europe/Berlin"),
     User("bob", "JIRAUSER10101", "5b10a0effa615349cb016cd8", "Bob On-Call",
          "bob@example.com", "America/New_York"),
+    User("carol", "JIRAUSER10102", "5b10a0effa615349cb016cd9", "Carol Private",
+         "carol@example.com", "Europe/London", email_visible=False),
 )
 API_USER = USERS[0]
+#: Users created by `POST /user` on the simulator serving the current request (its state's).
+CREATED_USERS: ContextVar[list[User]] = ContextVar("created_users", default=[])  # noqa: B039
+
+
+def all_users() -> tuple[User, ...]:
+    """The seeded users, then those created on this simulator."""
+    return USERS + tuple(CREATED_USERS.get())
+
+
+def add_user(user: User) -> None:
+    CREATED_USERS.get().append(user)
 
 PROJECTS: dict[int, Project] = {p.id: p for p in (
     Project(10000, "OPS", "Operations", "Release, change and incident records.",

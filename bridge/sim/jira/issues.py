@@ -23,9 +23,9 @@ from bridge.sim.jira.catalog import (
     PRIORITIES,
     RESOLUTIONS,
     STATUSES,
-    USERS,
     Project,
     Transition,
+    all_users,
 )
 from bridge.sim.jira.render import View, adf_to_text, issue_json, jira_timestamp
 from bridge.sim.jira.state import Issue
@@ -397,7 +397,7 @@ class IssueOps(StoreBase):
             return
         ref_key = "accountId" if view.flavor == "cloud" else "name"
         ref = value.get(ref_key) if isinstance(value, dict) else None
-        user = next((u for u in USERS if ref in (u.account_id if view.flavor == "cloud" else u.name,)),
+        user = next((u for u in all_users() if ref in (u.account_id if view.flavor == "cloud" else u.name,)),
                     None)
         if user is None:
             errors[field_id] = (f"Specify a valid '{ref_key}' for {field_id.title()}"
@@ -553,4 +553,4 @@ def _resolution_name(resolution_id: str | None) -> str | None:
 
 
 def _display(name: str | None) -> str | None:
-    return next((u.display_name for u in USERS if u.name == name), None)
+    return next((u.display_name for u in all_users() if u.name == name), None)

@@ -29,6 +29,7 @@ from bridge.sim.jira.catalog import (
     Status,
     Transition,
     User,
+    all_users,
 )
 from bridge.sim.jira.state import Issue, IssueLink, JiraState, Version
 
@@ -103,7 +104,7 @@ def user_json(view: View, user: User | None = None) -> dict[str, Any]:
     avatar = f"https://avatar.example.invalid/{user.name}.png"
     body: dict[str, Any] = {
         "self": f"{view.rest}/user?accountId={user.account_id}",
-        "emailAddress": user.email,
+        **({"emailAddress": user.email} if user.email_visible or view.flavor != "cloud" else {}),
         "avatarUrls": {size: avatar for size in ("16x16", "24x24", "32x32", "48x48")},
         "displayName": user.display_name,
         "active": True,
@@ -119,7 +120,7 @@ def user_json(view: View, user: User | None = None) -> dict[str, Any]:
 
 def user_details(view: View, name: str | None) -> dict[str, Any] | None:
     """The shorter user object embedded in issues and comments (UserDetails: no locale)."""
-    user = next((u for u in USERS if u.name == name), None)
+    user = next((u for u in all_users() if u.name == name), None)
     if user is None:
         return None
     return {k: v for k, v in user_json(view, user).items() if k != "locale"}

@@ -7,13 +7,14 @@ issue keys.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from bridge.sim.jira.base import ApiError, bad_request, json_object
-from bridge.sim.jira.catalog import ISSUE_TYPES, PRIORITIES, RESOLUTIONS, USERS
+from bridge.sim.jira.catalog import ISSUE_TYPES, PRIORITIES, RESOLUTIONS, User, add_user, all_users
 from bridge.sim.jira.render import (
     FIELD_SCHEMAS,
     View,
@@ -241,20 +242,52 @@ def resolution(store: JiraStore, view: View, request: Request, body: Any) -> Res
 
 @api("/user/search", "GET")
 def user_search(store: JiraStore, view: View, request: Request, body: Any) -> Response:
-    """Cloud: `query` matches display name or e-mail (prefix, case-insensitive); Server/DC
-    takes `username` for the same. Without either, Jira answers 400."""
+    """Cloud: `query` matches the prefix of a display name (or one of its words) or of a
+    visible e-mail, case-insensitive; a user who hides the e-mail is found by the full
+    address only, and shown without it. Server/DC: `username` matches user name, display
+    name or e-mail the same way. Without the parameter, Jira answers 400."""
     query = request.query_params
-    text = query.get("query") if view.flavor == "cloud" else query.get("username", query.get("query"))
+    text = query.get("query") if view.flavor == "cloud" else query.get("username")
     if not text:
         raise bad_request(None, "The query parameter 'query' is required." if view.flavor == "cloud"
                           else "The username query parameter was not provided")
     text = text.strip().lower()
     start = int_param(query.get("startAt"), "startAt", 0)
     size = int_param(query.get("maxResults"), "maxResults", 50)
-    found = [u for u in USERS if any(word.startswith(text) for word in
-                                     (u.email.lower(), u.display_name.lower(), u.name.lower(),
-                                      *u.display_name.lower().split()))]
+    found = [u for u in all_users() if _user_matches(view, u, text)]
     return ok([user_json(view, u) for u in found[start:start + size]])
+
+
+def _user_matches(view: View, user: User, text: str) -> bool:
+    names = [user.display_name.lower(), *user.display_name.lower().split()]
+    if view.flavor != "cloud":
+        names.append(user.name.lower())
+    if view.flavor != "cloud" or user.email_visible:
+        names.append(user.email.lower())
+    elif text == user.email.lower():
+        return True
+    return any(word.startswith(text) for word in names)
+
+
+@api("/user", "POST")
+def create_user(store: JiraStore, view: View, request: Request, body: Any) -> Response:
+    """Create a user (site admin): `emailAddress` (and on Server/DC `name`) required."""
+    body = json_object(body)
+    email = body.get("emailAddress")
+    name = body.get("name") if view.flavor != "cloud" else None
+    if not isinstance(email, str) or "@" not in email:
+        raise bad_request({"emailAddress": "You must specify a valid email address."})
+    if view.flavor != "cloud" and not (isinstance(name, str) and name):
+        raise bad_request({"username": "You must specify a username."})
+    name = name or email.split("@")[0].lower()
+    if any(u.name == name or u.email.lower() == email.lower() for u in all_users()):
+        raise bad_request({"username" if view.flavor != "cloud" else "emailAddress":
+                           "A user with that username already exists."})
+    digest = hashlib.sha1(email.lower().encode()).hexdigest()
+    user = User(name, f"JIRAUSER{int(digest[:6], 16)}", f"5b10{digest[:20]}",
+                str(body.get("displayName") or name), email)
+    add_user(user)
+    return ok(user_json(view, user), 201)
 
 
 __all__ = ["RESOURCES", "FIELD_SCHEMAS"]

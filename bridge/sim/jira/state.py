@@ -15,6 +15,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bridge.sim.jira.catalog import User
+
 STATE_FORMAT = 1
 
 
@@ -95,6 +97,8 @@ class JiraState:
         "version": 10000, "issue": 10000, "link": 10000, "webhook": 1, "history": 10000})
     #: Next issue number per project id (keys are `<PROJECT>-<n>`).
     issue_numbers: dict[int, int] = field(default_factory=dict)
+    #: Users created by `POST /user` (the seeded ones are `catalog.USERS`).
+    users: list[User] = field(default_factory=list)
 
     def new_id(self, kind: str) -> int:
         value = self.next_ids.get(kind, 10000)  # kinds added later start where others did
@@ -165,6 +169,7 @@ def state_to_dict(state: JiraState) -> dict[str, Any]:
         "webhooks": [asdict(w) for w in state.webhooks.values()],
         "next_ids": dict(state.next_ids),
         "issue_numbers": {str(k): v for k, v in state.issue_numbers.items()},
+        "users": [asdict(u) for u in state.users],
     }
 
 
@@ -184,6 +189,7 @@ def state_from_dict(data: dict[str, Any]) -> JiraState:
     for raw in data["webhooks"]:
         hook = Webhook(**raw)
         state.webhooks[hook.id] = hook
+    state.users = [User(**raw) for raw in data.get("users", [])]
     return state
 
 
