@@ -170,6 +170,7 @@ class WorklogSupport(Protocol):
         calls as the API allows (the adapter's listing and reads use it per page)."""
 
 
+@runtime_checkable
 class UserSupport(Protocol):
     """What an adapter offers so assignees cross, matched by e-mail (optional;
     ``bridge.engine.users``)."""
