@@ -47,6 +47,7 @@ from bridge.mapping.loader import Mappings
 from bridge.model import SYSTEMS
 from bridge.plugins import Hooks
 from bridge.release.bookkeeping import DERIVED, STALE_RETRIES, ReleaseRules
+from bridge.release.plan import sync_plan_states
 from bridge.release.verify import Verifier
 from bridge.store import Store
 from bridge.store.rows import RefRow
@@ -124,6 +125,8 @@ class Engine:
             touched, marks = self._read_all(report, progress, marks_complete)
         finally:
             self.release.close_reads()  # even after a failed read: what was stored stays linked
+        if self.hooks.notifying:  # release plans' task states, before the gate judges go-lives; not in a dry run
+            sync_plan_states(self.store, self.adapters)
         self.release.settle_pass()
         touched_keys = self.propagation.pending_keys(touched)
         for entity in ENTITY_ORDER:

@@ -111,10 +111,15 @@ def _conflicts_settled(conn: Connection) -> None:
         conn.exec_driver_sql(f"ALTER TABLE conflicts ADD COLUMN {name} {kind}")
 
 
+def _plan_items_table(conn: Connection) -> None:
+    """Phases and tasks of release plans made from deployment models (``bridge.release.plan``)."""
+    schema.plan_items.create(conn, checkfirst=True)
+
+
 #: Tables that a later step creates: step 1 leaves them out so that a fresh database
 #: replays history exactly.
 ADDED_BY_LATER_STEPS = (schema.mapping_checks, schema.held_writes, schema.comment_links,
-                        schema.verifications, schema.early_life_incidents)
+                        schema.verifications, schema.early_life_incidents, schema.plan_items)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
@@ -124,6 +129,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "verifications and early_life_incidents (release process)", _release_process_tables),
     # 6 is kept for the worklogs step (written beside this one).
     Migration(7, "conflicts: who settled a conflict, when and with which value", _conflicts_settled),
+    Migration(8, "plan_items: phases and tasks of release plans", _plan_items_table),
 )
 
 
