@@ -48,6 +48,8 @@ class TaskTemplate:
     duration_hours: float
     when: Mapping[str, str]
     line: int
+    name_line: int = 0
+    when_line: int = 0
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class PhaseTemplate:
     when: Mapping[str, str]
     tasks: tuple[TaskTemplate, ...]
     line: int
+    name_line: int = 0
+    when_line: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,10 @@ class DeploymentModel:
         found: dict[str, int] = {}
         for phase in self.phases:
             for item in (phase, *phase.tasks):
-                for name in [*placeholders(item.name), *item.when]:
-                    found.setdefault(name, item.line)
+                for name in placeholders(item.name):
+                    found.setdefault(name, item.name_line or item.line)
+                for name in item.when:
+                    found.setdefault(name, item.when_line or item.line)
         return found
 
 
@@ -176,7 +182,8 @@ class _Checker:
             tasks_data = []
         tasks = tuple(self.task(index, i, t) for i, t in enumerate(tasks_data) if isinstance(t, dict))
         self.duplicates([t.name for t in tasks], [t.line for t in tasks], f"task in phase {name!r}")
-        return PhaseTemplate(name, offset, duration, self.when(data, index, None), tasks, line)
+        return PhaseTemplate(name, offset, duration, self.when(data, index, None), tasks, line,
+                             self.line_of(index, None, "name"), self.line_of(index, None, "when"))
 
     def task(self, phase: int, index: int, data: dict[str, Any]) -> TaskTemplate:
         line = self.line_of(phase, index, None)
@@ -186,7 +193,8 @@ class _Checker:
             self.problem(self.line_of(phase, index, "duration_hours"),
                          f"duration_hours must be a number of hours above 0 (got {hours!r})")
             hours = 1
-        return TaskTemplate(self.name(data, phase, index), float(hours), self.when(data, phase, index), line)
+        return TaskTemplate(self.name(data, phase, index), float(hours), self.when(data, phase, index), line,
+                            self.line_of(phase, index, "name"), self.line_of(phase, index, "when"))
 
     def name(self, data: dict[str, Any], phase: int, task: int | None) -> str:
         name = data.get("name")
