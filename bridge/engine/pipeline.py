@@ -125,8 +125,7 @@ class Engine:
             touched, marks = self._read_all(report, progress, marks_complete)
         finally:
             self.release.close_reads()  # even after a failed read: what was stored stays linked
-        if self.hooks.notifying:  # release plans' task states, before the gate judges go-lives; not in a dry run
-            sync_plan_states(self.store, self.adapters)
+        sync_plan_states(self.store, self.adapters)  # release plans' task states, before go-lives are judged
         self.release.settle_pass()
         touched_keys = self.propagation.pending_keys(touched)
         for entity in ENTITY_ORDER:
