@@ -1,4 +1,4 @@
-"""Store operations on ``verifications`` and ``early_life_incidents`` (``bridge.release``).
+"""Store operations on ``verifications``, ``early_life_incidents`` and ``plan_items`` (``bridge.release``).
 
 A mixin of ``Operations`` like ``held.py``. A deployment's verification row is unique per
 (release, deployment number): whoever inserts it first owns the run, and a run is claimed
