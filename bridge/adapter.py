@@ -37,6 +37,9 @@ Optional: people (``UserSupport``). A field holding a person (ServiceNow's ``ass
 Jira's ``assignee``) is shown by the person's e-mail, lower-cased, so the same person reads
 the same in both systems; an e-mail given in a write is written as that system's user.
 
+Optional: release plans (``PlanSupport``): phases and tasks made from a deployment model,
+found again by their tag, their states read and set (``bridge.release.plan``).
+
 Errors: adapters raise ``bridge.errors.TransientError`` for 429/5xx/connection problems
 (with ``retry_after`` when the server said so) and ``PermanentError`` for other 4xx.
 """
@@ -157,6 +160,51 @@ class CommentSupport(Protocol):
     def find_comment(self, entity: str, id: str, field: str, marker: str) -> str | None:
         """The id of the object's comment in ``field`` whose text holds ``marker``, if any:
         asked only for a copy that may have been written before a crash."""
+
+
+#: A plan item's state as both systems are compared on it (set-valued on a system whose own
+#: states are finer: a pending and an open ServiceNow task are both "to_do").
+PLAN_STATES = ("to_do", "in_progress", "done")
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    """One phase or task of a release plan (``bridge.release.plan``), as a system creates it."""
+
+    tag: str  # correlation: the same on both systems, derived from release key, phase and task
+    kind: str  # "phase" or "task"
+    name: str
+    phase: str  # the phase's name (a phase: its own)
+    start: datetime  # aware, UTC
+    end: datetime
+    position: int  # order in the plan
+
+
+@dataclass(frozen=True)
+class PlanObject:
+    """A plan item as a system holds it."""
+
+    id: str
+    key: str  # a number (RTSK0001001), an issue key
+    tag: str
+    state: str  # one of PLAN_STATES
+    updated_at: datetime
+    url: str | None = None
+
+
+@runtime_checkable
+class PlanSupport(Protocol):
+    """What an adapter offers so release plans are made in its system (optional)."""
+
+    def plan_objects(self, tags: Iterable[str]) -> dict[str, PlanObject]:
+        """The plan objects tagged with any of ``tags``, by tag (a few calls, never one per tag)."""
+
+    def create_plan_item(self, release_id: str, item: PlanItem, phase_id: str | None) -> PlanObject:
+        """Create ``item`` tagged with ``item.tag``, linked to the release (and, for a task,
+        to its phase ``phase_id`` when the system has phases of its own)."""
+
+    def set_plan_state(self, kind: str, id: str, state: str) -> None:
+        """Move a plan object to ``state`` (one of PLAN_STATES)."""
 
 
 @runtime_checkable

@@ -236,6 +236,16 @@ class KpiConfig(Section):
         return rates
 
 
+class DeploymentConfig(Section):
+    """Release plans from deployment models (``relbridge release plan``)."""
+
+    # A folder of model files (*.toml) besides the shipped ones; a file there overrides a
+    # shipped model of the same name.
+    models_dir: Path | None = None
+    # A release may not go live while a task of a phase before "Deploy" is open.
+    block_go_live_on_open_tasks: bool = True
+
+
 class LogConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -256,6 +266,7 @@ class Config(Section):
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     kpi: KpiConfig = Field(default_factory=KpiConfig)
+    deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
 
     source: str = Field(default="<defaults>", exclude=True)  # where it was loaded from, for messages
     # The plugin manager load_config built to find the plugins' sections; a Runtime reuses it.
@@ -411,6 +422,9 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         path = getattr(config.mappings, system)
         if path is not None and not path.is_absolute():
             setattr(config.mappings, system, base / path)
+    models_dir = config.deployment.models_dir
+    if models_dir is not None and not models_dir.is_absolute():
+        config.deployment.models_dir = base / models_dir
     prefix = "sqlite:///"
     url = config.store.url
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":

@@ -1,8 +1,10 @@
 """``relbridge demo``: the whole product in one command, with no accounts.
 
 Starts both simulators with the demo seed and a SQLite store in a temporary folder, syncs,
-makes the changes a release team would make (ServiceNow approves a change and records its
-backout plan, which readiness requires; Jira releases two versions — one authorized, one
+plans one release from the shipped "standard" deployment model (phases and tasks in both
+systems; its tasks before "Deploy" must be done before it may go live), makes the changes a
+release team would make (the tasks done, one in each system; ServiceNow approves a change
+and records its backout plan, which readiness requires; Jira releases two versions — one authorized, one
 not — and an incident is opened against a change), shows the plan of the next sync with a
 dry run (nothing written), syncs again, verifies the deployed release against a health
 page, and shows what moved where and the final release records (readiness, verification,
@@ -49,9 +51,11 @@ def run_demo(echo: Echo, *, keep: Path | None = None) -> int:
             echo("== 1. First sync: both systems into one release record")
             _summary(echo, rt.engine.sync_once())
             mark = datetime.now(UTC)
+            _plan(echo, rt, "Customer portal 5.2")
 
             echo("\n== 2. What the team does next")
             team = Team(sims.servicenow_url, sims.jira_url, echo)
+            team.finish_plan_tasks(("Freeze the release branch", "Run the acceptance tests"))
             team.approve_pending_change("Customer portal 5.2")
             team.release_version("Customer portal 5.2")
             team.release_version("Mobile app 3.0")
@@ -75,6 +79,25 @@ def run_demo(echo: Echo, *, keep: Path | None = None) -> int:
             rt.close()
     echo("Done. Try: relbridge sim --seed demo   (then relbridge sync --once --config config.example.toml)")
     return 0
+
+
+def _plan(echo: Echo, rt: Runtime, name: str) -> None:
+    """Step 1b: the release's phases and tasks from the shipped "standard" model, twice
+    (the rerun makes nothing new)."""
+    from bridge.release.models import load_model
+    from bridge.release.plan import Planner
+    from bridge.reports.status import find_release
+
+    key = find_release(rt.store, name)
+    if key is None:
+        return
+    echo(f"\n== 1b. Plan it: relbridge release plan {key} --model standard")
+    planner = Planner(rt.store, rt.adapters)
+    model = load_model("standard", None)
+    for attempt in ("first run", "rerun"):
+        result = planner.plan(key, model, {})
+        made = ", ".join(f"{system} {len(items)}" for system, items in sorted(result.created.items()))
+        echo(f"  {attempt}: created {made} (phases and tasks; tasks before Deploy must be done to go live)")
 
 
 def _demo_config(servicenow_url: str, jira_url: str, folder: Path, health_url: str) -> Config:
@@ -177,6 +200,21 @@ class Team:
             }).raise_for_status()
             self.echo(f"  ServiceNow: {change['number']} approved and scheduled, backout plan recorded"
                       f" ({change['short_description']})")
+
+    def finish_plan_tasks(self, names: tuple[str, str]) -> None:
+        """The first task closed in ServiceNow, the second done in Jira: both sides follow."""
+        for task in self._sn("rm_task", f"short_description={names[0]}")[:1]:
+            self.http.patch(f"{self.sn}/rm_task/{task['sys_id']}", json={"state": "3"}).raise_for_status()
+            self.echo(f"  ServiceNow: release task {task['number']} closed ({names[0]})")
+        r = self.http.get(f"{self.jira}/search/jql", params={
+            "jql": 'project = OPS AND labels = "relbridge-plan" AND issuetype = Task', "fields": "summary"})
+        r.raise_for_status()
+        for issue in (i for i in r.json()["issues"] if i["fields"]["summary"] == names[1]):
+            moves = self.http.get(f"{self.jira}/issue/{issue['key']}/transitions").json()["transitions"]
+            done = next(t for t in moves if t["to"]["name"] == "Done")
+            self.http.post(f"{self.jira}/issue/{issue['key']}/transitions",
+                           json={"transition": {"id": done["id"]}}).raise_for_status()
+            self.echo(f"  Jira: task {issue['key']} done ({names[1]})")
 
     def release_version(self, name: str) -> None:
         versions = self.http.get(f"{self.jira}/project/OPS/versions").json()

@@ -182,11 +182,14 @@ def relbridge_verify_release(release: Release) -> list[Check]:
 
 
 @hookspec(firstresult=True)
-def relbridge_check_transition(release: Release, old: str, new: str, changes: list[ChangeRequest], source: str) -> Veto | None:
+def relbridge_check_transition(release: Release, old: str, new: str, changes: list[ChangeRequest], source: str,
+                               open_tasks: list[str]) -> Veto | None:
     """Decide whether ``release`` may move from ``old`` to ``new``; called before the move is persisted.
 
     firstresult: the first plugin returning a ``Veto`` stops the move; return None to allow.
-    ``changes`` are the release's linked change requests as currently known.
+    ``changes`` are the release's linked change requests as currently known. ``open_tasks``:
+    when the move is a go-live (``deploying``/``deployed``), the release plan's open tasks
+    of phases before "Deploy" (``"Prepare / Rehearse backout"``), else ``[]``.
     """
 
 

@@ -215,9 +215,10 @@ class Hooks:
                        key="system")
 
     # gate
-    def check_transition(self, release: Any, old: str, new: str, changes: list[Any], source: str) -> Any:
+    def check_transition(self, release: Any, old: str, new: str, changes: list[Any], source: str,
+                         open_tasks: list[str] | None = None) -> Any:
         return self.pm.hook.relbridge_check_transition(
-            release=release, old=old, new=new, changes=changes, source=source
+            release=release, old=old, new=new, changes=changes, source=source, open_tasks=open_tasks or []
         )
 
     def verify_release(self, release: Any) -> list[Any]:

@@ -7,7 +7,7 @@ on built-in settings. ``sync`` and ``run`` check plugins, store, systems and the
 against live metadata before their first write (``bridge.preflight``).
 """
 
-from bridge.cli import admin, conflicts, records, sync  # noqa: F401  (each registers its commands on main)
+from bridge.cli import admin, conflicts, plan, records, sync  # noqa: F401  (each registers its commands on main)
 from bridge.cli.common import main
 
 __all__ = ["main"]

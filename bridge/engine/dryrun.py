@@ -283,6 +283,18 @@ class RecordingAdapter:
     def delete(self, entity: str, id: str) -> None:
         self._recorder.deleted(self.name, entity, id)
 
+    # Release plans: their states are read and compared as in a real pass (the gate judges
+    # a go-live by them), and a state copy is not made; plans are made only by `release plan`.
+    def plan_objects(self, tags: Iterable[str]) -> dict[str, Any]:
+        finder = getattr(self._adapter, "plan_objects", None)
+        return finder(tags) if finder is not None else {}
+
+    def create_plan_item(self, release_id: str, item: Any, phase_id: str | None) -> Any:
+        raise RelbridgeError("dry run: a sync pass makes no release plans")
+
+    def set_plan_state(self, kind: str, id: str, state: str) -> None:
+        pass
+
     def add_comment(self, entity: str, id: str, field: str, text: str, internal: bool) -> str | None:
         """A comment that would cross shows in the plan as a write of its comment field."""
         self._recorder.written(self.name, entity, id, {field: text})

@@ -48,6 +48,7 @@ from bridge.mapping.loader import Mappings
 from bridge.model import SYSTEMS
 from bridge.plugins import Hooks
 from bridge.release.bookkeeping import DERIVED, STALE_RETRIES, ReleaseRules
+from bridge.release.plan import sync_plan_states
 from bridge.release.verify import Verifier
 from bridge.store import Store
 from bridge.store.rows import RefRow
@@ -125,6 +126,7 @@ class Engine:
             touched, marks = self._read_all(report, progress, marks_complete)
         finally:
             self.release.close_reads()  # even after a failed read: what was stored stays linked
+        sync_plan_states(self.store, self.adapters)  # release plans' task states, before go-lives are judged
         self.release.settle_pass()
         users.rematch(self.store, self.mappings, self.adapters)  # assignees whose user now exists
         touched_keys = self.propagation.pending_keys(touched)

@@ -18,6 +18,7 @@ from bridge import lifecycle
 from bridge.engine.envelope import Envelope
 from bridge.model import SYSTEMS, ExternalRef, Release, ReleaseState
 from bridge.release import early_life
+from bridge.release.plan import open_tasks
 from bridge.release.readiness import readiness
 from bridge.release.verify import Verifier
 from bridge.store.rows import StaleRecord
@@ -135,7 +136,8 @@ class ReleaseRules:
                           source: str) -> lifecycle.Veto | None:
         release = Release.model_validate({"key": key, **fields})
         changes = self.records.models("change", release.change_requests)
-        veto = self.hooks.check_transition(release, old, new, changes, source)
+        tasks = open_tasks(self.store, key) if lifecycle.needs_authorization(new) else []
+        veto = self.hooks.check_transition(release, old, new, changes, source, tasks)
         if veto is not None:
             log.warning("release %s: %s -> %s vetoed (%s): %s", key, old, new, self._policy(veto), veto.reason)
         return veto

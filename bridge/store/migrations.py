@@ -121,11 +121,16 @@ def _worklogs_table(conn: Connection) -> None:
     schema.worklogs.create(conn, checkfirst=True)
 
 
+def _plan_items_table(conn: Connection) -> None:
+    """Phases and tasks of release plans made from deployment models (``bridge.release.plan``)."""
+    schema.plan_items.create(conn, checkfirst=True)
+
+
 #: Tables that a later step creates: step 1 leaves them out so that a fresh database
 #: replays history exactly.
 ADDED_BY_LATER_STEPS = (schema.mapping_checks, schema.held_writes, schema.comment_links,
                         schema.verifications, schema.early_life_incidents, schema.worklogs,
-                        schema.unmatched_users)
+                        schema.unmatched_users, schema.plan_items)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
@@ -135,7 +140,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "verifications and early_life_incidents (release process)", _release_process_tables),
     Migration(6, "worklogs: time logged against records (effort and direct cost)", _worklogs_table),
     Migration(7, "conflicts: who settled a conflict, when and with which value", _conflicts_settled),
-    # 8 is kept for a step written beside this one.
+    Migration(8, "plan_items: phases and tasks of release plans", _plan_items_table),
     Migration(9, "unmatched_users: assignees no user of the other system matched", _unmatched_users_table),
 )
 

@@ -1,4 +1,4 @@
-"""Store operations on ``verifications`` and ``early_life_incidents`` (``bridge.release``).
+"""Store operations on ``verifications``, ``early_life_incidents`` and ``plan_items`` (``bridge.release``).
 
 A mixin of ``Operations`` like ``held.py``. A deployment's verification row is unique per
 (release, deployment number): whoever inserts it first owns the run, and a run is claimed
@@ -94,3 +94,24 @@ class ReleaseProcessOperations:
             query = query.where(e.c.release_key == release_key)
         with self.connection(write=False) as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
+
+    # -- release plans (``bridge.release.plan``) ------------------------------------------
+
+    def plan_items(self, release_key: str | None = None) -> list[dict[str, Any]]:
+        """Plan rows in plan order (one release's, or every release's)."""
+        p = t.plan_items
+        query = select(p).order_by(p.c.release_key, p.c.position, p.c.tag)
+        if release_key is not None:
+            query = query.where(p.c.release_key == release_key)
+        with self.connection(write=False) as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def put_plan_item(self, row: dict[str, Any]) -> None:
+        """Insert or replace one plan row (``release_key`` and ``tag`` name it)."""
+        p = t.plan_items
+        values = {**row, "updated_at": self._now()}
+        with self.connection() as conn:
+            statement = upsert(conn.dialect.name, p).values(values)
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=["release_key", "tag"],
+                set_={k: v for k, v in values.items() if k not in ("release_key", "tag")}))

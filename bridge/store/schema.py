@@ -379,3 +379,28 @@ unmatched_users = Table(
     Column("email", String(EXT_ID), nullable=False),
     Column("at", UtcDateTime, nullable=False),
 )
+
+# Release plans (``bridge.release.plan``), added by migration step 8: one row per phase or
+# task made from a deployment model, keyed by its tag (the correlation both systems carry).
+# ``ids``/``keys``: system -> the object's id / number there, written right after each
+# create (a rerun looks a missing one up by tag before creating). ``state`` is the state
+# both systems last agreed on (to_do | in_progress | done): a system that differs from it
+# moved since, and the other is brought along.
+plan_items = Table(
+    "plan_items",
+    metadata,
+    Column("release_key", String(KEY), primary_key=True),
+    Column("tag", String(64), primary_key=True),
+    Column("model", String(64), nullable=False),
+    Column("kind", String(8), nullable=False),  # phase | task
+    Column("phase", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("planned_start", UtcDateTime, nullable=False),
+    Column("planned_end", UtcDateTime, nullable=False),
+    Column("blocks_go_live", Boolean, nullable=False),  # a task of a phase before "Deploy"
+    Column("ids", JsonText, nullable=False),
+    Column("keys", JsonText, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)

@@ -24,6 +24,8 @@ from bridge.adapter import (
     DEFAULT_PAGE_SIZE,
     Metadata,
     OnCall,
+    PlanItem,
+    PlanObject,
     SystemRecord,
     WebhookHint,
     WorklogEntry,
@@ -34,6 +36,7 @@ from relbridge_jira.connection import JiraConnection
 from relbridge_jira.ids import numeric_id
 from relbridge_jira.issues import Issues
 from relbridge_jira.metadata import build_metadata
+from relbridge_jira.plans import Plans
 from relbridge_jira.records import SYSTEM
 from relbridge_jira.users import USER_FIELDS, Users
 from relbridge_jira.versions import Versions
@@ -83,6 +86,7 @@ class JiraAdapter:
         self._users = Users(self._conn)
         self._issues = Issues(self._conn, self.projects, self.issue_types, page_size, self.worklog_entities,
                               self._users)
+        self._plans = Plans(self._conn, self.projects, page_size)
 
     def __repr__(self) -> str:  # never shows the token
         return f"JiraAdapter(url={self._conn.url!r}, projects={self.projects!r})"
@@ -159,6 +163,20 @@ class JiraAdapter:
             self._versions.delete(self._id(entity, id))
         else:
             self._issues.delete(self._id(entity, id))
+
+    # --- release plans (bridge.adapter.PlanSupport; see relbridge_jira.plans) --------------------
+
+    def plan_objects(self, tags: Iterable[str]) -> dict[str, PlanObject]:
+        """The plan's Task issues by tag: one search per 50 tags."""
+        return self._plans.objects(tags)
+
+    def create_plan_item(self, release_id: str, item: PlanItem, phase_id: str | None) -> PlanObject:
+        """One ``POST issue`` (a Task, fix version = the release); Jira has no phases."""
+        return self._plans.create(self._id("release", release_id), item)
+
+    def set_plan_state(self, kind: str, id: str, state: str) -> None:
+        """Transitions to the status standing for ``state`` (To Do, In Progress, Done)."""
+        self._plans.set_state(self._id("task", id), state)
 
     # --- comments (bridge.adapter.CommentSupport) ----------------------------------------------
 

@@ -32,6 +32,8 @@ from bridge.adapter import (
     FieldTime,
     Metadata,
     OnCall,
+    PlanItem,
+    PlanObject,
     SystemRecord,
     WebhookHint,
     WorklogEntry,
@@ -41,6 +43,7 @@ from relbridge_servicenow.api import SYSTEM, TableApi, checked_sys_id
 from relbridge_servicenow.journal import COMMENT_LIMIT, JOURNAL_FIELDS, Journal
 from relbridge_servicenow.links import ReleaseLinks
 from relbridge_servicenow.metadata import read_metadata
+from relbridge_servicenow.plans import Plans
 from relbridge_servicenow.time_worked import time_worked
 from relbridge_servicenow.users import USER_FIELDS, Users
 from relbridge_servicenow.values import (
@@ -106,6 +109,7 @@ class ServiceNowAdapter:
         self._links = ReleaseLinks(self._api)
         self._journal = Journal(self._api)
         self._users = Users(self._api)
+        self._plans = Plans(self._api)
         self._entity_of_table = {table: entity for entity, table in self.objects.items()}
         # Releases and changes are tasks: time is logged against both (``WorklogSupport``).
         self.worklog_entities: tuple[str, ...] = (
@@ -315,6 +319,20 @@ class ServiceNowAdapter:
         """One DELETE; a record that is already gone is not an error."""
         if not self._api.delete(self._table(entity), id):
             log.info("ServiceNow %s %s was already deleted", entity, id)
+
+    # -- release plans (bridge.adapter.PlanSupport; see relbridge_servicenow.plans) ----------
+
+    def plan_objects(self, tags: Iterable[str]) -> dict[str, PlanObject]:
+        """Phases and tasks tagged with ``tags``: one query per table (per 150 tags)."""
+        return self._plans.objects(tags)
+
+    def create_plan_item(self, release_id: str, item: PlanItem, phase_id: str | None) -> PlanObject:
+        """One POST to ``rm_release_phase`` or ``rm_task``."""
+        return self._plans.create(release_id, item, phase_id)
+
+    def set_plan_state(self, kind: str, id: str, state: str) -> None:
+        """One PATCH of the phase's or task's ``state``."""
+        self._plans.set_state(kind, id, state)
 
     # -- comments (bridge.adapter.CommentSupport) -------------------------------------------
 

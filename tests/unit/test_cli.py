@@ -182,6 +182,8 @@ def test_wheel_ships_plugins_and_default_mappings(tmp_path: Path) -> None:
 #: Arguments each command needs besides --config, so that only the missing config can fail.
 ARGUMENTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("release", "show"): ("RLSE0001001",),
+    ("release", "plan"): ("RLSE0001001", "--model", "standard"),
+    ("deployment-models", "show"): ("standard",),
     ("dlq", "retry"): ("1",),
     ("dlq", "drop"): ("1",),
     ("held", "release"): ("--all",),

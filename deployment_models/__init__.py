@@ -1,0 +1,1 @@
+"""Deployment models shipped with relbridge (package data; see bridge.release.models)."""
