@@ -30,6 +30,7 @@ from bridge.adapter import SystemRecord
 from bridge.daemon.inbox import Inbox, Source
 from bridge.daemon.metrics import Metrics
 from bridge.engine import Engine, users
+from bridge.release.plan import sync_plan_states
 from bridge.retry import RetryPolicy
 from bridge.store import Store
 
@@ -202,6 +203,9 @@ class Sweeper(LeasedLoop):
     def work(self) -> int:
         # An assignee whose user now exists becomes a pending write, queued below in turn.
         users.rematch(self.store, self.engine.mappings, self.engine.adapters)
+        # Release plans' task states cross here, one daemon at a time (the sweep's lease);
+        # the gate judges go-lives on the states copied last.
+        sync_plan_states(self.store, self.engine.adapters)
         cutoff = self.engine.clock() - timedelta(seconds=self.min_age)
         found = []
         unfinished = [(entity, key) for entity, key, updated_at in self.store.unfinished_records()

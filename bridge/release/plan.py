@@ -11,7 +11,8 @@ first create; a system's id is stored right after its create; an item without on
 looked up by tag before it is created. So a rerun creates nothing new, and a run cut short
 between two creates (a crash, a failing API) resumes where it stopped without duplicates.
 
-States sync both ways (``sync_plan_states``, once per ``sync --once`` pass): the stored
+States sync both ways (``sync_plan_states``, once per ``sync --once`` pass and per daemon
+sweep): the stored
 state is the one both systems last agreed on; a system that differs from it moved since,
 and the others are brought to its state (both moved differently: the later one wins). A
 release may not go live while a task of a phase before "Deploy" is open (``open_tasks``,

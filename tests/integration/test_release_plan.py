@@ -172,3 +172,27 @@ def test_bad_input_is_one_line_and_exit_2(bridge, tmp_path: Path) -> None:
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
     assert run(bridge, tmp_path, "release", "plan", "NOPE", "--model", "standard").exit_code == 2
+
+
+def test_the_daemon_copies_task_states_in_its_sweep(bridge, tmp_path: Path) -> None:
+    """`relbridge run` copies plan task states too: its sweep (one daemon at a time, under
+    the sweep's lease) moves a task done in Jira to done in ServiceNow."""
+    import threading
+
+    from bridge.daemon.inbox import Inbox
+    from bridge.daemon.metrics import Metrics
+    from bridge.daemon.poll import Sweeper
+
+    release, _ = seed_release(bridge, approved=True)
+    assert not bridge.sync().errors
+    assert run(bridge, tmp_path, "release", "plan", release["number"], "--model", "standard").exit_code == 0
+    freeze = next(i for i in plan_issues(bridge) if i["fields"]["summary"] == "Freeze the release branch")
+    bridge.jira.transition(freeze["key"], "Done")
+    rt = bridge.runtime()
+    sweeper = Sweeper(rt.engine, Inbox(rt.store), Metrics(), holder="test", interval=60, min_age=0,
+                      stopping=threading.Event())
+
+    sweeper.work()
+
+    frozen = next(t for t in bridge.sn.list("rm_task") if t["short_description"] == "Freeze the release branch")
+    assert frozen["state"] == "3"
