@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bridge.engine import ENTITY_ORDER
@@ -69,28 +70,34 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append(f"  ! {error['system']} {error['entity']} {error['key'] or error['id']}: {error['message']}")
     unfinished = status["unfinished_records"]
     lines.append(f"unfinished writes: {len(unfinished)}")
-    for doc in unfinished[:10]:
-        what = [f"{s}: {', '.join(v)}" for s, v in doc["pending"].items()]
-        what += [f"create in {s}" for s in doc["creating"]]
-        lines.append(f"  ~ {doc['entity']} {doc['key']} since {doc['since']}: {'; '.join(what)}")
-    if len(unfinished) > 10:
-        lines.append(f"  … and {len(unfinished) - 10} more")
+    lines += _first_ten(unfinished, _unfinished_line)
     unmatched = status["unmatched_users"]
     lines.append(f"unmatched users: {len(unmatched)}"
                  + ("   (left as they were: no user there has the e-mail)" if unmatched else ""))
-    for doc in unmatched[:10]:
-        lines.append(f"  ? {doc['entity']} {doc['key']} {doc['field']} in {doc['system']}: {doc['email']}")
-    if len(unmatched) > 10:
-        lines.append(f"  … and {len(unmatched) - 10} more")
+    lines += _first_ten(unmatched, lambda doc: f"  ? {doc['entity']} {doc['key']} {doc['field']} in "
+                                               f"{doc['system']}: {doc['email']}")
     held = status["held_writes"]
     lines.append(f"held destructive writes: {len(held)}"
                  + ("   (relbridge held list; apply with relbridge held release)" if held else ""))
-    for row in held[:10]:
-        what = "delete" if row["field"] is None else f"{row['field']}: {row['old']} -> {row['new']}"
-        lines.append(f"  ! #{row['id']} {row['entity']} {row['key']} in {row['system']} {row['ref'] or ''}: {what}")
-    if len(held) > 10:
-        lines.append(f"  … and {len(held) - 10} more")
+    lines += _first_ten(held, _held_line)
     return "\n".join(lines)
+
+
+def _first_ten(rows: list[dict[str, Any]], line: Callable[[dict[str, Any]], str]) -> list[str]:
+    """A line for each of the first ten rows, then how many more there are."""
+    more = [f"  … and {len(rows) - 10} more"] if len(rows) > 10 else []
+    return [line(row) for row in rows[:10]] + more
+
+
+def _unfinished_line(doc: dict[str, Any]) -> str:
+    what = [f"{s}: {', '.join(v)}" for s, v in doc["pending"].items()]
+    what += [f"create in {s}" for s in doc["creating"]]
+    return f"  ~ {doc['entity']} {doc['key']} since {doc['since']}: {'; '.join(what)}"
+
+
+def _held_line(row: dict[str, Any]) -> str:
+    what = "delete" if row["field"] is None else f"{row['field']}: {row['old']} -> {row['new']}"
+    return f"  ! #{row['id']} {row['entity']} {row['key']} in {row['system']} {row['ref'] or ''}: {what}"
 
 
 def find_release(store: Store, ref: str) -> str | None:
