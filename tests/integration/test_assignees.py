@@ -1,7 +1,13 @@
 """Assignees cross both ways against the simulators, matched by e-mail (ServiceNow
 sys_user.email <-> Jira emailAddress): no echo, no guess for a person the other side has
 no user for (reported, then matched once the user exists), one user look-up per e-mail
-however many records, and nothing doubled by a crash between the write and the commit."""
+however many records, and nothing doubled by a crash between the write and the commit.
+
+The Jira simulator's users behave as Jira Cloud's do: a user may hide their e-mail, and then
+``emailAddress`` is left out of every user object the API returns
+(https://developer.atlassian.com/cloud/jira/platform/api-changes-for-user-privacy-announcement-connect/,
+"restricting the visibility of other personal data, such as email, in conjunction with a
+user's profile privacy settings"; https://confluence.atlassian.com/jirakb/retrieving-email-addresses-of-users-through-jira-cloud-rest-api-1333827414.html)."""
 
 from __future__ import annotations
 
