@@ -154,7 +154,8 @@ class Release(CanonicalRecord):
     incidents: list[Key] = Field(default_factory=list)
     revision_count: int = Field(default=0, ge=0)
     baseline_planned_end: UtcDatetime | None = None
-    satisfaction: int | None = Field(default=None, ge=1, le=5)  # 1 poor … 5 excellent; mapped, KPIs only
+    # 1 poor … 5 excellent; mapped, KPIs only. Not always whole: a mean of survey answers.
+    satisfaction: float | None = Field(default=None, ge=1, le=5)
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> Release:

@@ -12,6 +12,7 @@ stands for are no change, and neither are ``"3"`` and ``3``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -23,6 +24,7 @@ from bridge.timeutil import as_utc
 TYPES = (
     "string",
     "int",
+    "decimal",
     "bool",
     "servicenow_datetime",
     "jira_date",
@@ -85,6 +87,8 @@ def codec_for(type_name: str, system: str, timezone: str = "UTC") -> Codec:
         )
     if type_name == "int":
         return Codec("int", "a whole number", _int_in, _int_out(string_valued))
+    if type_name == "decimal":
+        return Codec("decimal", "a number", _decimal_in, _decimal_out(string_valued))
     if type_name == "bool":
         return Codec("bool", "true or false", _bool_in, _bool_out(string_valued))
     if type_name == "servicenow_datetime":
@@ -122,6 +126,27 @@ def _int_out(string_valued: bool) -> Callable[[Any], Any]:
             return "" if string_valued else None
         number = _int_in(value)
         return str(number) if string_valued else number
+
+    return convert
+
+
+def _decimal_in(raw: Any) -> float | None:
+    if is_empty(raw):
+        return None
+    if isinstance(raw, bool):
+        raise ValueError(f"{raw!r} is not a number")
+    number = float(str(raw).strip())
+    if not math.isfinite(number):
+        raise ValueError(f"{raw!r} is not a number")
+    return number
+
+
+def _decimal_out(string_valued: bool) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if value is None:
+            return "" if string_valued else None
+        number = _decimal_in(value)
+        return format(number, "g") if string_valued else number
 
     return convert
 

@@ -2,7 +2,9 @@
 
 Registered under the ``relbridge`` entry-point group; the adapter is built from the
 ``[servicenow]`` section of the configuration and pages by ``[sync] page_size``. The
-plugin also gives the receiver relbridge's ServiceNow webhook signature (``signature``).
+plugin also gives the receiver relbridge's ServiceNow webhook signature (``signature``), and
+owns the ``[servicenow_survey]`` section: the survey question whose answers score releases
+(``surveys``).
 """
 
 from __future__ import annotations
@@ -14,12 +16,19 @@ from bridge.adapter import OnCall
 from bridge.signatures import WebhookScheme
 from relbridge_servicenow import signature
 from relbridge_servicenow.adapter import ServiceNowAdapter
+from relbridge_servicenow.surveys import SECTION, ServiceNowSurveyConfig
 
 if TYPE_CHECKING:
     from bridge.config import Config
 
 
-__all__ = ["ServiceNowAdapter", "relbridge_adapters", "relbridge_webhook_schemes"]
+__all__ = ["ServiceNowAdapter", "relbridge_adapters", "relbridge_config_sections", "relbridge_webhook_schemes"]
+
+
+@hookimpl
+def relbridge_config_sections() -> dict[str, type[ServiceNowSurveyConfig]]:
+    """``[servicenow_survey]``: which survey question scores a release (1-5 satisfaction)."""
+    return {SECTION: ServiceNowSurveyConfig}
 
 
 @hookimpl
@@ -36,6 +45,7 @@ def relbridge_adapters(config: Config, on_call: OnCall | None = None) -> list[Se
             page_size=config.sync.page_size,
             on_call=on_call,
             read_time_worked=config.kpi.read_time_worked,
+            survey=getattr(config, SECTION, None),
         )
     ]
 

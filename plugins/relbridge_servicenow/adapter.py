@@ -10,7 +10,8 @@ carries the link pseudo-fields of ``bridge.adapter``, filled only when asked for
   read-only: ServiceNow has no such column, it follows ``caused_by``.
 
 With ``read_time_worked`` (``[kpi] read_time_worked``), releases and changes carry their
-``task_time_worked`` entries (``SystemRecord.worklogs``): one more query per page.
+``task_time_worked`` entries (``SystemRecord.worklogs``): one more query per page. With
+``[servicenow_survey] metric`` set, releases carry their survey score (``surveys``).
 
 Calls are a cost (DESIGN §9): lists read only the requested columns, link lookups are
 batched per page, a write is one PATCH of the given fields, and nothing is sent for an
@@ -44,6 +45,7 @@ from relbridge_servicenow.journal import COMMENT_LIMIT, JOURNAL_FIELDS, Journal
 from relbridge_servicenow.links import ReleaseLinks
 from relbridge_servicenow.metadata import read_metadata
 from relbridge_servicenow.plans import Plans
+from relbridge_servicenow.surveys import SURVEY_FIELD, ServiceNowSurveyConfig, Surveys, versioned
 from relbridge_servicenow.time_worked import time_worked
 from relbridge_servicenow.users import USER_FIELDS, Users
 from relbridge_servicenow.values import (
@@ -71,6 +73,7 @@ CASE_VARIANTS = 20
 #: Shown next to ``correlation_id`` in ServiceNow, so people see who tagged the record.
 CORRELATION_DISPLAY = "relbridge"
 LINKED_ENTITIES = frozenset({"change", "incident"})  # the ones with a ``release`` pseudo-field
+DERIVED_FIELDS = frozenset({"release", SURVEY_FIELD})  # pseudo-fields: never a creation value
 _STABLE_ORDER = "ORDERBYsys_updated_on^ORDERBYsys_id"
 
 
@@ -95,6 +98,7 @@ class ServiceNowAdapter:
         objects: Mapping[str, str] = DEFAULT_OBJECTS,
         on_call: OnCall | None = None,
         read_time_worked: bool = False,
+        survey: ServiceNowSurveyConfig | None = None,
     ) -> None:
         unknown = sorted(set(objects) - set(DEFAULT_OBJECTS))
         if unknown:
@@ -110,6 +114,7 @@ class ServiceNowAdapter:
         self._journal = Journal(self._api)
         self._users = Users(self._api)
         self._plans = Plans(self._api)
+        self._surveys = Surveys(self._api, survey or ServiceNowSurveyConfig(), self.objects.get("release", ""))
         self._entity_of_table = {table: entity for entity, table in self.objects.items()}
         # Releases and changes are tasks: time is logged against both (``WorklogSupport``).
         self.worklog_entities: tuple[str, ...] = (
@@ -146,16 +151,19 @@ class ServiceNowAdapter:
             fresh = [row for row in page if _identity(row) not in seen]
             seen.update(_identity(row) for row in fresh)
             self._add_links(entity, fresh, want_release)
+            if entity == "release" and SURVEY_FIELD in fields:
+                self._surveys.fill(fresh)
             self._users.show(entity, fresh)
             journal.fill(fresh)
             logged = self.worklogs(entity, [str(row.get("sys_id")) for row in fresh])
             yield from (self._record(entity, table, row, logged) for row in fresh)
             if len(page) < self.page_size:
-                return
+                break
             last = str(page[-1].get("sys_updated_on", ""))
             at_last = sum(1 for row in page if row.get("sys_updated_on") == last)
             skip = skip + len(page) if last == anchor else at_last
             anchor = last
+        yield from self._rescored(entity, since, fields, {sys_id for sys_id, _ in seen})
 
     def read(self, entity: str, id: str, fields: Iterable[str]) -> SystemRecord | None:
         """One GET (plus one link query for a change's or incident's ``release``). The
@@ -167,6 +175,8 @@ class ServiceNowAdapter:
         if row is None:
             return None
         self._add_links(entity, [row], want_release)
+        if entity == "release" and SURVEY_FIELD in fields:
+            self._surveys.fill([row])
         self._users.show(entity, [row])
         self._journal.add_entries(table, row, fields)
         return self._record(entity, table, row, self.worklogs(entity, [id]))
@@ -177,6 +187,14 @@ class ServiceNowAdapter:
         if entity not in self.worklog_entities or not ids:
             return {}
         return time_worked(self._api, ids)
+
+    def _rescored(self, entity: str, since: datetime | None, fields: Iterable[str],
+                  listed: set[str]) -> Iterator[SystemRecord]:
+        """Releases not listed by update time whose survey answers came in since ``since``
+        (answers leave the release unchanged): one query, and a read of each such release."""
+        if entity == "release" and since is not None and SURVEY_FIELD in fields:
+            ids = sorted(self._surveys.answered_since(format_datetime(since)) - listed)
+            yield from filter(None, (self.read(entity, sys_id, fields) for sys_id in ids))
 
     def find_by_key(self, entity: str, key: str, fields: Iterable[str] = ()) -> SystemRecord | None:
         """The record a person knows by its number (``CHG0030001``): one GET (plus one link
@@ -367,7 +385,9 @@ class ServiceNowAdapter:
         return parse_webhook(body, self._entity_of_table)
 
     def metadata(self) -> Metadata:
-        """Columns and choices of the synced tables, keyed by table name."""
+        """Columns and choices of the synced tables, keyed by table name; a survey question
+        in ``[servicenow_survey]`` that the instance does not have raises ``ConfigError``."""
+        self._surveys.check()
         return read_metadata(self._api, self.objects.values(), self.page_size)
 
     def check_auth(self) -> None:
@@ -389,7 +409,7 @@ class ServiceNowAdapter:
     @staticmethod
     def _columns(entity: str, fields: Iterable[str]) -> tuple[list[str], bool]:
         """Columns to request, and whether the ``release`` pseudo-field was asked for."""
-        wanted = [f for f in dict.fromkeys(fields) if f not in JOURNAL_FIELDS]  # rows of their own
+        wanted = [f for f in dict.fromkeys(fields) if f not in JOURNAL_FIELDS and f != SURVEY_FIELD]
         want_release = entity in LINKED_ENTITIES and "release" in wanted
         columns = [*SYS_FIELDS, *(f for f in wanted if f not in SYS_FIELDS)]
         if want_release:
@@ -435,8 +455,8 @@ class ServiceNowAdapter:
             ) from None
         created_at = _optional_datetime(row.get("sys_created_on"))
         # Never updated since its creation: every column still holds its creation value (the
-        # `release` pseudo-field excepted: links are rows of their own, made at any time).
-        untouched = (frozenset(n for n in row if n not in SYS_FIELDS and n != "release")
+        # pseudo-fields excepted: links and survey answers are rows of their own, made any time).
+        untouched = (frozenset(n for n in row if n not in SYS_FIELDS and n not in DERIVED_FIELDS)
                      if created_at is not None and str(row.get("sys_mod_count")) == "0" else frozenset())
         field_times = dict.fromkeys(untouched, created_at) if created_at is not None else {}
         return SystemRecord(
@@ -445,7 +465,7 @@ class ServiceNowAdapter:
             id=sys_id,
             key=row.get("number") or None,
             updated_at=updated_at,
-            version=str(row.get("sys_mod_count", "")),
+            version=versioned(str(row.get("sys_mod_count", "")), row),
             fields=row,
             url=self._api.record_url(table, sys_id),
             correlation=row.get("correlation_id") or None,

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from bridge.adapter import FieldInfo, Metadata
 from bridge.errors import PermanentError
 from relbridge_servicenow.api import TableApi
+from relbridge_servicenow.surveys import SURVEY_FIELD
 from relbridge_servicenow.values import in_lists, reference_value
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,9 @@ log = logging.getLogger(__name__)
 _MAX_DEPTH = 10  # table inheritance is a few levels deep; this only guards against cycles
 
 
-# A change's or incident's release is a row of rm_m2m_release_task, not a column.
-PSEUDO_FIELDS = frozenset({("change", "release"), ("incident", "release")})
+# A change's or incident's release is a row of rm_m2m_release_task, not a column; a
+# release's survey score is the mean of asmt_metric_result rows (``surveys``).
+PSEUDO_FIELDS = frozenset({("change", "release"), ("incident", "release"), ("release", SURVEY_FIELD)})
 
 
 def read_metadata(api: TableApi, table_names: Iterable[str], page_size: int) -> Metadata:

@@ -94,6 +94,7 @@ def test_fields_to_read_are_only_mapped_fields(sn, jira) -> None:
         "work_start",
         "work_end",
         "state",
+        "survey_satisfaction",  # a pseudo-field: the mean survey score ([servicenow_survey])
     ]
     assert jira.fields_to_read("release") == [
         "name",

@@ -310,7 +310,7 @@ class ServiceNowSim:
     def _query(self, request: Request, table: Table) -> Query:
         text = request.query_params.get("sysparm_query", "")
         if text:
-            return parse_query(text, table, self._zone(request))
+            return parse_query(text, table, self._zone(request), self.store)
         query = Query()
 
         def to_value(name: str, raw: str) -> str:  # name=value params accept display values

@@ -5,7 +5,9 @@ and `^OR` (OR with the single condition before it); `^NQ` starts a new query OR-
 previous ones; `ORDERBY<column>` / `ORDERBYDESC<column>` sort. pysnow's QueryBuilder glues
 `ORDERBY<column>` to its neighbours without a `^`, so order tokens are found anywhere.
 Like the real instance (without `glide.invalid_query.returns_no_rows`), parts naming an unknown
-column or operator are dropped and the rest of the query still applies.
+column or operator are dropped and the rest of the query still applies. A condition may
+dot-walk through reference columns (`instance.trigger_idIN…`, `task.assignment_group.name=…`):
+every step but the last must be a reference, and the last a column of the table reached.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bridge.sim.servicenow.schema import Table
 from bridge.sim.servicenow.zones import UserZone
@@ -20,7 +23,7 @@ from bridge.sim.servicenow.zones import UserZone
 Record = dict[str, str]
 
 _CONDITION = re.compile(
-    r"([a-z0-9_]+)(NOT LIKE|NOT IN|ISNOTEMPTY|ISEMPTY|STARTSWITH|ENDSWITH|BETWEEN|LIKE|IN|"
+    r"([a-z0-9_]+(?:\.[a-z0-9_]+)*)(NOT LIKE|NOT IN|ISNOTEMPTY|ISEMPTY|STARTSWITH|ENDSWITH|BETWEEN|LIKE|IN|"
     r"!=|>=|<=|=|>|<)(.*)",
     re.DOTALL,
 )
@@ -62,17 +65,36 @@ def _resolve_value(raw: str, zone: UserZone) -> str | None:
     return "@".join(parts)
 
 
+class Lookup(Protocol):
+    """Where dot-walked conditions find the records references point at (the store)."""
+
+    def table(self, name: str) -> Table | None: ...
+
+    def get(self, table: str, sys_id: str) -> Record | None: ...
+
+
 @dataclass(frozen=True)
 class Condition:
-    """One `<column><operator><value>` test against a record's stored value."""
+    """One `<column><operator><value>` test against a record's stored value (or, dot-walked,
+    the value of the record its references lead to: `hops` are (reference column, target
+    table) pairs, `column` is then the last step's column)."""
 
     column: str
     operator: str
     value: str
     numeric: bool = False
+    hops: tuple[tuple[str, str], ...] = ()
+    lookup: Lookup | None = field(default=None, compare=False)
+
+    def actual(self, record: Record) -> str:
+        current: Record | None = record
+        for name, target in self.hops:
+            sys_id = current.get(name, "") if current is not None else ""
+            current = self.lookup.get(target, sys_id) if sys_id and self.lookup else None
+        return current.get(self.column, "") if current is not None else ""
 
     def test(self, record: Record) -> bool:
-        actual = record.get(self.column, "")
+        actual = self.actual(record)
         op = self.operator
         if op == "ISEMPTY":
             return actual == ""
@@ -168,8 +190,10 @@ class Query:
                 group.extend(clauses)
 
 
-def parse_query(text: str, table: Table, zone: UserZone | None = None) -> Query:
-    """Parse `sysparm_query` for `table`; unknown columns/operators land in `ignored`."""
+def parse_query(text: str, table: Table, zone: UserZone | None = None,
+                lookup: Lookup | None = None) -> Query:
+    """Parse `sysparm_query` for `table`; unknown columns/operators land in `ignored`, and
+    so do dot-walked conditions when no ``lookup`` is given."""
     zone = zone or UserZone()
     query = Query()
     text = text.replace("^^", _ESCAPED_CARET)
@@ -181,7 +205,7 @@ def parse_query(text: str, table: Table, zone: UserZone | None = None) -> Query:
             for index, piece in enumerate(pieces):
                 if piece in ("", "EQ"):
                     continue
-                condition = _parse_condition(piece, table, zone)
+                condition = _parse_condition(piece, table, zone, lookup)
                 if condition is None:
                     query.ignored.append(piece)
                 elif is_or and index == 0 and group:
@@ -226,18 +250,27 @@ def _longest_column_prefix(text: str, columns: Iterable[str]) -> str | None:
     return best
 
 
-def _parse_condition(text: str, table: Table, zone: UserZone) -> Condition | None:
+def _parse_condition(text: str, table: Table, zone: UserZone, lookup: Lookup | None) -> Condition | None:
     match = _CONDITION.fullmatch(text)
     if match is None:
         return None
-    column_name, operator, raw = match.groups()
-    column = table.columns.get(column_name)
+    path, operator, raw = match.groups()
+    *walk, column_name = path.split(".")
+    hops: list[tuple[str, str]] = []
+    current: Table | None = table
+    for step in walk:
+        reference = current.columns.get(step) if current is not None else None
+        if reference is None or not reference.reference or lookup is None:
+            return None
+        hops.append((step, reference.reference))
+        current = lookup.table(reference.reference)
+    column = current.columns.get(column_name) if current is not None else None
     if column is None:
         return None
     value = _resolve_value(raw, zone)
     if value is None or (operator == "BETWEEN" and "@" not in value):
         return None
-    return Condition(column_name, operator, value, column.is_numeric)
+    return Condition(column_name, operator, value, column.is_numeric, tuple(hops), lookup)
 
 
 def plain_conditions(

@@ -48,9 +48,8 @@ class View:
                 continue
             head, _, tail = name.partition(".")
             column = table.columns.get(head)
-            target = store.table(column.reference) if column and column.reference else None
-            if column is not None and target is not None and tail in target.columns:
-                columns.append((name, column, tail))  # dot-walked, e.g. caused_by.number
+            if column is not None and _walkable(store, column, tail):
+                columns.append((name, column, tail))  # dot-walked: caused_by.number, task.assignment_group.name
         if not columns:  # none asked for, or all invalid: the instance ignores them
             columns = [(n, c, "") for n, c in table.columns.items()]
         mode = display.lower() if display.lower() in DISPLAY_MODES else "false"
@@ -115,10 +114,17 @@ class Renderer:
         return both
 
     def _walked(self, column: Column, sys_id: str, tail: str) -> Any:
-        target = self.store.table(column.reference)
-        record = self.store.get(column.reference, sys_id) if sys_id else None
-        value = record.get(tail, "") if record else ""
-        target_column = target.columns.get(tail) if target else None
+        *steps, last = tail.split(".")
+        target_name = column.reference
+        record = self.store.get(target_name, sys_id) if sys_id else None
+        for step in steps:  # through further references: task.assignment_group.name
+            target = self.store.table(target_name)
+            target_name = target.columns[step].reference if target else ""
+            next_id = record.get(step, "") if record else ""
+            record = self.store.get(target_name, next_id) if next_id else None
+        target = self.store.table(target_name)
+        value = record.get(last, "") if record else ""
+        target_column = target.columns.get(last) if target else None
         if self.view.display == "false":
             return value
         shown = _display(target_column, value, self.view.zone)
@@ -138,6 +144,17 @@ class Renderer:
 
     def link(self, table: str, sys_id: str) -> str:
         return f"{self.view.base_url}/api/now/table/{table}/{sys_id}"
+
+
+def _walkable(store: ServiceNowStore, column: Column, tail: str) -> bool:
+    """Whether ``tail`` (``number``, ``assignment_group.name``) leads from the reference
+    ``column`` through references only to a column of the table it reaches."""
+    *steps, last = tail.split(".")
+    target = store.table(column.reference) if column.reference else None
+    for step in steps:
+        through = target.columns.get(step) if target else None
+        target = store.table(through.reference) if through is not None and through.reference else None
+    return target is not None and last in target.columns
 
 
 def _display(column: Column | None, value: str, zone: UserZone) -> str:

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 #: `internal_type` values as the real `sys_dictionary` names them.
-STRING, INTEGER, DATETIME, REFERENCE, GUID, BOOLEAN, JOURNAL, DURATION = (
+STRING, INTEGER, DATETIME, REFERENCE, GUID, BOOLEAN, JOURNAL, DURATION, DECIMAL, DOCUMENT_ID = (
     "string", "integer", "glide_date_time", "reference", "GUID", "boolean", "journal_input",
-    "glide_duration",
+    "glide_duration", "decimal", "document_id",
 )
 CLASS_NAME = "sys_class_name"
 
@@ -39,7 +39,7 @@ class Column:
 
     @property
     def is_numeric(self) -> bool:
-        return self.type == INTEGER
+        return self.type in (INTEGER, DECIMAL)
 
     def label_of(self, value: str) -> str:
         for choice_value, choice_label in self.choices:
@@ -95,6 +95,8 @@ def _task_columns() -> list[Column]:
         Column("short_description", "Short description", max_length=160),
         Column("description", "Description", max_length=4000),
         Column("assigned_to", "Assigned to", REFERENCE, reference="sys_user", max_length=32),
+        Column("assignment_group", "Assignment group", REFERENCE, reference="sys_user_group",
+               max_length=32),
         Column("active", "Active", BOOLEAN, default="true"),
         Column("correlation_id", "Correlation ID", max_length=100),
         Column("correlation_display", "Correlation display", max_length=100),
@@ -253,6 +255,14 @@ SYS_USER = _table(
     ],
     display_column="name",
 )
+SYS_USER_GROUP = _table(
+    "sys_user_group", "Group", [
+        Column("name", "Name", max_length=80),
+        Column("description", "Description", max_length=1000),
+        Column("active", "Active", BOOLEAN, default="true"),
+    ],
+    display_column="name",
+)
 SYS_DB_OBJECT = _table(
     "sys_db_object", "Table", [
         Column("name", "Name", max_length=80),
@@ -310,6 +320,62 @@ SYS_AUDIT = _table(
         Column("record_checkpoint", "Record checkpoint", INTEGER),
     ],
 )
+# Surveys (Survey Management, on the Assessment tables): a survey definition
+# (`asmt_metric_type`), its questions (`asmt_metric`), one instance per person asked
+# (`asmt_assessment_instance`, `trigger_table`/`trigger_id` naming the record it is about) and
+# one result row per answer (`asmt_metric_result`, `actual_value` the answer's value, -1 for
+# none, `string_value` as the person saw it).
+ASMT_METRIC_TYPE = _table(
+    "asmt_metric_type", "Metric Type", [
+        Column("name", "Name", max_length=100),
+        Column("evaluation_method", "Evaluation method", choices=(
+            ("assessment", "Assessment"), ("survey", "Survey"), ("quiz", "Quiz"),
+            ("attestation", "Attestation")), default="survey"),
+        Column("active", "Active", BOOLEAN, default="true"),
+    ],
+    display_column="name",
+)
+ASMT_METRIC = _table(
+    "asmt_metric", "Metric", [
+        Column("name", "Name", max_length=100),
+        Column("question", "Question", max_length=1000),
+        Column("metric_type", "Metric type", REFERENCE, reference="asmt_metric_type", max_length=32),
+        Column("datatype", "Data type", choices=(
+            ("scale", "Scale"), ("numericscale", "Numeric Scale"), ("choice", "Choice"),
+            ("string", "String"), ("boolean", "Yes / No")), default="scale"),
+        Column("min", "Min", INTEGER, default="0"),
+        Column("max", "Max", INTEGER, default="0"),
+        Column("active", "Active", BOOLEAN, default="true"),
+    ],
+    display_column="name",
+)
+ASMT_ASSESSMENT_INSTANCE = _table(
+    "asmt_assessment_instance", "Assessment Instance", [
+        Column("number", "Number"),
+        Column("metric_type", "Metric type", REFERENCE, reference="asmt_metric_type", max_length=32),
+        Column("user", "Assigned to", REFERENCE, reference="sys_user", max_length=32),
+        Column("state", "State", choices=(
+            ("ready", "Ready to take"), ("wip", "In progress"), ("complete", "Complete"),
+            ("canceled", "Canceled")), default="ready"),
+        Column("trigger_table", "Trigger table", max_length=80),
+        Column("trigger_id", "Trigger id", DOCUMENT_ID, max_length=32),
+        Column("taken_on", "Taken on", DATETIME),
+    ],
+    number_prefix="AINST", number_start=10001, display_column="number",
+)
+ASMT_METRIC_RESULT = _table(
+    "asmt_metric_result", "Metric Result", [
+        Column("instance", "Instance", REFERENCE, reference="asmt_assessment_instance", max_length=32),
+        Column("metric", "Metric", REFERENCE, reference="asmt_metric", max_length=32),
+        Column("user", "Assigned to", REFERENCE, reference="sys_user", max_length=32),
+        Column("actual_value", "Actual value", DECIMAL),
+        Column("string_value", "String value", max_length=4000),
+        Column("source_table", "Source table", max_length=80),
+        Column("source_id", "Source", DOCUMENT_ID, max_length=32),
+    ],
+)
+SURVEY_TABLES = (ASMT_METRIC_TYPE, ASMT_METRIC, ASMT_ASSESSMENT_INSTANCE, ASMT_METRIC_RESULT)
+
 #: Tables whose inserts and updates the instance records in `sys_audit`, one row per field
 #: (audited tables, as the "Audit" flag of their dictionary entries makes them).
 AUDITED_TABLES = frozenset({"rm_release", "change_request", "incident"})
@@ -318,13 +384,13 @@ AUDITED_TABLES = frozenset({"rm_release", "change_request", "incident"})
 TABLES: dict[str, Table] = {
     t.name: t for t in (TASK, PLANNED_TASK, RM_RELEASE, RM_RELEASE_PHASE, RM_TASK,
                         RM_M2M_RELEASE_TASK, CHANGE_REQUEST, INCIDENT, TASK_TIME_WORKED,
-                        SYS_USER, SYS_DB_OBJECT, SYS_DICTIONARY, SYS_CHOICE, SYS_AUDIT,
-                        SYS_JOURNAL_FIELD)
+                        SYS_USER, SYS_USER_GROUP, SYS_DB_OBJECT, SYS_DICTIONARY, SYS_CHOICE,
+                        SYS_AUDIT, SYS_JOURNAL_FIELD, *SURVEY_TABLES)
 }
 #: The tables whose schema `sys_dictionary` / `sys_choice` describe: every table relbridge
 #: reads or writes (DESIGN §7), so a client can discover each one's columns and choices.
 DESCRIBED_TABLES = (RM_RELEASE, RM_RELEASE_PHASE, RM_TASK, RM_M2M_RELEASE_TASK, CHANGE_REQUEST,
-                    INCIDENT, TASK_TIME_WORKED, SYS_JOURNAL_FIELD)
+                    INCIDENT, TASK_TIME_WORKED, SYS_JOURNAL_FIELD, *SURVEY_TABLES)
 
 
 def descendants(name: str) -> tuple[str, ...]:
