@@ -14,7 +14,8 @@ written to either system —
 
 The live mapping check reads each system's metadata (a few calls per mapped table). A pass
 is remembered in the store (table ``mapping_checks``), one row per system keyed by a
-fingerprint of the mapping file's text, the system's settings and the relbridge version,
+fingerprint of the mapping file's text, the system's settings (and the plugins' own sections,
+which may name what the check looks up: a survey question) and the relbridge version,
 so a restart with the same mapping costs one cheap call per system (``check_auth``, which
 still proves the system answers) instead of a metadata read. A changed mapping file, url
 or relbridge version checks again, and so does a pass older than ``CHECK_MAX_AGE``, so a
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import select
 
 from bridge import __version__
+from bridge.config import Config
 from bridge.errors import ConfigError, MappingError, SyncFailure
 from bridge.model import System
 from bridge.plugins import PluginManager
@@ -88,7 +90,8 @@ def check_system(rt: Runtime, store: Store | None, system: str) -> list[str]:
     if adapter is None:
         raise ConfigError(f"no adapter for {system}: is its plugin named in [plugins] disabled?")
     mapping = rt.mappings.for_system(system)
-    stamp = fingerprint(system, rt.mappings.sources.get(system, ""), getattr(rt.config, system, None))
+    stamp = fingerprint(system, rt.mappings.sources.get(system, ""), getattr(rt.config, system, None),
+                        plugin_settings(rt.config))
     if store is not None and _passed(store, system, stamp, store.clock()):
         _reach(adapter.check_auth)
         return []
@@ -104,12 +107,19 @@ def check_system(rt: Runtime, store: Store | None, system: str) -> list[str]:
     return live.unmapped
 
 
-def fingerprint(system: str, mapping_text: str, section: Any) -> str:
+def fingerprint(system: str, mapping_text: str, section: Any, plugins: str = "") -> str:
     """What a remembered pass depends on: the mapping, the system's settings (url, user,
-    projects, …; secrets appear masked) and the code that reads metadata."""
+    projects, …; secrets appear masked), the plugins' sections and the code that reads
+    metadata."""
     settings = section.model_dump_json() if hasattr(section, "model_dump_json") else ""
-    material = json.dumps([system, mapping_text, settings, __version__])
+    material = json.dumps([system, mapping_text, settings, plugins, __version__])
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def plugin_settings(config: Any) -> str:
+    """The sections plugins declared, as JSON (secrets masked): "" when there are none."""
+    names = sorted(set(type(config).model_fields) - set(Config.model_fields))
+    return json.dumps({name: getattr(config, name).model_dump(mode="json") for name in names}) if names else ""
 
 
 def _reach(call: Callable[[], T]) -> T:

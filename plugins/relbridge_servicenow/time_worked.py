@@ -3,8 +3,12 @@ sys_id, ``time_in_seconds``, ``time_worked`` a duration, ``user``, ``sys_created
 when the time was logged, UTC), as ``bridge.adapter.WorklogEntry`` values.
 
 Costs: one query per page of records (``taskIN`` their sys_ids; more only when a page's
-tasks hold more than ``TIME_PAGE`` entries); the author's user name comes dot-walked in
-the same query. ``task_time_worked`` has no team of its own: entries carry no group.
+tasks hold more than ``TIME_PAGE`` entries); the author's user name and the team come
+dot-walked in the same query. ``task_time_worked`` has no team of its own: an entry is
+charged to the group its task is assigned to (``task.assignment_group.name``, for
+``[kpi] group_rates``), as that group is when the entry is read, so moving a task to
+another group prices its earlier entries at the new group's rate too. A task assigned
+to no group gives entries without a group (priced at ``[kpi] hourly_rate``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from relbridge_servicenow.values import in_lists, parse_datetime, reference_valu
 TIME_TABLE = "task_time_worked"
 #: Entries per query: a page of changes with a few entries each fits in one.
 TIME_PAGE = 5000
-_COLUMNS = ("sys_id", "task", "time_in_seconds", "time_worked", "sys_created_on", "user.user_name")
+_COLUMNS = ("sys_id", "task", "time_in_seconds", "time_worked", "sys_created_on", "user.user_name",
+            "task.assignment_group.name")
 _EPOCH = datetime(1970, 1, 1)
 
 
@@ -56,4 +61,5 @@ def _entry(row: dict[str, Any]) -> WorklogEntry | None:
     except ValueError:
         return None  # an entry without a time cannot be placed in a release state
     return WorklogEntry(id=str(row.get("sys_id")), started=logged, seconds=max(_seconds(row), 0),
-                        author=str(row.get("user.user_name") or reference_value(row.get("user")) or ""))
+                        author=str(row.get("user.user_name") or reference_value(row.get("user")) or ""),
+                        group=str(row.get("task.assignment_group.name") or "").strip() or None)

@@ -567,3 +567,13 @@ def test_assignees_are_mapped_both_ways_by_default(sn, jira) -> None:
         assert "assigned_to" in sn.fields_to_read(entity)
         assert "assignee" in jira.fields_to_read(entity)
         assert sn.owner(entity, "assignee") == jira.owner(entity, "assignee") == "any"
+
+
+def test_servicenow_release_satisfaction_is_the_survey_score_read_only(sn) -> None:
+    """The adapter's mean of survey answers ("" for none) becomes a number; it is never written."""
+    assert sn.to_canonical("release", {"survey_satisfaction": "4.33"}, None, ID).values == {"satisfaction": 4.33}
+    assert sn.to_canonical("release", {"survey_satisfaction": ""}, None, ID).values == {"satisfaction": None}
+    assert sn.to_canonical("release", {"state": "1"}, None, ID).values == {"state": "planned"}  # not read: left alone
+    assert sn.to_system("release", {"satisfaction": 2.5}, {"survey_satisfaction": "4.33"}, ID).payload == {}
+    with pytest.raises(UnmappableValue):
+        sn.to_canonical("release", {"survey_satisfaction": "lots"}, None, ID)

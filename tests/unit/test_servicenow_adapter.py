@@ -685,9 +685,9 @@ def test_time_worked_is_one_query_per_page_of_records(mocked) -> None:
     mocked.get(f"{API}/change_request", json={"result": [row(1, "2025-03-01 10:00:00"), row(2, "2025-03-01 10:00:01")]})
     mocked.get(f"{API}/task_time_worked", json={"result": [
         {"sys_id": sid(91), "task": sid(1), "time_in_seconds": "5400", "time_worked": "1970-01-01 01:30:00",
-         "sys_created_on": "2025-02-27 09:00:00", "user.user_name": "ada"},
+         "sys_created_on": "2025-02-27 09:00:00", "user.user_name": "ada", "task.assignment_group.name": "Network"},
         {"sys_id": sid(92), "task": sid(1), "time_in_seconds": "0", "time_worked": "1970-01-01 00:20:00",
-         "sys_created_on": "2025-02-28 09:00:00", "user.user_name": "bob"},
+         "sys_created_on": "2025-02-28 09:00:00", "user.user_name": "bob", "task.assignment_group.name": ""},
         {"sys_id": sid(93), "task": sid(1), "time_in_seconds": "60", "sys_created_on": "not a time"}]})
     mocked.get(f"{API}/change_request", json={"result": [row(3, "2025-03-01 10:00:02")]})
     mocked.get(f"{API}/task_time_worked", json={"result": []})
@@ -697,9 +697,11 @@ def test_time_worked_is_one_query_per_page_of_records(mocked) -> None:
     asked = params(mocked.calls[1])
     assert path(mocked.calls[1]).endswith("/task_time_worked")
     assert asked["sysparm_query"] == f"taskIN{sid(1)},{sid(2)}^ORDERBYsys_created_on^ORDERBYsys_id"
-    assert asked["sysparm_fields"] == "sys_id,task,time_in_seconds,time_worked,sys_created_on,user.user_name"
-    assert [(e.seconds, e.author, e.started) for e in records[0].worklogs] == [
-        (5400, "ada", datetime(2025, 2, 27, 9, tzinfo=UTC)), (1200, "bob", datetime(2025, 2, 28, 9, tzinfo=UTC))]
+    assert asked["sysparm_fields"] == ("sys_id,task,time_in_seconds,time_worked,sys_created_on,user.user_name,"
+                                       "task.assignment_group.name")  # the team: same query, no extra call
+    assert [(e.seconds, e.author, e.started, e.group) for e in records[0].worklogs] == [
+        (5400, "ada", datetime(2025, 2, 27, 9, tzinfo=UTC), "Network"),
+        (1200, "bob", datetime(2025, 2, 28, 9, tzinfo=UTC), None)]  # a task in no group
     assert records[1].worklogs == () and records[2].worklogs == ()  # none logged: the stored ones go
     assert adapter.calls == {"GET": 4}  # two pages, one time query each
 
