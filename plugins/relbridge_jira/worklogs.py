@@ -3,8 +3,16 @@
 
 A search or read asked for the ``worklog`` field carries an issue's first 20 worklogs in
 the same answer (no extra call); only an issue with more (``total`` above what came back)
-costs a ``GET issue/{id}/worklog`` per page of ``WORKLOG_PAGE``. Worklogs name no team:
-entries carry no group.
+costs a ``GET issue/{id}/worklog`` per page of ``WORKLOG_PAGE``.
+
+Entries carry no group (``[kpi] group_rates`` does not apply to them). A worklog names no
+team: only its author and, optionally, a ``visibility`` restriction to a group or role,
+which says who may read it, not who did the work. The author's groups cost a call per
+person (``user/groups``) and are not teams either (everyone is in ``jira-software-users``;
+picking the one group that has a rate would be a guess). The issue's Team field
+(``com.atlassian.teams:rm-teams-custom-field-team``, ``{"id", "name", "title"}``) would
+be free to read with the search, but its id differs per site and it exists only where
+Atlassian Teams are enabled: a setting naming it is the way to add one.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ and priced by ``relbridge kpi`` (issue #16): one query per page, never one per r
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -131,3 +132,43 @@ def test_the_kpi_command_prices_the_time_from_the_config_file_and_environment(br
     monkeypatch.setenv("RELBRIDGE_KPI__HOURLY_RATE", "-5")
     bad = runner.invoke(main, ["kpi", "--config", str(config_file)])
     assert bad.exit_code == 2 and "RELBRIDGE_KPI__HOURLY_RATE" in bad.output and "Traceback" not in bad.output
+
+
+def test_group_rates_price_each_entry_at_its_tasks_group(bridge, tmp_path) -> None:
+    """Known answer: Network 100/h, DBA 150/h, anything else 80/h. Planned: 2 h on a Network
+    change, 0.5 h on a change in no group; in progress: 1 h on a DBA change. Direct cost
+    2 x 100 + 0.5 x 80 = 240 planned, 1 x 150 = 150 in progress, 390 in all."""
+    for name in ("Network", "DBA"):
+        bridge.sn.create("sys_user_group", name=name)
+    release = bridge.sn.create("rm_release", short_description="Billing 9.0", state="1",
+                               start_date="2026-06-01 08:00:00", end_date="2026-06-20 17:00:00")
+    network, dba, loose = (bridge.sn.create("change_request", short_description=f"Part {n}", state="-5",
+                                            assignment_group=group)
+                           for n, group in ((1, "Network"), (2, "DBA"), (3, "")))
+    for change in (network, dba, loose):
+        bridge.sn.link(release, change)
+    bridge.sn.create("task_time_worked", task=network["sys_id"], time_in_seconds=7200)
+    bridge.sn.create("task_time_worked", task=loose["sys_id"], time_in_seconds=1800)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[servicenow]\nurl = "{bridge.sims.servicenow_url}"\n[jira]\nurl = "{bridge.sims.jira_url}"\n'
+        f'[store]\nurl = "{bridge.store_url}"\n'
+        '[kpi]\nread_time_worked = true\nhourly_rate = 80\ngroup_rates = { Network = 100, DBA = 150 }\n')
+    runner = CliRunner()
+    assert runner.invoke(main, ["sync", "--once", "--config", str(config)]).exit_code == 0
+    bridge.sn.update("rm_release", release["sys_id"], state="2")  # work in progress from now on
+    assert runner.invoke(main, ["sync", "--once", "--config", str(config)]).exit_code == 0
+    time.sleep(1.1)  # entries are stamped to the second: clearly after the move
+    bridge.sn.create("task_time_worked", task=dba["sys_id"], time_in_seconds=3600)
+    # Time is read with its record: the form that logs it also updates the task.
+    bridge.sn.update("change_request", dba["sys_id"], description="1 h logged")
+    assert runner.invoke(main, ["sync", "--once", "--config", str(config)]).exit_code == 0
+
+    groups = sorted((r.seconds, r.group) for r in bridge.runtime().store.worklog_rows())
+    assert groups == [(1800, None), (3600, "DBA"), (7200, "Network")]
+    out = runner.invoke(main, ["kpi", "--format", "json", "--config", str(config)])
+    assert out.exit_code == 0, out.output
+    kpis = json.loads(out.output)
+    assert kpis["effort_hours_by_state"] == {"planned": 2.5, "in_progress": 1.0}
+    assert kpis["direct_cost_by_state"] == {"planned": 240.0, "in_progress": 150.0}
+    assert (kpis["direct_cost_total"], kpis["direct_cost_unpriced_hours"]) == (390.0, 0.0)
