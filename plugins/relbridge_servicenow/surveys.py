@@ -104,8 +104,10 @@ class Surveys:
         """Set ``survey_satisfaction`` on a page of release rows (one query); left unset when
         the question cannot be read now (the stored scores stay as they are)."""
         scores = self.scores(str(row["sys_id"]) for row in rows) if rows else None
-        for row in rows if scores is not None else ():
-            row[SURVEY_FIELD] = scores.get(str(row["sys_id"]), "")  # type: ignore[union-attr]
+        if scores is None:
+            return
+        for row in rows:
+            row[SURVEY_FIELD] = scores.get(str(row["sys_id"]), "")
 
     def answered_since(self, since: str) -> set[str]:
         """The sys_ids of releases with a completed answer to the question changed at or
@@ -126,8 +128,8 @@ class Surveys:
         answers: dict[str, list[float]] = defaultdict(list)
         ignored: Ignored = Ignored()
         for operand in in_lists(ids):
-            for page in self.api.paged(RESULT_TABLE, query=self._query(f"^instance.trigger_idIN{operand}"), fields=_COLUMNS,
-                                       page_size=RESULT_PAGE):
+            query = self._query(f"^instance.trigger_idIN{operand}")
+            for page in self.api.paged(RESULT_TABLE, query=query, fields=_COLUMNS, page_size=RESULT_PAGE):
                 for row in page:
                     score = self._score(row, ignored)
                     if score is not None:

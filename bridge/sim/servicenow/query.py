@@ -85,6 +85,12 @@ class Condition:
     numeric: bool = False
     hops: tuple[tuple[str, str], ...] = ()
     lookup: Lookup | None = field(default=None, compare=False)
+    # An IN list's values, lower-cased, once: a set look-up per record instead of a scan.
+    _members: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.operator in ("IN", "NOT IN") and not self.numeric:
+            object.__setattr__(self, "_members", frozenset(v.lower() for v in self.value.split(",")))
 
     def actual(self, record: Record) -> str:
         current: Record | None = record
@@ -94,7 +100,7 @@ class Condition:
         return current.get(self.column, "") if current is not None else ""
 
     def test(self, record: Record) -> bool:
-        actual = self.actual(record)
+        actual = self.actual(record) if self.hops else record.get(self.column, "")
         op = self.operator
         if op == "ISEMPTY":
             return actual == ""
@@ -103,7 +109,8 @@ class Condition:
         if op in ("=", "!="):
             return self._equal(actual, self.value) == (op == "=")
         if op in ("IN", "NOT IN"):
-            inside = any(self._equal(actual, v) for v in self.value.split(","))
+            inside = (any(self._equal(actual, v) for v in self.value.split(",")) if self.numeric
+                      else actual.lower() in self._members)
             return inside == (op == "IN")
         if op in ("LIKE", "NOT LIKE"):
             return (self.value.lower() in actual.lower()) == (op == "LIKE")
