@@ -138,9 +138,11 @@ class Surveys:
         return {i: _mean(answers[i]) if answers.get(i) else "" for i in ids}
 
     def check(self) -> None:
-        """``check_metric`` for the configured question (``ConfigError`` when missing)."""
+        """``check_metric`` for the configured question (``ConfigError`` when missing); a
+        pass counts as the look-up before the next reads."""
         if self.enabled:
             check_metric(self.api, self.settings)
+            self._checked_at, self._missing = time.monotonic(), None
 
     def _usable(self) -> bool:
         now = time.monotonic()

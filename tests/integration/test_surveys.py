@@ -77,6 +77,8 @@ def test_kpi_reports_satisfaction_from_survey_answers(bridge, tmp_path: Path) ->
     reads = [r for r in requests_log(bridge.sims.servicenow_url)["requests"]
              if r["method"] == "GET" and r["path"].endswith("/asmt_metric_result")]
     assert len(reads) == 1  # one page of releases, one query: never one per release
+    checks = [r for r in requests_log(bridge.sims.servicenow_url)["requests"] if r["path"].endswith("/asmt_metric")]
+    assert len(checks) == 1  # the start-up check found the question: the reading trusts it
     shown = run("release", "show", alpha["number"], "--json", "--config", str(config))
     assert json.loads(shown.output)["fields"]["satisfaction"] == 4.0
     assert bridge.sn.get("rm_release", gamma["sys_id"])["sys_mod_count"] == gamma["sys_mod_count"]  # read only
