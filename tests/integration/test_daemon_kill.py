@@ -126,7 +126,7 @@ def test_sigterm_while_busy_exits_0_in_time_and_leaves_work_claimable(bridge, st
                        timeout=15, what="workers busy")
             began = time.monotonic()
             assert daemon.terminate(timeout=15) == 0, daemon.output()[-3000:]
-            assert time.monotonic() - began < 10
+            assert time.monotonic() - began < 14  # SHUTDOWN_SECONDS (9) plus the exit on a loaded machine; the hang is 20 s
             assert "unfinished" in daemon.output()  # stopped with the slow writes still running
             assert Inbox(store).depth() >= 3  # nothing lost: still queued; the claims expire
         bridge.jira.session.delete(f"{sims.jira_url}/_sim/faults").raise_for_status()

@@ -749,17 +749,3 @@ def test_start_simulators_wires_the_jira_simulator(sims_factory: Any) -> None:
     client = jira.JIRA(server=sims.jira_url, basic_auth=AUTH, max_retries=0)
     assert not client._is_cloud
     assert len(client.search_issues("project = OPS", maxResults=0)) == 12
-
-
-def test_serves_a_thousand_simple_gets_per_second(start_jira: Callable[..., JiraHandle]) -> None:
-    handle = start_jira(seed="demo")
-    session = requests.Session()
-    session.auth = AUTH
-    url = handle.rest("issue/OPS-1?fields=summary")
-    session.get(url)
-    started = time.perf_counter()
-    for _ in range(300):
-        assert session.get(url).status_code == 200
-    rate = 300 / (time.perf_counter() - started)
-    # The figure includes the client's own overhead, so the server alone is faster still.
-    assert rate > 400, f"{rate:.0f} requests/s"
