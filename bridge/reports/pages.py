@@ -181,3 +181,11 @@ def dlq_page(letters: list[dict[str, Any]]) -> str:
 
 def problem_page(status: int, message: str) -> str:
     return page(f"{status}", [f"<h1>{status}</h1>", f"<p>{esc(message)}</p>", '<p><a href="/ui/">Releases</a></p>'])
+
+
+def computing_page(title: str, headline: str, why: str, *, here: str) -> str:
+    """Instead of a page whose figures were never computed yet: what is being computed and
+    why it is not ready; the browser reloads it every few seconds until it is."""
+    body = [f"<h1>{esc(title)}</h1>", f"<p><strong>{esc(headline)}</strong></p>",
+            f'<p class="muted">{esc(why)}</p>']
+    return page(title, body, here=here, reload_seconds=5)

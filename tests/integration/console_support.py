@@ -39,7 +39,9 @@ class ConsoleSite:
 
 def console_site(store_url: str, *, releases: int = 60, console: dict[str, Any] | None = None,
                  kpi: dict[str, Any] | None = None) -> ConsoleSite:
-    """The daemon's receiver app (real mount at /ui) over a freshly seeded store."""
+    """The daemon's receiver app (real mount at /ui) over a freshly seeded store. Its
+    pages wait for their first build (a small store's takes well under a second): these
+    tests read figures; test_console_freshness covers what a page shows before them."""
     config = Config.model_validate({"store": {"url": store_url}, "console": {"enabled": True, **(console or {})},
                                     "kpi": kpi or {}})
     runtime = Runtime(config)
@@ -48,5 +50,5 @@ def console_site(store_url: str, *, releases: int = 60, console: dict[str, Any] 
     for key, name in HOSTILE_NAMES.items():
         runtime.store.put_record("release", key, record_data({"name": name, "state": "planned"}))
     app = create_app(inbox=Inbox.from_config(runtime.store, SyncConfig()), adapters={}, config=config.webhooks,
-                     schemes={}, metrics=Metrics(), console=create_console(runtime, config.console))
+                     schemes={}, metrics=Metrics(), console=create_console(runtime, config.console, first_wait=60))
     return ConsoleSite(runtime, app)

@@ -1,0 +1,188 @@
+"""The console's slow views, built off the request path and served at once (DESIGN.md §13).
+
+A *view* is a value slow to build from the store: the release overview reads every release
+and its changes, the KPIs every release's history (seconds at 10,000 releases). A request
+never builds one:
+
+* One builder thread builds views, one at a time, in the order they were asked for (a
+  person asking for many KPI periods queues them instead of running many builds at once).
+* A request gets the last built value at once. If it was last checked more than
+  ``recheck`` seconds ago, the request also queues a check: the builder reads the store's
+  :meth:`~bridge.store.Store.data_version` (one query, never on a request's time) and
+  rebuilds when it moved or the value is older than ``max_age``. The page says when its
+  figures were computed and whether newer ones are being computed.
+* A view never built: the request waits up to ``first_wait`` (a small store builds in that
+  time), then gets no value, and the console answers with a page saying what is being
+  computed, since when and why.
+* Views marked ``keep`` (the overview and the all-time KPIs) are saved in the store with
+  the data version they were built from and when; a new console starts from them, so after
+  a restart pages show the last figures at once, and a rebuild follows only if the data
+  moved or they are too old.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bridge.timeutil import utc_now
+
+log = logging.getLogger(__name__)
+
+#: Views that are not kept (one per KPI period asked for) beyond this many: the least
+#: recently asked for is dropped.
+MAX_VIEWS = 32
+
+
+@dataclass(frozen=True)
+class Built:
+    """A view's value, the data version it was built from and when."""
+
+    value: Any
+    version: str
+    computed_at: datetime
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a request gets: the last built value (None before the first build) and what
+    the builder is doing about it."""
+
+    built: Built | None
+    refreshing: bool  # a rebuild is under way
+    asked_at: datetime | None  # when the first build was asked for (while there is no value)
+    failed: str | None  # why the last build failed, until one succeeds
+
+
+@dataclass
+class _View:
+    build: Callable[[], Any]
+    keep: bool
+    built: Built | None = None
+    checked: float = -math.inf  # monotonic time the builder last compared data versions
+    used: float = 0.0
+    queued: bool = False
+    rebuilding: bool = False
+    asked_at: datetime | None = None
+    failed: str | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def version_text(version: Any) -> str:
+    """A data version as text, comparable with one saved in the store."""
+    return json.dumps(list(version), default=str)
+
+
+class Views:
+    """Built views over one store (see the module docstring)."""
+
+    def __init__(self, store: Any, *, max_age: float, first_wait: float = 0.1, recheck: float = 1.0,
+                 now: Callable[[], datetime] = utc_now, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store, self.max_age, self.first_wait, self.recheck = store, max_age, first_wait, recheck
+        self.now, self.clock = now, clock
+        self._views: dict[str, _View] = {}
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._builder: threading.Thread | None = None
+
+    def define(self, name: str, build: Callable[[], Any]) -> None:
+        """A view kept in the store; starts from the saved one when there is one."""
+        view = self._views[name] = _View(build, keep=True)
+        try:
+            saved = self.store.snapshot(name)
+        except Exception as exc:  # the console still works, it only starts empty
+            log.warning("console: could not read the saved %s view: %s", name, exc)
+            return
+        if saved is not None:
+            view.built = Built(saved.value, saved.data_version, saved.computed_at)
+
+    def refresh(self, name: str) -> None:
+        """Queue a check of ``name`` (a rebuild if its data moved): the start-up warm-up."""
+        with self._lock:
+            self._enqueue(name, self._views[name])
+
+    def get(self, name: str, build: Callable[[], Any] | None = None) -> Reading:
+        """The view as built so far; ``build`` makes a view not defined before."""
+        with self._lock:
+            view = self._views.get(name)
+            if view is None:
+                assert build is not None, f"view {name!r} is not defined"
+                view = self._views[name] = _View(build, keep=False)
+                self._drop_unused()
+            view.used = self.clock()
+            if view.built is None or view.used - view.checked >= self.recheck or self._too_old(view.built):
+                self._enqueue(name, view)
+        if view.built is None and self.first_wait > 0:
+            view.done.wait(self.first_wait)
+        return Reading(view.built, view.rebuilding, view.asked_at if view.built is None else None, view.failed)
+
+    def wait(self, name: str, timeout: float) -> bool:
+        """Block until ``name`` has no build queued (tests, start-up scripts); False on timeout."""
+        return self._views[name].done.wait(timeout)
+
+    def _too_old(self, built: Built) -> bool:
+        return (self.now() - built.computed_at).total_seconds() > self.max_age
+
+    def _enqueue(self, name: str, view: _View) -> None:
+        """Under the lock: queue ``name`` once, and start the builder if it is not running."""
+        if view.queued:
+            return
+        view.queued = True
+        view.done.clear()
+        if view.built is None and view.asked_at is None:
+            view.asked_at = self.now()
+        self._queue.put(name)
+        if self._builder is None:
+            self._builder = threading.Thread(target=self._work, name="console-builder", daemon=True)
+            self._builder.start()
+
+    def _drop_unused(self) -> None:
+        spare = sorted((v.used, n) for n, v in self._views.items() if not v.keep and not v.queued)
+        for _, name in spare[:max(0, len(spare) - MAX_VIEWS)]:
+            del self._views[name]
+
+    def _work(self) -> None:
+        while True:
+            name = self._queue.get()
+            view = self._views.get(name)
+            if view is None:
+                continue
+            try:
+                self._check(name, view)
+            except Exception as exc:  # shown on the page; the next request asks again
+                log.warning("console: building the %s view failed: %s", name, exc, exc_info=True)
+                view.failed = f"{type(exc).__name__}: {exc}"
+            finally:
+                with self._lock:
+                    view.queued = False
+                view.done.set()
+
+    def _check(self, name: str, view: _View) -> None:
+        """Compare data versions and rebuild when the view is not true any more."""
+        version = version_text(self.store.data_version())  # read first: a write during the build moves it again
+        view.checked = self.clock()
+        built = view.built
+        if built is not None and built.version == version and not self._too_old(built):
+            return
+        view.rebuilding, started = True, self.now()
+        try:
+            view.built = Built(view.build(), version, started)
+        finally:
+            view.rebuilding = False
+        view.failed, view.asked_at = None, None
+        if view.keep:
+            self._save(name, view.built)
+
+    def _save(self, name: str, built: Built) -> None:
+        try:
+            self.store.save_snapshot(name, built.version, built.computed_at, built.value)
+        except Exception as exc:  # derived data: the next restart rebuilds it
+            log.warning("console: could not save the %s view: %s", name, exc)
