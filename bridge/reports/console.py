@@ -36,9 +36,10 @@ from starlette.routing import Route
 from bridge.engine.safety import held_document
 from bridge.errors import BadInput, did_you_mean
 from bridge.reports import pages
+from bridge.reports.builder import KpiJob, OverviewJob, ViewProcess
+from bridge.reports.cost import Rates
 from bridge.reports.freshness import Reading, Views
-from bridge.reports.kpi import Rates, kpis_from_store
-from bridge.reports.releases import check_state, parse_day, pick_rows, release_names, release_rows
+from bridge.reports.releases import check_state, parse_day, pick_rows, release_names
 from bridge.timeutil import utc_now
 
 if TYPE_CHECKING:
@@ -98,10 +99,11 @@ class Console:
     def __init__(self, runtime: Runtime, config: ConsoleConfig, *, first_wait: float = 0.1, recheck: float = 1.0,
                  now: Callable[[], datetime] = utc_now) -> None:
         self.runtime, self.config, self.now = runtime, config, now
-        self.views = Views(runtime.store, max_age=config.cache_seconds, first_wait=first_wait, recheck=recheck,
-                           now=now)
-        self.views.define(OVERVIEW, lambda: release_rows(self.store))
-        self.views.define(ALL_TIME_KPIS, lambda: self._kpis(None, None))
+        self.process = ViewProcess(runtime.config.store.url)
+        self.views = Views(runtime.store, self.process, max_age=config.cache_seconds, first_wait=first_wait,
+                           recheck=recheck, now=now)
+        self.views.define(OVERVIEW, OverviewJob())
+        self.views.define(ALL_TIME_KPIS, self._kpi_job(None, None))
 
     def warm_up(self) -> None:
         """Queue the overview and the all-time KPIs (built, or checked when saved ones were
@@ -109,10 +111,13 @@ class Console:
         self.views.refresh(OVERVIEW)
         self.views.refresh(ALL_TIME_KPIS)
 
-    def _kpis(self, since: date | None, until: date | None) -> dict[str, Any]:
-        return kpis_from_store(self.store, since=since, until=until, now=self.now(),
-                               early_life_days=self.runtime.config.verify.early_life_days,
-                               rates=Rates.of_config(self.runtime.config.kpi))
+    def close(self) -> None:
+        """Stop building (the daemon's exit does it too)."""
+        self.views.close()
+        self.process.close()
+
+    def _kpi_job(self, since: date | None, until: date | None) -> KpiJob:
+        return KpiJob(since, until, self.runtime.config.verify.early_life_days, Rates.of_config(self.runtime.config.kpi))
 
     @property
     def store(self) -> Any:
@@ -157,7 +162,7 @@ class Console:
         if since is None and until is None:
             reading = self.views.get(ALL_TIME_KPIS)
         else:
-            reading = self.views.get(f"kpi {since or ''}..{until or ''}", lambda: self._kpis(since, until))
+            reading = self.views.get(f"kpi {since or ''}..{until or ''}", self._kpi_job(since, until))
         if reading.built is None:
             period = f" from {since or 'the first release'} to {until or 'today'}" if since or until else ""
             return pages.computing_page("Release KPIs", f"The KPIs{period} are being computed.",

@@ -64,7 +64,7 @@ class Reading:
 
 @dataclass
 class _View:
-    build: Callable[[], Any]
+    job: Any  # what ``run`` builds the view from
     keep: bool
     built: Built | None = None
     checked: float = -math.inf  # monotonic time the builder last compared data versions
@@ -84,18 +84,20 @@ def version_text(version: Any) -> str:
 class Views:
     """Built views over one store (see the module docstring)."""
 
-    def __init__(self, store: Any, *, max_age: float, first_wait: float = 0.1, recheck: float = 1.0,
-                 now: Callable[[], datetime] = utc_now, clock: Callable[[], float] = time.monotonic) -> None:
-        self.store, self.max_age, self.first_wait, self.recheck = store, max_age, first_wait, recheck
+    def __init__(self, store: Any, run: Callable[[Any], Any], *, max_age: float, first_wait: float = 0.1,
+                 recheck: float = 1.0, now: Callable[[], datetime] = utc_now,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store, self.run = store, run
+        self.max_age, self.first_wait, self.recheck = max_age, first_wait, recheck
         self.now, self.clock = now, clock
         self._views: dict[str, _View] = {}
         self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._builder: threading.Thread | None = None
 
-    def define(self, name: str, build: Callable[[], Any]) -> None:
+    def define(self, name: str, job: Any) -> None:
         """A view kept in the store; starts from the saved one when there is one."""
-        view = self._views[name] = _View(build, keep=True)
+        view = self._views[name] = _View(job, keep=True)
         try:
             saved = self.store.snapshot(name)
         except Exception as exc:  # the console still works, it only starts empty
@@ -109,13 +111,13 @@ class Views:
         with self._lock:
             self._enqueue(name, self._views[name])
 
-    def get(self, name: str, build: Callable[[], Any] | None = None) -> Reading:
-        """The view as built so far; ``build`` makes a view not defined before."""
+    def get(self, name: str, job: Any = None) -> Reading:
+        """The view as built so far; ``job`` makes a view not defined before."""
         with self._lock:
             view = self._views.get(name)
             if view is None:
-                assert build is not None, f"view {name!r} is not defined"
-                view = self._views[name] = _View(build, keep=False)
+                assert job is not None, f"view {name!r} is not defined"
+                view = self._views[name] = _View(job, keep=False)
                 self._drop_unused()
             view.used = self.clock()
             if view.built is None or view.used - view.checked >= self.recheck or self._too_old(view.built):
@@ -123,6 +125,10 @@ class Views:
         if view.built is None and self.first_wait > 0:
             view.done.wait(self.first_wait)
         return Reading(view.built, view.rebuilding, view.asked_at if view.built is None else None, view.failed)
+
+    def close(self) -> None:
+        """End the builder thread (a build under way finishes first)."""
+        self._queue.put(None)
 
     def wait(self, name: str, timeout: float) -> bool:
         """Block until ``name`` has no build queued (tests, start-up scripts); False on timeout."""
@@ -150,8 +156,7 @@ class Views:
             del self._views[name]
 
     def _work(self) -> None:
-        while True:
-            name = self._queue.get()
+        while (name := self._queue.get()) is not None:
             view = self._views.get(name)
             if view is None:
                 continue
@@ -174,7 +179,7 @@ class Views:
             return
         view.rebuilding, started = True, self.now()
         try:
-            view.built = Built(view.build(), version, started)
+            view.built = Built(self.run(view.job), version, started)
         finally:
             view.rebuilding = False
         view.failed, view.asked_at = None, None

@@ -14,7 +14,7 @@ from bridge.config import Config, SyncConfig
 from bridge.daemon.inbox import Inbox
 from bridge.daemon.metrics import Metrics
 from bridge.daemon.receiver import create_app
-from bridge.reports.console import create_console
+from bridge.reports.console import Console, create_console
 from bridge.runtime import Runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -32,9 +32,18 @@ HOSTILE_NAMES = {
 class ConsoleSite:
     runtime: Runtime
     app: Any
+    console_app: Any
 
     def client(self, **kwargs: Any) -> TestClient:
         return TestClient(self.app, **kwargs)
+
+    @property
+    def console(self) -> Console:
+        return self.console_app.state.console  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.console.close()
+        self.runtime.close()
 
 
 def console_site(store_url: str, *, releases: int = 60, console: dict[str, Any] | None = None,
@@ -49,6 +58,7 @@ def console_site(store_url: str, *, releases: int = 60, console: dict[str, Any] 
     seed_console_extras(runtime.store)
     for key, name in HOSTILE_NAMES.items():
         runtime.store.put_record("release", key, record_data({"name": name, "state": "planned"}))
+    console_app = create_console(runtime, config.console, first_wait=60)
     app = create_app(inbox=Inbox.from_config(runtime.store, SyncConfig()), adapters={}, config=config.webhooks,
-                     schemes={}, metrics=Metrics(), console=create_console(runtime, config.console, first_wait=60))
-    return ConsoleSite(runtime, app)
+                     schemes={}, metrics=Metrics(), console=console_app)
+    return ConsoleSite(runtime, app, console_app)
