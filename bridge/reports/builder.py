@@ -15,18 +15,24 @@ store builds the view, a JSON value (the console keeps some in the store).
 
 from __future__ import annotations
 
-import multiprocessing
+import logging
+import os
+import pickle
+import select
 import signal
+import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from bridge.reports.cost import Rates
 
 if TYPE_CHECKING:
     from bridge.store import Store
+
+log = logging.getLogger(__name__)
 
 #: A child with nothing to build for this long exits (memory back to the system).
 IDLE_SECONDS = 300.0
@@ -63,25 +69,80 @@ class KpiJob:
                                early_life_days=self.early_life_days, rates=self.rates)
 
 
-def _serve(conn: Connection, url: str) -> None:
-    """The child: build each job sent, answer ``(True, value)`` or ``(False, reason)``."""
+@dataclass(frozen=True)
+class Kept:
+    """A job whose view is also saved in the store with the data version it was built from
+    (by the child: encoding the overview's 3 MB of JSON would hold the daemon's lock ~0.1 s)."""
+
+    job: Any
+    name: str
+    version: str
+    computed_at: datetime
+
+    def __call__(self, store: Store) -> Any:
+        value = self.job(store)
+        try:
+            store.save_snapshot(self.name, self.version, self.computed_at, value)
+        except Exception as exc:  # derived data: the next restart builds it again
+            log.warning("console: could not save the %s view: %s", self.name, exc)
+        return value
+
+
+def _send(stream: BinaryIO, value: Any) -> None:
+    """One message: its length, then the pickle (both ends are relbridge, on private pipes)."""
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(len(data).to_bytes(8, "big") + data)
+    stream.flush()
+
+
+def _receive(read: Callable[[int], bytes]) -> Any:
+    size = int.from_bytes(_exactly(read, 8), "big")
+    return pickle.loads(_exactly(read, size))  # written by _send at the other end
+
+
+def _exactly(read: Callable[[int], bytes], size: int) -> bytes:
+    parts, got = [], 0
+    while got < size:
+        part = read(size - got)
+        if not part:
+            raise EOFError("the pipe was closed")
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+def _serve(url: str, answers: BinaryIO) -> None:
+    """The child: build each job read from stdin, answer ``(True, value)`` or ``(False, reason)``.
+    stdin is read unbuffered, message by message, so ``select`` sees exactly what is pending."""
     from bridge.store import Store
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the daemon, which closes the pipe
     store: Store | None = None
     try:
-        while conn.poll(IDLE_SECONDS):
-            job = conn.recv()
+        while select.select([0], [], [], IDLE_SECONDS)[0]:
+            try:
+                job = _receive(lambda size: os.read(0, size))
+            except EOFError:  # the daemon closed the pipe or died
+                return
             try:
                 store = store or Store(url, migrate=False)
-                conn.send((True, job(store)))
+                answer = (True, job(store))
             except Exception as exc:  # the reason goes back to the page; the child serves on
-                conn.send((False, f"{type(exc).__name__}: {exc}"))
-    except (EOFError, OSError):  # the daemon closed the pipe or died
-        pass
+                answer = (False, f"{type(exc).__name__}: {exc}")
+            _send(answers, answer)
     finally:
         if store is not None:
             store.close()
+
+
+def main() -> None:
+    """``python -m bridge.reports.builder``: the child's start. Answers go to the stdout it
+    was given; anything else printed goes to stderr. The store URL comes first on stdin
+    (never the command line, which ``ps`` shows)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the daemon, which closes the pipe
+    os.nice(10)  # background work: the daemon's syncing and pages come first on a busy machine
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    _serve(_receive(lambda size: os.read(0, size)), answers)
 
 
 class ViewProcess:
@@ -89,22 +150,22 @@ class ViewProcess:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._process: BaseProcess | None = None
-        self._conn: Connection | None = None
+        self._child: subprocess.Popen[bytes] | None = None
         self._closed = False
 
     def __call__(self, job: Any) -> Any:
-        for attempt in (1, 2):
+        for attempt in (1, 2):  # the child may have just exited idle: start another once
             if self._closed:
-                raise ViewBuildFailed("the console is closed")  # the child may have just exited idle: start another once
-            conn = self._connection()
+                raise ViewBuildFailed("the console is closed")
+            child = self._running()
+            assert child.stdin is not None and child.stdout is not None
             try:
-                conn.send(job)
-                ok, value = conn.recv()
+                _send(child.stdin, job)
+                ok, value = _receive(child.stdout.read)
             except (EOFError, OSError) as exc:
                 self.close(for_good=False)
                 if attempt == 2:
-                    raise ViewBuildFailed(f"the process building the console's views died ({exc or 'no answer'})") \
+                    raise ViewBuildFailed(f"the process building the console's views stopped ({exc or 'no answer'})") \
                         from None
                 continue
             if not ok:
@@ -112,27 +173,33 @@ class ViewProcess:
             return value
         raise AssertionError("unreachable")
 
-    def _connection(self) -> Connection:
-        if self._conn is None or self._process is None or not self._process.is_alive():
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self._child is None or self._child.poll() is not None:
             self.close(for_good=False)
-            # spawn, not fork: the daemon has threads and open connections a fork would copy.
-            context = multiprocessing.get_context("spawn")
-            self._conn, theirs = context.Pipe()
-            self._process = context.Process(target=_serve, args=(theirs, self.url), name="relbridge-console-views",
-                                            daemon=True)
-            self._process.start()
-            theirs.close()
-        return self._conn
+            # A fresh interpreter, not multiprocessing: nothing of the daemon's (threads, open
+            # connections, its main script) is copied or run again.
+            self._child = subprocess.Popen([sys.executable, "-m", "bridge.reports.builder"], stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE)
+            assert self._child.stdin is not None
+            _send(self._child.stdin, self.url)
+        return self._child
 
     def close(self, *, for_good: bool = True) -> None:
         """Stop the child (it stops by itself when the daemon exits). A build under way is
         cut short: its figures are derived data, and the next start builds them again."""
         self._closed = self._closed or for_good
-        if self._conn is not None:
-            self._conn.close()
-        if self._process is not None:
-            self._process.join(0.5)
-            if self._process.is_alive():
-                self._process.terminate()
-                self._process.join(5)
-        self._conn = self._process = None
+        child, self._child = self._child, None
+        if child is None:
+            return
+        for stream in (child.stdin, child.stdout):
+            if stream is not None:
+                stream.close()
+        try:
+            child.wait(0.5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(5)
+
+
+if __name__ == "__main__":
+    main()

@@ -14,7 +14,8 @@ never builds one:
 * A view never built: the request waits up to ``first_wait`` (a small store builds in that
   time), then gets no value, and the console answers with a page saying what is being
   computed, since when and why.
-* Views marked ``keep`` (the overview and the all-time KPIs) are saved in the store with
+* Views marked ``keep`` (the overview and the all-time KPIs) are saved in the store (by the
+  builder, :class:`~bridge.reports.builder.Kept`) with
   the data version they were built from and when; a new console starts from them, so after
   a restart pages show the last figures at once, and a rebuild follows only if the data
   moved or they are too old.
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bridge.reports.builder import Kept
 from bridge.timeutil import utc_now
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,8 @@ def version_text(version: Any) -> str:
 
 
 class Views:
-    """Built views over one store (see the module docstring)."""
+    """Built views over one store (see the module docstring); ``run(job)`` builds one (in
+    the console, :class:`~bridge.reports.builder.ViewProcess`)."""
 
     def __init__(self, store: Any, run: Callable[[Any], Any], *, max_age: float, first_wait: float = 0.1,
                  recheck: float = 1.0, now: Callable[[], datetime] = utc_now,
@@ -94,6 +97,7 @@ class Views:
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._builder: threading.Thread | None = None
+        self._closed = False
 
     def define(self, name: str, job: Any) -> None:
         """A view kept in the store; starts from the saved one when there is one."""
@@ -127,7 +131,9 @@ class Views:
         return Reading(view.built, view.rebuilding, view.asked_at if view.built is None else None, view.failed)
 
     def close(self) -> None:
-        """End the builder thread (a build under way finishes first)."""
+        """End the builder thread (a build under way finishes first, or fails quietly when
+        ``run`` was stopped too)."""
+        self._closed = True
         self._queue.put(None)
 
     def wait(self, name: str, timeout: float) -> bool:
@@ -163,6 +169,8 @@ class Views:
             try:
                 self._check(name, view)
             except Exception as exc:  # shown on the page; the next request asks again
+                if self._closed:
+                    break
                 log.warning("console: building the %s view failed: %s", name, exc, exc_info=True)
                 view.failed = f"{type(exc).__name__}: {exc}"
             finally:
@@ -179,15 +187,8 @@ class Views:
             return
         view.rebuilding, started = True, self.now()
         try:
-            view.built = Built(self.run(view.job), version, started)
+            view.built = Built(self.run(Kept(view.job, name, version, started) if view.keep else view.job), version,
+                               started)
         finally:
             view.rebuilding = False
         view.failed, view.asked_at = None, None
-        if view.keep:
-            self._save(name, view.built)
-
-    def _save(self, name: str, built: Built) -> None:
-        try:
-            self.store.save_snapshot(name, built.version, built.computed_at, built.value)
-        except Exception as exc:  # derived data: the next restart rebuilds it
-            log.warning("console: could not save the %s view: %s", name, exc)
