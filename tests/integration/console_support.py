@@ -47,10 +47,12 @@ class ConsoleSite:
 
 
 def console_site(store_url: str, *, releases: int = 60, console: dict[str, Any] | None = None,
-                 kpi: dict[str, Any] | None = None) -> ConsoleSite:
+                 kpi: dict[str, Any] | None = None, **options: Any) -> ConsoleSite:
     """The daemon's receiver app (real mount at /ui) over a freshly seeded store. Its
-    pages wait for their first build (a small store's takes well under a second): these
-    tests read figures; test_console_freshness covers what a page shows before them."""
+    pages wait for their first build (the builder process starts, then a small store's views
+    take well under a second): these
+    tests read figures; test_console_freshness covers what a page shows before them.
+    ``options`` go to ``create_console``."""
     config = Config.model_validate({"store": {"url": store_url}, "console": {"enabled": True, **(console or {})},
                                     "kpi": kpi or {}})
     runtime = Runtime(config)
@@ -58,7 +60,7 @@ def console_site(store_url: str, *, releases: int = 60, console: dict[str, Any] 
     seed_console_extras(runtime.store)
     for key, name in HOSTILE_NAMES.items():
         runtime.store.put_record("release", key, record_data({"name": name, "state": "planned"}))
-    console_app = create_console(runtime, config.console, first_wait=60)
+    console_app = create_console(runtime, config.console, **{"first_wait": 60, **options})
     app = create_app(inbox=Inbox.from_config(runtime.store, SyncConfig()), adapters={}, config=config.webhooks,
                      schemes={}, metrics=Metrics(), console=console_app)
     return ConsoleSite(runtime, app, console_app)
