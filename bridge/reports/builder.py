@@ -134,7 +134,7 @@ def _serve(url: str, answers: BinaryIO) -> None:
             store.close()
 
 
-def main() -> None:
+def _child_main() -> None:
     """``python -m bridge.reports.builder``: the child's start. Answers go to the stdout it
     was given; anything else printed goes to stderr. The store URL comes first on stdin
     (never the command line, which ``ps`` shows)."""
@@ -202,4 +202,4 @@ class ViewProcess:
 
 
 if __name__ == "__main__":
-    main()
+    _child_main()
