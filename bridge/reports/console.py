@@ -168,7 +168,8 @@ class Console:
             return pages.computing_page("Release KPIs", f"The KPIs{period} are being computed.",
                                         self._why(reading, NEW_PERIOD if period else NEVER_BUILT),
                                         here="/ui/kpi")
-        return pages.kpi_page(reading.built.value, computed=self._as_of("computed", reading))
+        built = reading.built.value
+        return pages.kpi_page(built["kpis"], computed=self._as_of("computed", reading), sections=built["sections"])
 
     def _as_of(self, verb: str, reading: Reading) -> str:
         """When the figures shown were computed, and whether newer ones are on the way."""
