@@ -56,7 +56,9 @@ SECURITY_HEADERS = {
 }
 
 
-#: The views the console keeps in the store and builds at start-up.
+#: The views the console keeps in the store and builds at start-up. A saved value has the
+#: shape its job returned: when a job's shape changes, change its name here too, so that
+#: a store saved by an older relbridge is rebuilt rather than misread.
 OVERVIEW, ALL_TIME_KPIS = "releases", "kpi"
 
 

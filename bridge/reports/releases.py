@@ -1,12 +1,14 @@
 """The release overview: ``relbridge release list`` and the console's releases page.
 
 One row per release: state, authorization and what blocks it (readiness), plan against
-actual. Built from two bulk reads (releases, then the changes they link), so listing
-10,000 releases costs two queries, not one per release.
+actual. Built from two bulk reads of only the fields shown (releases, then every change's
+state and approval, picked out by the database), so listing 10,000 releases costs two
+queries and decodes no whole record.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -40,13 +42,30 @@ class _Change(NamedTuple):
     approval: Approval
 
 
-def _changes(store: Store, keys: set[str]) -> dict[str, _Change]:
-    """The linked changes, only what authorization reads: the stored records were
-    validated when written, and making a whole ``ChangeRequest`` of each of 30,000 changes
-    again took most of the overview's time."""
-    return {key: _Change(key, ChangeState(data["fields"].get("state") or ChangeState.NEW),
-                         Approval(data["fields"].get("approval") or Approval.NOT_REQUESTED))
-            for key, data in store.get_records("change", keys).items()}
+#: What a row shows of a release, read without decoding the whole record.
+_ROW_FIELDS = ("name", "state", "planned_start", "planned_end", "actual_start", "actual_end", "change_requests",
+               "incidents")
+
+
+# Looked up, not called: 60,000 enum calls were a fifth of the overview's time.
+_STATES = {s.value: s for s in ChangeState}
+_APPROVALS = {a.value: a for a in Approval}
+
+
+def _changes(store: Store) -> dict[str, _Change]:
+    """Every change, only what authorization reads, picked out by the database: the
+    stored records were validated when written, and decoding and validating 30,000 whole
+    changes again was most of the overview's time."""
+    return {key: _Change(key, _STATES.get(state or "new") or ChangeState(state),
+                         _APPROVALS.get(approval or "not_requested") or Approval(approval))
+            for key, state, approval in store.record_values("change", ("state", "approval"))}
+
+
+def _array(value: Any) -> list[Any]:
+    """A list field as ``record_values`` hands it out (its JSON text), or none."""
+    if value is None:
+        return []
+    return json.loads(value) if isinstance(value, str) else list(value)
 
 
 def check_state(state: str | None) -> None:
@@ -74,25 +93,20 @@ def release_rows(store: Store, *, state: str | None = None, since: date | None =
     """The overview rows, latest planned end first. ``state`` and ``since`` (planned end on
     or after that day) filter; an unknown state is ``BadInput``."""
     check_state(state)
-    picked = []
-    for key, data in store.records("release"):
-        fields = data["fields"]
-        if state is not None and fields.get("state") != state:
-            continue
-        if not _planned_end_from(since, fields.get("planned_end")):
-            continue
-        picked.append((key, fields))
-    changes = _changes(store, {c for _, f in picked for c in f.get("change_requests") or ()})
+    picked = [fields for fields in (dict(zip(("key", *_ROW_FIELDS), values, strict=True))
+                                    for values in store.record_values("release", _ROW_FIELDS))
+              if (state is None or fields["state"] == state) and _planned_end_from(since, fields["planned_end"])]
+    changes = _changes(store) if picked else {}
     rows = []
-    for key, fields in picked:
-        linked = [changes[c] for c in fields.get("change_requests") or () if c in changes]
+    for fields in picked:
+        linked = [changes[c] for c in _array(fields["change_requests"]) if c in changes]
         missing = lifecycle.missing_for_authorization(linked)
         rows.append({
-            "key": key, "name": fields.get("name"), "state": fields.get("state"),
+            "key": fields["key"], "name": fields["name"], "state": fields["state"],
             "authorized": not missing, "missing_for_authorization": missing,
-            "planned_start": fields.get("planned_start"), "planned_end": fields.get("planned_end"),
-            "actual_start": fields.get("actual_start"), "actual_end": fields.get("actual_end"),
-            "slip_days": _slip_days(fields), "changes": len(linked), "incidents": len(fields.get("incidents") or ()),
+            "planned_start": fields["planned_start"], "planned_end": fields["planned_end"],
+            "actual_start": fields["actual_start"], "actual_end": fields["actual_end"],
+            "slip_days": _slip_days(fields), "changes": len(linked), "incidents": len(_array(fields["incidents"])),
         })
     rows.sort(key=lambda r: r["key"])
     rows.sort(key=lambda r: r["planned_end"] or "", reverse=True)  # stable: latest first, undated last
