@@ -137,7 +137,8 @@ class Views:
         self._queue.put(None)
 
     def wait(self, name: str, timeout: float) -> bool:
-        """Block until ``name`` has no build queued (tests, start-up scripts); False on timeout."""
+        """Block until the check or build last queued for ``name`` finished (tests, the
+        bench); False on timeout."""
         return self._views[name].done.wait(timeout)
 
     def _too_old(self, built: Built) -> bool:
