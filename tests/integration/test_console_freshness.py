@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import requests
 from starlette.testclient import TestClient
 
 from bridge.reports.console import create_console
 from bridge.reports.kpi import kpis_from_store
 from tests.integration.console_support import ConsoleSite, console_site, record_data
+from tests.integration.daemon_support import start_daemon
 
 HTML = {"accept": "text/html"}
 BUILD_SECONDS = 120  # the builder process's start plus a small store's views, with room for a busy machine
@@ -159,3 +161,17 @@ def test_the_builder_process_is_started_again_after_it_died(site) -> None:
     client.get("/ui/", headers=HTML)
     assert site.console.views.wait("releases", BUILD_SECONDS)
     assert "Releases (64)" in text_of(client.get("/ui/", headers=HTML).text)
+
+
+def test_the_daemon_builds_the_views_at_start_up_and_stops_the_builder_with_it(bridge) -> None:
+    daemon = start_daemon(bridge, console={"enabled": True})
+    try:
+        assert daemon.console is not None
+        assert daemon.console.views.wait("releases", BUILD_SECONDS)  # nobody asked: the start-up build ran
+        page = requests.get(f"{daemon.receiver.url}/ui/", headers=HTML, timeout=30)
+        assert page.status_code == 200 and "Releases (" in text_of(page.text) and "being computed" not in page.text
+        child = daemon.console.process._child
+        assert child is not None and child.poll() is None
+    finally:
+        daemon.stop(timeout=5)
+    assert child.poll() is not None  # the builder process ends with the daemon
