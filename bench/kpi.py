@@ -17,7 +17,11 @@ receiver app as a person meets it, all printed:
   first request and the median of the next five;
 * right after a restart, when the saved views are there: each page once.
 
-On PostgreSQL it uses a fresh schema, dropped after.
+Each with wall and this process's CPU milliseconds (the builder process's work is apart:
+a busy machine inflates the wall figures, not the CPU ones). The console is made as
+``relbridge run`` makes it: over a runtime whose engine (plugins, mappings) the daemon built
+before its receiver serves, and started building at once. On PostgreSQL it uses a fresh
+schema, dropped after.
 """
 
 from __future__ import annotations
