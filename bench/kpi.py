@@ -165,12 +165,14 @@ def measure(database: str, n: int) -> dict[str, Any]:
         at_start = pages_now(client)  # nothing built or saved yet: the first ever start
         build_seconds = wait_for_views(console, made)
         built = pages_cold_warm(client)
+        console.close()  # as the daemon's stop does
         runtime.close()
 
         runtime, client, console, made = start_daemon_console(config)  # a restart: the saved views are there
         after_restart = pages_now(client)
         restart_made_ms = console.made_ms
         wait_for_views(console, made)
+        console.close()
         runtime.close()
     return {"database": database, **seeded, "kpi_seconds": kpi,
             "first_build_seconds": round(build_seconds, 2), "pages_at_first_start": at_start,
