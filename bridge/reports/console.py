@@ -186,8 +186,12 @@ class Console:
         if reading.failed:
             return f"The last attempt failed ({reading.failed}); it is tried again on the next visit."
         started = reading.asked_at or self.now()
-        return (f"{reason} Started {started:%H:%M:%S} UTC ({_age(self.now() - started)} ago): it reads every "
-                "release, which takes seconds when there are thousands. This page reloads itself every 5 s.")
+        since = f"started {started:%H:%M:%S} UTC ({_age(self.now() - started)} ago)"
+        if reading.loading:
+            work = f"The console has just started and is reading the figures it saved before ({since})."
+        else:
+            work = f"{reason} Computing them ({since}) reads every release, which takes seconds when there are thousands."
+        return f"{work} This page reloads itself every 5 s."
 
     def conflicts(self, request: Request) -> str:
         return pages.conflicts_page(self.store.conflicts())

@@ -17,8 +17,9 @@ never builds one:
 * Views marked ``keep`` (the overview and the all-time KPIs) are saved in the store (by the
   builder, :class:`~bridge.reports.builder.Kept`) with
   the data version they were built from and when; a new console starts from them, so after
-  a restart pages show the last figures at once, and a rebuild follows only if the data
-  moved or they are too old.
+  a restart pages show the last figures at once (the builder reads them first thing, off
+  the daemon's start-up path), and a rebuild follows only if the data moved or they are
+  too old.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Reading:
     refreshing: bool  # a rebuild is under way
     asked_at: datetime | None  # when the first build was asked for (while there is no value)
     failed: str | None  # why the last build failed, until one succeeds
+    loading: bool = False  # the saved view is still being read (just after start-up)
 
 
 @dataclass
@@ -75,7 +77,9 @@ class _View:
     rebuilding: bool = False
     asked_at: datetime | None = None
     failed: str | None = None
-    done: threading.Event = field(default_factory=threading.Event)
+    loaded: bool = False  # a kept view: the saved one was looked for
+    done: threading.Event = field(default_factory=threading.Event)  # the queued check finished
+    ready: threading.Event = field(default_factory=threading.Event)  # a value, or the check finished
 
 
 def version_text(version: Any) -> str:
@@ -100,15 +104,21 @@ class Views:
         self._closed = False
 
     def define(self, name: str, job: Any) -> None:
-        """A view kept in the store; starts from the saved one when there is one."""
-        view = self._views[name] = _View(job, keep=True)
+        """A view kept in the store: its builder starts from the saved one, when there is one."""
+        self._views[name] = _View(job, keep=True)
+
+    def _load(self, name: str, view: _View) -> None:
+        """The saved view, read by the builder before its first build (megabytes of JSON: not
+        on the daemon's start-up path, which would hold the receiver back)."""
+        view.loaded = True
         try:
             saved = self.store.snapshot(name)
         except Exception as exc:  # the console still works, it only starts empty
             log.warning("console: could not read the saved %s view: %s", name, exc)
             return
-        if saved is not None:
+        if saved is not None and view.built is None:
             view.built = Built(saved.value, saved.data_version, saved.computed_at)
+            view.ready.set()
 
     def refresh(self, name: str) -> None:
         """Queue a check of ``name`` (a rebuild if its data moved): the start-up warm-up."""
@@ -127,8 +137,9 @@ class Views:
             if view.built is None or view.used - view.checked >= self.recheck or self._too_old(view.built):
                 self._enqueue(name, view)
         if view.built is None and self.first_wait > 0:
-            view.done.wait(self.first_wait)
-        return Reading(view.built, view.rebuilding, view.asked_at if view.built is None else None, view.failed)
+            view.ready.wait(self.first_wait)
+        return Reading(view.built, view.rebuilding, view.asked_at if view.built is None else None, view.failed,
+                       loading=view.keep and not view.loaded)
 
     def close(self) -> None:
         """End the builder thread (a build under way finishes first, or fails quietly when
@@ -150,6 +161,8 @@ class Views:
             return
         view.queued = True
         view.done.clear()
+        if view.built is None:
+            view.ready.clear()
         if view.built is None and view.asked_at is None:
             view.asked_at = self.now()
         self._queue.put(name)
@@ -178,9 +191,13 @@ class Views:
                 with self._lock:
                     view.queued = False
                 view.done.set()
+                view.ready.set()
 
     def _check(self, name: str, view: _View) -> None:
         """Compare data versions and rebuild when the view is not true any more."""
+        for other_name, other in list(self._views.items()):  # every saved view first, before any build
+            if other.keep and not other.loaded:
+                self._load(other_name, other)
         version = version_text(self.store.data_version())  # read first: a write during the build moves it again
         view.checked = self.clock()
         built = view.built
@@ -190,6 +207,7 @@ class Views:
         try:
             view.built = Built(self.run(Kept(view.job, name, version, started) if view.keep else view.job), version,
                                started)
+            view.ready.set()
         finally:
             view.rebuilding = False
         view.failed, view.asked_at = None, None
