@@ -46,8 +46,9 @@ def main() -> None:
         runtime = Runtime(config)
         seed_records(runtime.store, 300, months=8)
         seed_console_extras(runtime.store)
+        console = create_console(runtime, config.console, first_wait=120)  # pictures of figures, not of waiting
         app = create_app(inbox=Inbox.from_config(runtime.store, SyncConfig()), adapters={}, config=config.webhooks,
-                         schemes={}, metrics=Metrics(), console=create_console(runtime, config.console))
+                         schemes={}, metrics=Metrics(), console=console)
         server = ReceiverServer(app, f"127.0.0.1:{port}")
         server.start()
         try:
@@ -59,6 +60,7 @@ def main() -> None:
                 print(f"wrote {target}")
         finally:
             server.stop(5)
+            console.state.console.close()
             runtime.close()
 
 

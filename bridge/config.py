@@ -171,7 +171,7 @@ class ConsoleConfig(Section):
     enabled: bool = False
     user: str | None = None  # with password: HTTP basic auth on every /ui page
     password: SecretStr | None = None
-    cache_seconds: float = Field(default=60, ge=0)  # how long the KPI dashboard reuses its figures
+    cache_seconds: float = Field(default=60, ge=0)  # figures older than this are rebuilt even if data did not move
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> ConsoleConfig:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Final
+from typing import Final, Protocol, TypeVar
 
 from bridge.errors import BadInput
 from bridge.model import Approval, ChangeRequest, ChangeState, CloseCode, Release, ReleaseState
@@ -176,12 +176,27 @@ def needs_authorization(new: ReleaseState | str) -> bool:
     return as_state(new) in _NEEDS_AUTHORIZATION
 
 
-def _active(changes: Iterable[ChangeRequest]) -> list[ChangeRequest]:
+class Authorizing(Protocol):
+    """What authorization reads of a change request: a ``ChangeRequest`` has it, and so
+    does the release overview's lighter stand-in (``bridge.reports.releases``)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def state(self) -> ChangeState: ...
+    @property
+    def approval(self) -> Approval: ...
+
+
+_Change = TypeVar("_Change", bound=Authorizing)
+
+
+def _active(changes: Iterable[_Change]) -> list[_Change]:
     """Linked changes that still matter: a canceled change neither blocks nor authorizes."""
     return [c for c in changes if c.state != ChangeState.CANCELED]
 
 
-def missing_for_authorization(changes: Iterable[ChangeRequest]) -> list[str]:
+def missing_for_authorization(changes: Iterable[Authorizing]) -> list[str]:
     """Why the release is not authorized, one human-readable reason per gap; empty if it is.
 
     A release is authorized when it has at least one non-canceled change request and every

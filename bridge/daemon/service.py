@@ -45,6 +45,7 @@ from bridge.model import SYSTEMS
 from bridge.retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from bridge.reports.console import Console
     from bridge.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,7 @@ class Daemon:
         self.store_watch: StoreWatch | None = None
         self.readiness = ReadinessChecks(runtime, self._store_problem)
         self.receiver: ReceiverServer | None = None
+        self.console: Console | None = None  # when [console] enabled
         self.pollers: list[Poller] = []
         self._threads: dict[str, list[threading.Thread]] = {"pollers": [], "workers": []}
         self._keeper: ClaimKeeper | None = None
@@ -210,6 +212,8 @@ class Daemon:
         self.doorbell.ring()
         if self.receiver is not None:
             self.receiver.stop(min(4.0, _left(deadline)))
+        if self.console is not None:
+            self.console.close()  # its builder process; a build under way is derived data
         for group in ("pollers", "workers"):
             for thread in self._threads[group]:
                 thread.join(_left(deadline))
@@ -313,7 +317,8 @@ class Daemon:
         if self.config.console.enabled:
             from bridge.reports.console import create_console
 
-            console = create_console(self.runtime, self.config.console, warm=True)
+            console = create_console(self.runtime, self.config.console)
+            self.console = console.state.console
         app = create_app(inbox=_RingingInbox(self.inbox, self.doorbell.ring), adapters=self.runtime.adapters,
                          config=self.config.webhooks, schemes=self.runtime.hooks.webhook_schemes(self.runtime.config),
                          metrics=self.metrics, ready=self.readiness, console=console)

@@ -8,10 +8,13 @@ Content-Security-Policy forbids scripts, so even a value that slipped past escap
 not run. With ``[console] user/password`` every page asks for HTTP basic auth (compared in
 constant time).
 
-The release overview and the KPIs read every release (seconds at 10,000 releases): they
-are cached, and when the store's :meth:`~bridge.store.Store.data_version` moves (or
-``cache_seconds`` pass) a background thread rebuilds them while pages keep serving the
-previous figures, which say when they were computed. So a page renders in milliseconds.
+The release overview and the KPIs read every release (seconds at 10,000 releases), so no
+request builds them: :mod:`bridge.reports.freshness` builds them on one background thread,
+starting when the console is created, keeps the last built ones in the store so a restart
+shows them at once, and rebuilds when the store's data version moves or ``cache_seconds``
+pass; each page says when its figures were computed. Before the first build ever finishes,
+those pages say the figures are being computed (and reload themselves) instead of waiting.
+Filtering and paging the overview work on the built rows and render only the rows shown.
 Bad input is a 400 (an unknown release a 404 with a suggestion): an HTML page for a
 browser, a JSON body ``{"error", "message"}`` for anything else.
 """
@@ -21,10 +24,8 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-import threading
-import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -35,8 +36,11 @@ from starlette.routing import Route
 from bridge.engine.safety import held_document
 from bridge.errors import BadInput, did_you_mean
 from bridge.reports import pages
-from bridge.reports.kpi import Rates, kpis_from_store
-from bridge.reports.releases import parse_day, release_rows
+from bridge.reports.builder import KpiJob, OverviewJob, ViewProcess
+from bridge.reports.cost import Rates
+from bridge.reports.freshness import Reading, Views
+from bridge.reports.releases import check_state, parse_day, pick_rows, release_names
+from bridge.timeutil import utc_now
 
 if TYPE_CHECKING:
     from bridge.config import ConsoleConfig
@@ -52,46 +56,19 @@ SECURITY_HEADERS = {
 }
 
 
+#: The views the console keeps in the store and builds at start-up. A saved value has the
+#: shape its job returned: when a job's shape changes, change its name here too, so that
+#: a store saved by an older relbridge is rebuilt rather than misread.
+OVERVIEW, ALL_TIME_KPIS = "releases", "kpi"
+
+
+#: Why a page has no figures yet (a saved view survives restarts, so the first happens once per store).
+NEVER_BUILT = "The console has not computed these figures for this store before."
+NEW_PERIOD = "Nobody asked for this period since the console started."
+
+
 class NotFound(BadInput):
     code = "not_found"
-
-
-class _Cache:
-    """Built values, refreshed in the background: a request never waits for a rebuild once
-    a value exists. When the store's data version moved (or the value is older than
-    ``max_age``), the request gets the value it has and one thread rebuilds it; only the
-    first request for a name builds while it waits."""
-
-    def __init__(self, max_age: float, clock: Callable[[], float]) -> None:
-        self._entries: dict[Any, tuple[Any, float, Any]] = {}
-        self._building: set[Any] = set()
-        self._lock = threading.Lock()
-        self.max_age, self.clock = max_age, clock
-
-    def get(self, name: Any, version: Any, build: Callable[[], Any]) -> Any:
-        with self._lock:
-            hit = self._entries.get(name)
-            fresh = hit is not None and hit[0] == version and self.clock() - hit[1] <= self.max_age
-            refresh = hit is not None and not fresh and name not in self._building
-            if refresh:
-                self._building.add(name)
-        if hit is None:
-            return self._store(name, version, build())
-        if refresh:
-            threading.Thread(target=self._rebuild, args=(name, version, build), daemon=True).start()
-        return hit[2]
-
-    def _store(self, name: Any, version: Any, value: Any) -> Any:
-        with self._lock:
-            self._entries[name] = (version, self.clock(), value)
-        return value
-
-    def _rebuild(self, name: Any, version: Any, build: Callable[[], Any]) -> None:
-        try:
-            self._store(name, version, build())
-        finally:
-            with self._lock:
-                self._building.discard(name)
 
 
 def _authorized(request: Request, user: str, password: str) -> bool:
@@ -121,25 +98,28 @@ def _problem(request: Request, status: int, code: str, message: str) -> Response
 class Console:
     """The pages over one runtime's store; :func:`create_console` wraps it in an app."""
 
-    def __init__(self, runtime: Runtime, config: ConsoleConfig, clock: Callable[[], float] = time.monotonic) -> None:
-        self.runtime, self.config = runtime, config
-        self.cache = _Cache(config.cache_seconds, clock)
+    def __init__(self, runtime: Runtime, config: ConsoleConfig, *, first_wait: float = 0.1, recheck: float = 1.0,
+                 now: Callable[[], datetime] = utc_now) -> None:
+        self.runtime, self.config, self.now = runtime, config, now
+        self.process = ViewProcess(runtime.config.store.url)
+        self.views = Views(runtime.store, self.process, max_age=config.cache_seconds, first_wait=first_wait,
+                           recheck=recheck, now=now)
+        self.views.define(OVERVIEW, OverviewJob())
+        self.views.define(ALL_TIME_KPIS, self._kpi_job(None, None))
 
     def warm_up(self) -> None:
-        """Build the overview and the all-time KPIs now, so the first visitor does not wait."""
-        self.cache.get(("releases", None, None), self.store.data_version(), lambda: self._rows(None, None))
-        self.cache.get(("kpi", None, None), self.store.data_version(), lambda: self._kpis(None, None))
+        """Queue the overview and the all-time KPIs (built, or checked when saved ones were
+        loaded), so the first visitor does not wait."""
+        self.views.refresh(OVERVIEW)
+        self.views.refresh(ALL_TIME_KPIS)
 
-    def _rows(self, state: str | None, since: date | None) -> tuple[list[dict[str, Any]], str]:
-        rows = release_rows(self.store, state=state, since=since)
-        return rows, f"as of {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    def close(self) -> None:
+        """Stop building (the daemon's exit does it too)."""
+        self.views.close()
+        self.process.close()
 
-    def _kpis(self, since: date | None, until: date | None) -> tuple[dict[str, Any], str]:
-        now = datetime.now(UTC)
-        kpis = kpis_from_store(self.store, since=since, until=until, now=now,
-                               early_life_days=self.runtime.config.verify.early_life_days,
-                               rates=Rates.of_config(self.runtime.config.kpi))
-        return kpis, f"computed {now:%Y-%m-%d %H:%M:%S} UTC"
+    def _kpi_job(self, since: date | None, until: date | None) -> KpiJob:
+        return KpiJob(since, until, self.runtime.config.verify.early_life_days, Rates.of_config(self.runtime.config.kpi))
 
     @property
     def store(self) -> Any:
@@ -150,21 +130,30 @@ class Console:
         since_text = request.query_params.get("since") or None
         since = parse_day(since_text, "since")
         number = _page_number(request.query_params.get("page"))
-        rows, listed = self.cache.get(("releases", state, since), self.store.data_version(),
-                                      lambda: self._rows(state, since))
+        check_state(state)
+        reading = self.views.get(OVERVIEW)
+        if reading.built is None:
+            return pages.computing_page("Releases", "The release overview is being computed.",
+                                       self._why(reading, NEVER_BUILT), here="/ui")
+        rows = pick_rows(reading.built.value, state=state, since=since)
         last = max(1, -(-len(rows) // pages.PAGE_SIZE))
         if number > last:
             raise BadInput(f"page {number} is past the last page ({last})")
-        return pages.releases_page(rows, state=state, since=since_text, number=number, listed=listed)
+        return pages.releases_page(rows, state=state, since=since_text, number=number,
+                                   listed=self._as_of("as of", reading))
 
     def release(self, request: Request) -> str:
-        from bridge.reports.releases import release_names
         from bridge.reports.status import find_release, release_document
 
         ref = request.path_params["key"]
-        key = find_release(self.store, ref)
+        rows = self.views.get(OVERVIEW).built
+        # Names from the built overview: matching a name, or suggesting one, then reads no release.
+        named = None if rows is None else ((r["key"], r["name"]) for r in rows.value)
+        key = find_release(self.store, ref, named=named)
         if key is None:
-            raise NotFound(f"no release {ref!r}{did_you_mean(ref, release_names(self.store))}")
+            names = release_names(self.store) if rows is None else [
+                n for r in rows.value for n in (r["key"], r["name"]) if n]
+            raise NotFound(f"no release {ref!r}{did_you_mean(ref, names)}")
         return pages.release_page(release_document(self.runtime.engine, key))
 
     def kpi(self, request: Request) -> str:
@@ -172,10 +161,37 @@ class Console:
         until = parse_day(request.query_params.get("until"), "until")
         if since and until and since > until:
             raise BadInput(f"period start {since} is after its end {until}")
+        if since is None and until is None:
+            reading = self.views.get(ALL_TIME_KPIS)
+        else:
+            reading = self.views.get(f"kpi {since or ''}..{until or ''}", self._kpi_job(since, until))
+        if reading.built is None:
+            period = f" from {since or 'the first release'} to {until or 'today'}" if since or until else ""
+            return pages.computing_page("Release KPIs", f"The KPIs{period} are being computed.",
+                                        self._why(reading, NEW_PERIOD if period else NEVER_BUILT),
+                                        here="/ui/kpi")
+        built = reading.built.value
+        return pages.kpi_page(built["kpis"], computed=self._as_of("computed", reading), sections=built["sections"])
 
-        kpis, computed = self.cache.get(("kpi", since, until), self.store.data_version(),
-                                        lambda: self._kpis(since, until))
-        return pages.kpi_page(kpis, computed=computed)
+    def _as_of(self, verb: str, reading: Reading) -> str:
+        """When the figures shown were computed, and whether newer ones are on the way."""
+        assert reading.built is not None
+        at = reading.built.computed_at
+        text = f"{verb} {at:%Y-%m-%d %H:%M:%S} UTC ({_age(self.now() - at)} ago)"
+        if reading.failed:
+            return f"{text}; refreshing them failed ({reading.failed})"
+        return text + ("; newer figures are being computed" if reading.refreshing else "")
+
+    def _why(self, reading: Reading, reason: str) -> str:
+        if reading.failed:
+            return f"The last attempt failed ({reading.failed}); it is tried again on the next visit."
+        started = reading.asked_at or self.now()
+        since = f"started {started:%H:%M:%S} UTC ({_age(self.now() - started)} ago)"
+        if reading.loading:
+            work = f"The console has just started and is reading the figures it saved before ({since})."
+        else:
+            work = f"{reason} Computing them ({since}) reads every release, which takes seconds when there are thousands."
+        return f"{work} This page reloads itself every 5 s."
 
     def conflicts(self, request: Request) -> str:
         return pages.conflicts_page(self.store.conflicts())
@@ -187,6 +203,13 @@ class Console:
         from bridge.reports.dlq import list_dead_letters
 
         return pages.dlq_page([letter.as_dict() for letter in list_dead_letters(self.runtime)])
+
+
+def _age(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s"
+    return f"{seconds // 60} min" if seconds < 7200 else f"{seconds // 3600} h"
 
 
 def _page_number(text: str | None) -> int:
@@ -216,14 +239,18 @@ def _endpoint(console: Console, render: Callable[[Request], str]) -> Callable[[R
     return endpoint
 
 
-def create_console(runtime: Runtime, config: ConsoleConfig, clock: Callable[[], float] = time.monotonic,
-                   *, warm: bool = False) -> Starlette:
-    """The console app (paths relative to its mount point ``/ui``); ``warm`` builds the
-    overview and the KPIs on a background thread right away (the daemon does)."""
-    console = Console(runtime, config, clock)
+def create_console(runtime: Runtime, config: ConsoleConfig, *, warm: bool = True, first_wait: float = 0.1,
+                   recheck: float = 1.0, now: Callable[[], datetime] = utc_now) -> Starlette:
+    """The console app (paths relative to its mount point ``/ui``), its :class:`Console` at
+    ``app.state.console``. ``warm`` starts building the overview and the all-time KPIs
+    right away; a request for a view never built waits at most ``first_wait`` seconds;
+    ``recheck`` is how often a page asks whether the store's data moved."""
+    console = Console(runtime, config, first_wait=first_wait, recheck=recheck, now=now)
     if warm:
-        threading.Thread(target=console.warm_up, name="console-warm-up", daemon=True).start()
+        console.warm_up()
     pages_by_path = (("/", console.releases), ("/releases/{key}", console.release), ("/kpi", console.kpi),
                      ("/conflicts", console.conflicts), ("/held", console.held), ("/dlq", console.dlq))
-    return Starlette(routes=[Route(path, _endpoint(console, render), methods=["GET"])
-                             for path, render in pages_by_path])
+    app = Starlette(routes=[Route(path, _endpoint(console, render), methods=["GET"])
+                            for path, render in pages_by_path])
+    app.state.console = console
+    return app

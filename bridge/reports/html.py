@@ -110,12 +110,14 @@ def _nav(here: str) -> str:
     return f'<nav><span class="brand">relbridge</span>{items}</nav>'
 
 
-def page(title: str, body: Iterable[str], *, here: str | None = None) -> str:
+def page(title: str, body: Iterable[str], *, here: str | None = None, reload_seconds: int | None = None) -> str:
     """A whole document. ``here`` (a console path) adds the console's navigation; without
-    it the page stands alone (the file ``relbridge kpi --html`` writes)."""
+    it the page stands alone (the file ``relbridge kpi --html`` writes). ``reload_seconds``
+    has the browser load the page again after that long (no script needed)."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        + (f'<meta http-equiv="refresh" content="{int(reload_seconds)}">' if reload_seconds else "") +
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>\n"
         + (_nav(here) if here is not None else "")
         + "<main>\n" + "\n".join(body) + "\n</main></body></html>\n"

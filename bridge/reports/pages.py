@@ -11,7 +11,6 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from bridge.model import SYSTEMS, ReleaseState
-from bridge.reports.dashboard import dashboard_sections
 from bridge.reports.html import Html, attr, badge, empty, esc, link, page, table
 
 PAGE_SIZE = 100
@@ -131,13 +130,15 @@ def _short(value: Any, limit: int = 80) -> str | None:
     return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
-def kpi_page(kpis: dict[str, Any], *, computed: str) -> str:
+def kpi_page(kpis: dict[str, Any], *, computed: str, sections: str) -> str:
+    """The dashboard; ``sections`` is ``dashboard_sections(kpis)`` rendered already (the
+    console's builder renders them once per build: at 10,000 releases that is ~0.7 MB)."""
     period = kpis["period"]
     form = ('<form class="filter" method="get" action="/ui/kpi">Planned end from '
             f'<input type="date" name="since" value="{attr(period["since"] or "")}"> to '
             f'<input type="date" name="until" value="{attr(period["until"] or "")}"> '
             f'<button type="submit">Show</button> <span class="muted">{esc(computed)}</span></form>')
-    return page("Release KPIs", [form, *dashboard_sections(kpis)], here="/ui/kpi")
+    return page("Release KPIs", [form, sections], here="/ui/kpi")
 
 
 def conflicts_page(conflicts: Sequence[Any]) -> str:
@@ -181,3 +182,11 @@ def dlq_page(letters: list[dict[str, Any]]) -> str:
 
 def problem_page(status: int, message: str) -> str:
     return page(f"{status}", [f"<h1>{status}</h1>", f"<p>{esc(message)}</p>", '<p><a href="/ui/">Releases</a></p>'])
+
+
+def computing_page(title: str, headline: str, why: str, *, here: str) -> str:
+    """Instead of a page whose figures were never computed yet: what is being computed and
+    why it is not ready; the browser reloads it every few seconds until it is."""
+    body = [f"<h1>{esc(title)}</h1>", f"<p><strong>{esc(headline)}</strong></p>",
+            f'<p class="muted">{esc(why)}</p>']
+    return page(title, body, here=here, reload_seconds=5)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from bridge.engine import ENTITY_ORDER
@@ -100,18 +100,18 @@ def _held_line(row: dict[str, Any]) -> str:
     return f"  ! #{row['id']} {row['entity']} {row['key']} in {row['system']} {row['ref'] or ''}: {what}"
 
 
-def find_release(store: Store, ref: str) -> str | None:
-    """A canonical key from a key, a ServiceNow number or a Jira version name."""
+def find_release(store: Store, ref: str, *, named: Iterable[tuple[str, Any]] | None = None) -> str | None:
+    """A canonical key from a key, a ServiceNow number or a Jira version name. ``named``
+    ((key, name) pairs, e.g. the console's built overview) spares reading every release
+    to match a name."""
     if store.get_record("release", ref) is not None:
         return ref
     for system in SYSTEMS:
         key = store.find_key_by_ext_key(system, "release", ref)
         if key:
             return key
-    for key, data in store.records("release"):
-        if data["fields"].get("name") == ref:
-            return key
-    return None
+    pairs = named if named is not None else ((key, data["fields"].get("name")) for key, data in store.records("release"))
+    return next((key for key, name in pairs if name == ref), None)
 
 
 def release_document(engine: Engine, key: str) -> dict[str, Any]:

@@ -126,11 +126,16 @@ def _plan_items_table(conn: Connection) -> None:
     schema.plan_items.create(conn, checkfirst=True)
 
 
+def _console_snapshots_table(conn: Connection) -> None:
+    """The console's last built views, kept across restarts (``bridge.reports.freshness``)."""
+    schema.console_snapshots.create(conn, checkfirst=True)
+
+
 #: Tables that a later step creates: step 1 leaves them out so that a fresh database
 #: replays history exactly.
 ADDED_BY_LATER_STEPS = (schema.mapping_checks, schema.held_writes, schema.comment_links,
                         schema.verifications, schema.early_life_incidents, schema.worklogs,
-                        schema.unmatched_users, schema.plan_items)
+                        schema.unmatched_users, schema.plan_items, schema.console_snapshots)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
@@ -142,6 +147,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "conflicts: who settled a conflict, when and with which value", _conflicts_settled),
     Migration(8, "plan_items: phases and tasks of release plans", _plan_items_table),
     Migration(9, "unmatched_users: assignees no user of the other system matched", _unmatched_users_table),
+    Migration(10, "console_snapshots: the console's last built views, kept across restarts",
+              _console_snapshots_table),
 )
 
 

@@ -404,3 +404,17 @@ plan_items = Table(
     Column("state", String(16), nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# The console's last built views (``bridge.reports.freshness``), added by migration step 10:
+# one row per view (the release overview, the all-time KPIs) with the store's data version
+# it was built from and when, so after a restart the console shows the last figures at once
+# (saying when they were computed) while it rebuilds them. Derived data: losing it costs one
+# rebuild.
+console_snapshots = Table(
+    "console_snapshots",
+    metadata,
+    Column("name", String(KEY), primary_key=True),
+    Column("data_version", Text, nullable=False),
+    Column("computed_at", UtcDateTime, nullable=False),
+    Column("value", Text, nullable=False),  # JSON in the view's own key order (JsonText sorts keys)
+)

@@ -21,6 +21,7 @@ from bridge.store.connect import SQLITE_BEGIN, create_store_engine, parse_store_
 from bridge.store.held import HeldWriteOperations
 from bridge.store.operations import Operations
 from bridge.store.release_process import ReleaseProcessOperations
+from bridge.store.snapshots import SnapshotOperations
 from bridge.store.unmatched_users import UnmatchedUserOperations
 from bridge.store.worklogs import WorklogOperations
 from bridge.timeutil import utc_now
@@ -44,7 +45,7 @@ class StoreUnavailable(SyncFailure):
 
 class UnitOfWork(Operations, HeldWriteOperations, CommentLinkOperations, ReleaseProcessOperations,
                  ConflictOperations, WorklogOperations,
-                 UnmatchedUserOperations):
+                 UnmatchedUserOperations, SnapshotOperations):
     """Operations inside one transaction: everything commits together or not at all."""
 
     def __init__(self, conn: Connection, clock: Callable[[], datetime]) -> None:
@@ -57,7 +58,7 @@ class UnitOfWork(Operations, HeldWriteOperations, CommentLinkOperations, Release
 
 class Store(Operations, HeldWriteOperations, CommentLinkOperations, ReleaseProcessOperations,
                  ConflictOperations, WorklogOperations,
-                 UnmatchedUserOperations):
+                 UnmatchedUserOperations, SnapshotOperations):
     """The state store. ``Store("sqlite:///relbridge.db")`` or ``Store("postgresql://…")``.
 
     Opening checks that the database is reachable, refuses a schema newer than this code,

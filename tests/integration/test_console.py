@@ -29,7 +29,7 @@ def text_of(page: str) -> str:
 def site(store_url: str):
     made = console_site(store_url)
     yield made
-    made.runtime.close()
+    made.close()
 
 
 def test_every_page_renders_with_its_content_and_no_script(site) -> None:
@@ -70,7 +70,7 @@ def test_kpi_page_shows_effort_and_cost_at_the_configured_rates(store_url: str) 
         state, hours = next(iter(kpis["effort_hours_by_state"].items()))
         assert f"{state} {hours} {kpis['direct_cost_by_state'][state]}" in page
     finally:
-        site.runtime.close()
+        site.close()
 
 
 def test_names_are_shown_not_run(site) -> None:
@@ -119,7 +119,7 @@ def test_basic_auth_when_configured(store_url: str) -> None:
         assert client.get("/ui/kpi", headers={"authorization": "Basic !!!"}).status_code == 401
         assert client.get("/healthz").status_code == 200  # the rest of the receiver is not behind it
     finally:
-        site.runtime.close()
+        site.close()
 
 
 def test_console_is_off_unless_enabled(tmp_path) -> None:

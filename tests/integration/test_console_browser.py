@@ -75,7 +75,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Cons
         yield server.url, site
     finally:
         server.stop(5)
-        site.runtime.close()
+        site.close()
 
 
 @pytest.mark.parametrize(("path", "sees"), [
