@@ -50,18 +50,17 @@ from __future__ import annotations
 
 import calendar
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
-from functools import cache
 from typing import Any
 
-from pydantic import TypeAdapter
-
 from bridge.errors import BadInput
-from bridge.model import ChangeRequest, Incident, Release, ReleaseState
+from bridge.model import ChangeRequest, ReleaseState
 from bridge.reports.cost import COST_KEYS, CostBook, Rates, TimeEntry, entries_by_release
 from bridge.reports.dora import EARLY_LIFE_DAYS, NO_RELEASES, dora_figures
 from bridge.reports.facts import (
+    AnyIncident,
+    AnyRelease,
     ChangeEntry,
     HistoryEntry,
     ReleaseFacts,
@@ -69,13 +68,21 @@ from bridge.reports.facts import (
     caused_incidents,
     facts_of,
     hours,
-    parse_time,
     pct,
     release_history,
     release_of_change,
     summary,
 )
 from bridge.reports.formats import flatten, render_csv, render_json, render_table
+from bridge.reports.reading import (
+    collector_paused,
+    read_changes,
+    read_history,
+    read_incidents,
+    read_releases,
+    read_time_entries,
+    read_vetoes,
+)
 from bridge.timeutil import as_utc
 
 __all__ = [
@@ -93,14 +100,14 @@ LEAD_TIMES: tuple[tuple[ReleaseState, ReleaseState], ...] = (
 NO_SATISFACTION = "no release in the period has a satisfaction score (map release.satisfaction)"
 
 
-def _in_period(release: Release, since: date | None, until: date | None) -> bool:
+def _in_period(release: AnyRelease, since: date | None, until: date | None) -> bool:
     if release.planned_end is None:
         return False
     day = release.planned_end.date()
     return (since is None or day >= since) and (until is None or day <= until)
 
 
-def _incidents(selected: list[Release], caused: Mapping[str, list[Incident]]) -> dict[str, Any]:
+def _incidents(selected: list[AnyRelease], caused: Mapping[str, list[AnyIncident]]) -> dict[str, Any]:
     names = Counter(r.name for r in selected)
     label = {r.key: r.name if names[r.name] == 1 else f"{r.name} ({r.key})" for r in selected}
     result = {}
@@ -142,7 +149,8 @@ class _Inputs:
     """What every group of releases is measured against: the incidents each release caused
     and the changes of each release, computed once for the whole report."""
 
-    def __init__(self, releases: list[Release], incidents: list[Incident], changes: list[ChangeRequest | ChangeEntry],
+    def __init__(self, releases: Sequence[AnyRelease], incidents: Sequence[AnyIncident],
+                 changes: Sequence[ChangeRequest | ChangeEntry],
                  early_life_days: int, time_entries: list[TimeEntry], rates: Rates) -> None:
         owner = release_of_change(changes, releases)
         self.cost = CostBook(entries_by_release(time_entries, owner), rates)
@@ -211,17 +219,17 @@ def _by_month(facts: list[ReleaseFacts], given: _Inputs, since: date | None, unt
 
 
 def compute_kpis(
-    releases: list[Release],
-    history: list[HistoryEntry],
-    incidents: list[Incident],
-    changes: list[ChangeRequest | ChangeEntry],
-    vetoes: list[VetoEntry],
+    releases: Sequence[AnyRelease],
+    history: Sequence[HistoryEntry],
+    incidents: Sequence[AnyIncident],
+    changes: Sequence[ChangeRequest | ChangeEntry],
+    vetoes: Sequence[VetoEntry],
     *,
     since: date | None = None,
     until: date | None = None,
     now: datetime,
     early_life_days: int = EARLY_LIFE_DAYS,
-    time_entries: list[TimeEntry] | None = None,
+    time_entries: Sequence[TimeEntry] | None = None,
     rates: Rates | None = None,
 ) -> dict[str, Any]:
     """The release KPIs for releases planned to end in ``[since, until]`` (see module doc)."""
@@ -275,35 +283,11 @@ def render(kpis: dict[str, Any], fmt: str) -> str:
 
 def kpis_from_store(store: Any, *, since: date | None, until: date | None, now: datetime,
                     early_life_days: int = EARLY_LIFE_DAYS, rates: Rates | None = None) -> dict[str, Any]:
-    """The KPIs over what the state store holds (records, history, vetoes, time logged)."""
-
-    def models(entity: str, model: Any) -> list[Any]:
-        return _list_of(model).validate_python([{"key": key, **data["fields"]} for key, data in store.records(entity)])
-
-    history = [HistoryEntry("release", key, field, _text(old), _text(new), "", at)
-               for key, field, old, new, at in store.field_history("release", ("state", "planned_end"))]
-    vetoes = [VetoEntry(v.release_key, v.old or "", v.new, v.reason, v.at) for v in store.vetoes()]
-    return compute_kpis(
-        models("release", Release), history, models("incident", Incident), _lean_changes(store),
-        vetoes, since=since, until=until, now=now, early_life_days=early_life_days,
-        time_entries=[TimeEntry._make(row) for row in store.worklog_rows()], rates=rates,
-    )
-
-
-def _lean_changes(store: Any) -> list[ChangeEntry]:
-    """Changes as the KPIs read them (key, release, opened_at): the database picks the two
-    fields out, and they are not validated again (the store holds records validated when
-    written)."""
-    return [ChangeEntry(key, release, parse_time(opened))
-            for key, release, opened in store.record_values("change", ("release", "opened_at"))]
-
-
-@cache
-def _list_of(model: type[Any]) -> TypeAdapter[Any]:
-    """One validation call per list: several times faster than one per record."""
-    return TypeAdapter(list[model])
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
+    """The KPIs over what the state store holds (records, history, vetoes, time logged),
+    read as lean rows (:mod:`bridge.reports.reading`)."""
+    with collector_paused():
+        return compute_kpis(
+            read_releases(store), read_history(store), read_incidents(store), read_changes(store),
+            read_vetoes(store), since=since, until=until, now=now, early_life_days=early_life_days,
+            time_entries=read_time_entries(store), rates=rates,
+        )
