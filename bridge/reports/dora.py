@@ -53,9 +53,12 @@ def lead_time_for_changes(
     values = []
     for fact in deployed:
         at = fact.deployed_at
+        if at is None:
+            continue
         for change in changes_of.get(fact.release.key, ()):
-            if at is not None and change.opened_at is not None and change.opened_at <= at:
-                values.append(hours(change.opened_at, at))
+            opened = change.opened_at
+            if opened is not None and opened <= at:
+                values.append((at - opened).total_seconds() / 3600)  # hours(), inline: 30,000 changes
     if values:
         return median_or_none(values), None
     return None, NO_DEPLOYMENTS if not deployed else "no change of a deployed release has an opened date before the deployment"

@@ -13,6 +13,8 @@ import statistics
 from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from bridge.lifecycle import classify
@@ -34,6 +36,12 @@ class HistoryEntry(NamedTuple):
     new: str | None
     source: str
     at: datetime
+
+
+#: One history row as the facts read it: ``(key, field, old, new, at)``, values as text,
+#: ``at`` aware UTC. The shape ``Store.field_history`` returns: a report uses the store's
+#: 60,000 rows as they come instead of building a ``HistoryEntry`` for each.
+FieldRow = tuple[str, str, str | None, str | None, datetime]
 
 
 class ChangeEntry(NamedTuple):
@@ -128,34 +136,35 @@ def median_or_none(values: list[float]) -> float | None:
 
 
 class ReleaseFacts:
-    """One release with its state moves ``(old, new, at)`` in time order and its planned-end rows.
+    """One release with its state moves ``(old, new, at)`` in time order and its planned-end
+    changes ``(old, new)`` (text), in time order.
 
     Derived facts are plain attributes, computed once when it is built: the report measures
     each release twice (for the period and for its month) and reads them hundreds of
     thousands of times, which a ``cached_property`` (a lock per read) made its main cost.
     """
 
-    __slots__ = ("release", "states", "planned_ends", "now", "move_times", "_entered", "baseline", "actual_end",
+    __slots__ = ("release", "states", "planned_ends", "now", "move_times", "entered", "baseline", "actual_end",
                  "was_deployed", "deployed_at", "rolled_back", "rescheduled", "delayed", "revised",
                  "completed_as_planned")
 
     def __init__(self, release: AnyRelease, states: list[tuple[ReleaseState | None, ReleaseState, datetime]],
-                 planned_ends: list[HistoryEntry], now: datetime) -> None:
+                 planned_ends: list[tuple[str | None, str | None]], now: datetime) -> None:
         self.release, self.states, self.planned_ends = release, states, planned_ends
         self.now = now  # the report's "now": an open release past its baseline is overdue
         #: When each state move happened, in order (to find the state at a time by bisection).
         self.move_times: list[datetime] = []
         #: State -> when the release entered it, in time order (asked for many times).
-        self._entered: dict[ReleaseState, list[datetime]] = {}
+        self.entered: dict[ReleaseState, list[datetime]] = {}
         revised = release.revision_count > 0
         for old, new, at in states:  # one pass: a report builds 10,000 of these
             self.move_times.append(at)
-            self._entered.setdefault(new, []).append(at)
+            self.entered.setdefault(new, []).append(at)
             revised = revised or (old is not None and _is_revision(old, new))
         self.revised = revised
-        deployed, rolled = self._entered.get(_DEPLOYED), self._entered.get(_ROLLED_BACK)
+        deployed, rolled = self.entered.get(_DEPLOYED), self.entered.get(_ROLLED_BACK)
         self.baseline = _baseline(release, planned_ends)
-        self.actual_end = _actual_end(release, deployed or self._entered.get(_CLOSED))
+        self.actual_end = _actual_end(release, deployed or self.entered.get(_CLOSED))
         #: It went out: entered deployed, or is deployed, closed or rolled back now.
         self.was_deployed = bool(deployed) or release.state in _WENT_OUT
         #: First entry into deployed; else the actual end (a release whose history predates
@@ -167,9 +176,6 @@ class ReleaseFacts:
         self.delayed = _delayed(release.state, self.baseline, self.actual_end, now)
         self.completed_as_planned = (release.state == _CLOSED and self.actual_end is not None
                                      and not (self.rescheduled or self.delayed or revised))
-
-    def entries(self, state: ReleaseState) -> list[datetime]:
-        return self._entered.get(state, [])
 
 
 # Read once: an enum member looked up on its class costs as much as a dict lookup.
@@ -186,11 +192,11 @@ def _delayed(state: ReleaseState, baseline: datetime | None, end: datetime | Non
     return state not in _DONE and now > baseline  # still open and past its baseline: overdue
 
 
-def _baseline(release: AnyRelease, planned_ends: list[HistoryEntry]) -> datetime | None:
+def _baseline(release: AnyRelease, planned_ends: list[tuple[str | None, str | None]]) -> datetime | None:
     if release.baseline_planned_end is not None:
         return release.baseline_planned_end
-    for row in planned_ends:
-        first = parse_time(row.old) or parse_time(row.new)
+    for old, new in planned_ends:
+        first = parse_time(old) or parse_time(new)
         if first is not None:
             return first
     return release.planned_end
@@ -205,12 +211,13 @@ def _actual_end(release: AnyRelease, entered: list[datetime] | None) -> datetime
     return entered[-1] if entered else None
 
 
-def _rescheduled(release: AnyRelease, planned_ends: list[HistoryEntry], baseline: datetime | None) -> bool:
-    for row in planned_ends:
-        if not row.old:
+def _rescheduled(release: AnyRelease, planned_ends: list[tuple[str | None, str | None]],
+                 baseline: datetime | None) -> bool:
+    for old_text, new_text in planned_ends:
+        if not old_text:
             continue  # the first commitment, not a move
-        old, new = parse_time(row.old), parse_time(row.new)
-        if (old != new) if old and new else (row.old != row.new):
+        old, new = parse_time(old_text), parse_time(new_text)
+        if (old != new) if old and new else (old_text != new_text):
             return True
     return baseline is not None and release.planned_end != baseline
 
@@ -222,26 +229,35 @@ def _is_revision(old: ReleaseState, new: ReleaseState) -> bool:
     return classify(old, new).is_revision
 
 
-def release_history(history: Iterable[HistoryEntry], keys: set[str]) -> dict[str, list[HistoryEntry]]:
-    """History rows of the given releases, grouped by key, in time order (one pass)."""
-    grouped: dict[str, list[HistoryEntry]] = {key: [] for key in keys}
+def release_history(history: Iterable[HistoryEntry]) -> dict[str, list[FieldRow]]:
+    """Release history rows by key, each release's in time order (one pass)."""
+    grouped: dict[str, list[FieldRow]] = {}
     for row in history:
-        if row.entity == "release" and row.key in grouped:
-            grouped[row.key].append(row)
+        if row.entity == "release":
+            grouped.setdefault(row.key, []).append((row.key, row.field, row.old, row.new, as_utc(row.at)))
     for rows in grouped.values():
-        rows.sort(key=lambda h: as_utc(h.at))
+        rows.sort(key=itemgetter(4))  # stable: rows at the same time keep their order
     return grouped
 
 
-def facts_of(release: AnyRelease, rows: list[HistoryEntry], now: datetime) -> ReleaseFacts:
+def grouped_rows(rows: Iterable[FieldRow]) -> dict[str, list[FieldRow]]:
+    """``Store.field_history`` rows (by record, each record's oldest first) by key, as they are."""
+    grouped: dict[str, list[FieldRow]] = {}
+    for key, group in groupby(rows, itemgetter(0)):
+        grouped.setdefault(key, []).extend(group)
+    return grouped
+
+
+def facts_of(release: AnyRelease, rows: list[FieldRow], now: datetime) -> ReleaseFacts:
+    """``rows``: the release's history (:func:`release_history`), in time order."""
     states, planned_ends = [], []
-    for row in rows:
-        if row.field == "planned_end":
-            planned_ends.append(row)
-        elif row.field == "state":  # parse_state, inline: tens of thousands of rows
-            old, new = _STATES.get(row.old) if row.old else None, _STATES.get(row.new) if row.new else None
+    for _, field, old_text, new_text, at in rows:
+        if field == "planned_end":
+            planned_ends.append((old_text, new_text))
+        elif field == "state":  # parse_state, inline: tens of thousands of rows
+            old, new = _STATES.get(old_text) if old_text else None, _STATES.get(new_text) if new_text else None
             if new is not None and new != old:
-                states.append((old, new, as_utc(row.at)))
+                states.append((old, new, at))
     return ReleaseFacts(release, states, planned_ends, now)
 
 

@@ -62,12 +62,12 @@ from bridge.reports.facts import (
     AnyIncident,
     AnyRelease,
     ChangeEntry,
+    FieldRow,
     HistoryEntry,
     ReleaseFacts,
     VetoEntry,
     caused_incidents,
     facts_of,
-    hours,
     pct,
     release_history,
     release_of_change,
@@ -126,8 +126,9 @@ def _incidents(selected: list[AnyRelease], caused: Mapping[str, list[AnyIncident
 def _time_in_state(facts: list[ReleaseFacts]) -> dict[str, Any]:
     stays: dict[ReleaseState, list[float]] = {}
     for fact in facts:
-        for (_, state, entered), (_, _, left) in zip(fact.states, fact.states[1:], strict=False):
-            stays.setdefault(state, []).append(hours(entered, left))
+        states = fact.states
+        for (_, state, entered), (_, _, left) in zip(states, states[1:], strict=False):
+            stays.setdefault(state, []).append((left - entered).total_seconds() / 3600)  # hours(), inline
     return {s.value: summary(stays[s]) for s in ReleaseState if s in stays}
 
 
@@ -136,10 +137,12 @@ def _lead_times(facts: list[ReleaseFacts]) -> dict[str, Any]:
     for start, end in LEAD_TIMES:
         values = []
         for fact in facts:
-            starts = fact.entries(start)
-            ends = [at for at in fact.entries(end) if starts and at >= starts[0]]
-            if starts and ends:
-                values.append(hours(starts[0], ends[0]))
+            starts = fact.entered.get(start)
+            if starts:  # to the first entry into ``end`` at or after the first into ``start``
+                first = starts[0]
+                ended = next((at for at in fact.entered.get(end, ()) if at >= first), None)
+                if ended is not None:
+                    values.append((ended - first).total_seconds() / 3600)
         if values:
             result[f"{start.value}->{end.value}"] = summary(values)
     return result
@@ -151,7 +154,7 @@ class _Inputs:
 
     def __init__(self, releases: Sequence[AnyRelease], incidents: Sequence[AnyIncident],
                  changes: Sequence[ChangeRequest | ChangeEntry],
-                 early_life_days: int, time_entries: list[TimeEntry], rates: Rates) -> None:
+                 early_life_days: int, time_entries: Sequence[TimeEntry], rates: Rates) -> None:
         owner = release_of_change(changes, releases)
         self.cost = CostBook(entries_by_release(time_entries, owner), rates)
         self.caused = caused_incidents(incidents, owner)
@@ -233,16 +236,23 @@ def compute_kpis(
     rates: Rates | None = None,
 ) -> dict[str, Any]:
     """The release KPIs for releases planned to end in ``[since, until]`` (see module doc)."""
+    return _kpis(releases, release_history(history), incidents, changes, vetoes, since=since, until=until,
+                 now=now, early_life_days=early_life_days, time_entries=time_entries or (), rates=rates or Rates())
+
+
+def _kpis(releases: Sequence[AnyRelease], histories: Mapping[str, list[FieldRow]], incidents: Sequence[AnyIncident],
+          changes: Sequence[ChangeRequest | ChangeEntry], vetoes: Sequence[VetoEntry], *, since: date | None,
+          until: date | None, now: datetime, early_life_days: int, time_entries: Sequence[TimeEntry],
+          rates: Rates) -> dict[str, Any]:
+    """:func:`compute_kpis` over each release's history rows (``histories``: key -> rows in time order)."""
     if since is not None and until is not None and since > until:
         raise BadInput(f"period start {since} is after its end {until}")
     now = as_utc(now)
     selected = [r for r in releases if _in_period(r, since, until)]
     keys = {r.key for r in selected}
-    grouped = release_history(history, keys)
-    facts = [facts_of(r, grouped[r.key], now) for r in selected]
-    given = _Inputs(releases, incidents, changes, early_life_days, time_entries or [], rates or Rates())
+    facts = [facts_of(r, histories.get(r.key, []), now) for r in selected]
+    given = _Inputs(releases, incidents, changes, early_life_days, time_entries, rates)
     figures, reasons = _figures(facts, given, _window(facts, since, until))
-    by_release = _incidents(selected, given.caused)
     vetoed = [v for v in vetoes if v.release_key in keys]
     return {
         "period": {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None},
@@ -251,7 +261,7 @@ def compute_kpis(
         "releases_without_planned_end": sum(r.planned_end is None for r in releases),
         **{key: figures[key] for key in ("completed_as_planned_pct", "rescheduled_or_delayed_pct",
                                           "needing_revision_pct", "counts", "incidents_caused_total")},
-        "incidents_by_release": by_release,
+        "incidents_by_release": _incidents(selected, given.caused),
         "time_in_state_hours": _time_in_state(facts),
         "lead_times_hours": _lead_times(facts),
         "vetoed_releases": len({v.release_key for v in vetoed}),
@@ -286,8 +296,6 @@ def kpis_from_store(store: Any, *, since: date | None, until: date | None, now: 
     """The KPIs over what the state store holds (records, history, vetoes, time logged),
     read as lean rows (:mod:`bridge.reports.reading`)."""
     with collector_paused():
-        return compute_kpis(
-            read_releases(store), read_history(store), read_incidents(store), read_changes(store),
-            read_vetoes(store), since=since, until=until, now=now, early_life_days=early_life_days,
-            time_entries=read_time_entries(store), rates=rates,
-        )
+        return _kpis(read_releases(store), read_history(store), read_incidents(store), read_changes(store),
+                     read_vetoes(store), since=since, until=until, now=now, early_life_days=early_life_days,
+                     time_entries=read_time_entries(store), rates=rates or Rates())

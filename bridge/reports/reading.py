@@ -20,10 +20,11 @@ from bridge.model import IncidentState, ReleaseState
 from bridge.reports.cost import TimeEntry
 from bridge.reports.facts import (
     ChangeEntry,
-    HistoryEntry,
+    FieldRow,
     IncidentEntry,
     ReleaseEntry,
     VetoEntry,
+    grouped_rows,
     parse_time,
 )
 
@@ -56,10 +57,9 @@ def read_changes(store: Any) -> list[ChangeEntry]:
             for key, release, opened in store.record_values("change", ("release", "opened_at"))]
 
 
-def read_history(store: Any) -> list[HistoryEntry]:
-    """The releases' state and planned-end changes, values as text."""
-    return [HistoryEntry("release", key, field, old, new, "", at)
-            for key, field, old, new, at in store.field_history("release", ("state", "planned_end"))]
+def read_history(store: Any) -> dict[str, list[FieldRow]]:
+    """The releases' state and planned-end changes by release, each in time order."""
+    return grouped_rows(store.field_history("release", ("state", "planned_end")))
 
 
 def read_vetoes(store: Any) -> list[VetoEntry]:

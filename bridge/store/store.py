@@ -151,7 +151,7 @@ class Store(Operations, HeldWriteOperations, CommentLinkOperations, ReleaseProce
             else:
                 columns = [func.json_extract(r.c.data, f"$.fields.{name}") for name in names]
                 query = select(r.c.key, *columns).where(r.c.entity == entity)
-            return [tuple(row) for row in conn.execute(query)]
+            return [tuple(row) for row in conn.execute(query).all()]  # all(): one fetch, not one per row
 
     def data_version(self) -> tuple[Any, ...]:
         """A cheap fingerprint of what reports read (record count and latest update, latest
