@@ -205,10 +205,13 @@ def _window(facts: list[ReleaseFacts], since: date | None, until: date | None) -
 
 
 def _by_month(facts: list[ReleaseFacts], given: _Inputs, since: date | None, until: date | None) -> dict[str, Any]:
-    months: dict[str, list[ReleaseFacts]] = {}
+    by_number: dict[tuple[int, int], list[ReleaseFacts]] = {}
     for fact in facts:
-        assert fact.release.planned_end is not None  # selected releases have one
-        months.setdefault(fact.release.planned_end.strftime("%Y-%m"), []).append(fact)
+        end = fact.release.planned_end
+        assert end is not None  # selected releases have one
+        by_number.setdefault((end.year, end.month), []).append(fact)
+    # Named once per month, not once per release (strftime was a tenth of the time here).
+    months = {date(year, number, 1).strftime("%Y-%m"): group for (year, number), group in by_number.items()}
     result = {}
     for month in sorted(months):
         year, number = int(month[:4]), int(month[5:])
