@@ -25,7 +25,7 @@ per-state figures empty, each with its reason in ``no_data``; never a division b
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -68,7 +68,7 @@ class Rates:
         return self.hourly
 
 
-def entries_by_release(entries: list[TimeEntry], owner: Mapping[str, str]) -> dict[str, list[TimeEntry]]:
+def entries_by_release(entries: Iterable[TimeEntry], owner: Mapping[str, str]) -> dict[str, list[TimeEntry]]:
     """Release key -> its entries (logged on the release, or on a change ``owner`` links to one)."""
     found: dict[str, list[TimeEntry]] = {}
     for entry in entries:
@@ -108,18 +108,24 @@ class CostBook:
 
     def _of(self, fact: ReleaseFacts) -> _Spent:
         key = fact.release.key
-        if key not in self._spent:
-            spent = _Spent({}, {}, 0.0)
-            for entry in self.logged.get(key, ()):
-                state, hours = state_at(fact, entry.started), entry.seconds / 3600
-                spent.hours[state] = spent.hours.get(state, 0.0) + hours
-                rate = self.rates.of(entry.group)
-                if rate is None:
-                    spent = spent._replace(unpriced=spent.unpriced + hours)
-                else:
-                    spent.cost[state] = spent.cost.get(state, 0.0) + hours * rate
-            self._spent[key] = spent
-        return self._spent[key]
+        spent = self._spent.get(key)
+        if spent is None:
+            spent = self._spent[key] = self._attributed(fact)
+        return spent
+
+    def _attributed(self, fact: ReleaseFacts) -> _Spent:
+        hours: dict[ReleaseState, float] = {}
+        cost: dict[ReleaseState, float] = {}
+        unpriced = 0.0
+        for entry in self.logged.get(fact.release.key, ()):
+            state, spent = state_at(fact, entry.started), entry.seconds / 3600
+            hours[state] = hours.get(state, 0.0) + spent
+            rate = self.rates.of(entry.group)
+            if rate is None:
+                unpriced += spent
+            else:
+                cost[state] = cost.get(state, 0.0) + spent * rate
+        return _Spent(hours, cost, unpriced)
 
     def figures(self, facts: list[ReleaseFacts]) -> tuple[dict[str, Any], dict[str, str]]:
         """The four cost figures of a group of releases, and a reason for each with no data."""

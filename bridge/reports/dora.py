@@ -31,8 +31,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from bridge.model import ChangeRequest, Incident
-from bridge.reports.facts import ChangeEntry, ReleaseFacts, hours, median_or_none, pct
+from bridge.model import ChangeRequest
+from bridge.reports.facts import AnyIncident, ChangeEntry, ReleaseFacts, hours, median_or_none, pct
 
 #: Days after a deployment in which an incident it caused counts as early-life.
 EARLY_LIFE_DAYS = 14
@@ -53,23 +53,26 @@ def lead_time_for_changes(
     values = []
     for fact in deployed:
         at = fact.deployed_at
+        if at is None:
+            continue
         for change in changes_of.get(fact.release.key, ()):
-            if at is not None and change.opened_at is not None and change.opened_at <= at:
-                values.append(hours(change.opened_at, at))
+            opened = change.opened_at
+            if opened is not None and opened <= at:
+                values.append((at - opened).total_seconds() / 3600)  # hours(), inline: 30,000 changes
     if values:
         return median_or_none(values), None
     return None, NO_DEPLOYMENTS if not deployed else "no change of a deployed release has an opened date before the deployment"
 
 
 def change_failure_rate(
-    deployed: list[ReleaseFacts], caused: Mapping[str, list[Incident]]
+    deployed: list[ReleaseFacts], caused: Mapping[str, list[AnyIncident]]
 ) -> tuple[float | None, str | None]:
     failed = sum(1 for f in deployed if f.rolled_back or caused.get(f.release.key))
     rate = pct(failed, len(deployed))
     return rate, None if rate is not None else NO_DEPLOYMENTS
 
 
-def time_to_restore(facts: list[ReleaseFacts], caused: Mapping[str, list[Incident]]) -> tuple[float | None, str | None]:
+def time_to_restore(facts: list[ReleaseFacts], caused: Mapping[str, list[AnyIncident]]) -> tuple[float | None, str | None]:
     values = [
         hours(i.opened_at, i.resolved_at)
         for f in facts for i in caused.get(f.release.key, ())
@@ -81,7 +84,7 @@ def time_to_restore(facts: list[ReleaseFacts], caused: Mapping[str, list[Inciden
 
 
 def early_life_incidents(
-    deployed: list[ReleaseFacts], caused: Mapping[str, list[Incident]], days: int = EARLY_LIFE_DAYS
+    deployed: list[ReleaseFacts], caused: Mapping[str, list[AnyIncident]], days: int = EARLY_LIFE_DAYS
 ) -> tuple[int | None, str | None]:
     known = [f for f in deployed if f.deployed_at is not None]
     if not known:
@@ -98,7 +101,7 @@ def early_life_incidents(
 
 def dora_figures(
     facts: list[ReleaseFacts],
-    caused: Mapping[str, list[Incident]],
+    caused: Mapping[str, list[AnyIncident]],
     changes_of: Mapping[str, list[ChangeRequest | ChangeEntry]],
     *,
     window_days: int | None,

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
-from functools import cache, cached_property
+from functools import cache
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from bridge.lifecycle import classify
@@ -37,6 +38,12 @@ class HistoryEntry(NamedTuple):
     at: datetime
 
 
+#: One history row as the facts read it: ``(key, field, old, new, at)``, values as text,
+#: ``at`` aware UTC. The shape ``Store.field_history`` returns: a report uses the store's
+#: 60,000 rows as they come instead of building a ``HistoryEntry`` for each.
+FieldRow = tuple[str, str, str | None, str | None, datetime]
+
+
 class ChangeEntry(NamedTuple):
     """A change as the KPIs read it: its key, its release's key, when it was opened.
 
@@ -46,6 +53,40 @@ class ChangeEntry(NamedTuple):
     key: str
     release: str | None
     opened_at: datetime | None
+
+
+class ReleaseEntry(NamedTuple):
+    """A release as the KPIs read it: the fields they use, as a ``Release`` holds them.
+
+    A named tuple, not a ``Release``: validating 10,000 stored releases again (the store
+    holds records validated when written) was a large share of a report's time."""
+
+    key: str
+    name: str
+    state: ReleaseState
+    planned_end: datetime | None
+    actual_end: datetime | None
+    baseline_planned_end: datetime | None
+    change_requests: list[str]
+    revision_count: int
+    satisfaction: int | None
+
+
+class IncidentEntry(NamedTuple):
+    """An incident as the KPIs read it (a named tuple for the same reason)."""
+
+    key: str
+    state: IncidentState
+    priority: int
+    caused_by_change: str | None
+    caused_by_release: str | None
+    opened_at: datetime | None
+    resolved_at: datetime | None
+
+
+#: What the KPIs take: the models (tests, callers holding them) or the lean rows (the store).
+AnyRelease = Release | ReleaseEntry
+AnyIncident = Incident | IncidentEntry
 
 
 class VetoEntry(NamedTuple):
@@ -94,109 +135,91 @@ def median_or_none(values: list[float]) -> float | None:
     return round(statistics.median(values), 2) if values else None
 
 
-@dataclass(frozen=True)
 class ReleaseFacts:
-    """One release with its state moves ``(old, new, at)`` in time order and its planned-end rows.
+    """One release with its state moves ``(old, new, at)`` in time order and its planned-end
+    changes ``(old, new)`` (text), in time order.
 
-    Derived facts are computed once (``cached_property``): the report measures each release
-    twice, for the period and for its month.
+    Derived facts are plain attributes, computed once when it is built: the report measures
+    each release twice (for the period and for its month) and reads them hundreds of
+    thousands of times, which a ``cached_property`` (a lock per read) made its main cost.
     """
 
-    release: Release
-    states: list[tuple[ReleaseState | None, ReleaseState, datetime]]
-    planned_ends: list[HistoryEntry]
-    now: datetime  # the report's "now": an open release past its baseline is overdue
+    __slots__ = ("release", "states", "planned_ends", "now", "move_times", "entered", "baseline", "actual_end",
+                 "was_deployed", "deployed_at", "rolled_back", "rescheduled", "delayed", "revised",
+                 "completed_as_planned")
 
-    def entries(self, state: ReleaseState) -> list[datetime]:
-        return self._entered.get(state, [])
+    def __init__(self, release: AnyRelease, states: list[tuple[ReleaseState | None, ReleaseState, datetime]],
+                 planned_ends: list[tuple[str | None, str | None]], now: datetime) -> None:
+        self.release, self.states, self.planned_ends = release, states, planned_ends
+        self.now = now  # the report's "now": an open release past its baseline is overdue
+        #: When each state move happened, in order (to find the state at a time by bisection).
+        self.move_times: list[datetime] = []
+        #: State -> when the release entered it, in time order (asked for many times).
+        self.entered: dict[ReleaseState, list[datetime]] = {}
+        revised = release.revision_count > 0
+        for old, new, at in states:  # one pass: a report builds 10,000 of these
+            self.move_times.append(at)
+            self.entered.setdefault(new, []).append(at)
+            revised = revised or (old is not None and _is_revision(old, new))
+        self.revised = revised
+        deployed, rolled = self.entered.get(_DEPLOYED), self.entered.get(_ROLLED_BACK)
+        self.baseline = _baseline(release, planned_ends)
+        self.actual_end = _actual_end(release, deployed or self.entered.get(_CLOSED))
+        #: It went out: entered deployed, or is deployed, closed or rolled back now.
+        self.was_deployed = bool(deployed) or release.state in _WENT_OUT
+        #: First entry into deployed; else the actual end (a release whose history predates
+        #: relbridge); else, for a rolled-back one, its first entry into rolled_back.
+        self.deployed_at = deployed[0] if deployed else (
+            release.actual_end or (rolled[0] if rolled else None)) if self.was_deployed else None
+        self.rolled_back = release.state == _ROLLED_BACK or bool(rolled)
+        self.rescheduled = _rescheduled(release, planned_ends, self.baseline)
+        self.delayed = _delayed(release.state, self.baseline, self.actual_end, now)
+        self.completed_as_planned = (release.state == _CLOSED and self.actual_end is not None
+                                     and not (self.rescheduled or self.delayed or revised))
 
-    @cached_property
-    def move_times(self) -> list[datetime]:
-        """When each state move happened, in order (to find the state at a time by bisection)."""
-        return [at for _, _, at in self.states]
 
-    @cached_property
-    def _entered(self) -> dict[ReleaseState, list[datetime]]:
-        """State -> when the release entered it, in time order (asked for many times)."""
-        entered: dict[ReleaseState, list[datetime]] = {}
-        for _, new, at in self.states:
-            entered.setdefault(new, []).append(at)
-        return entered
+# Read once: an enum member looked up on its class costs as much as a dict lookup.
+_DEPLOYED, _CLOSED, _ROLLED_BACK = ReleaseState.DEPLOYED, ReleaseState.CLOSED, ReleaseState.ROLLED_BACK
+_WENT_OUT = (*FINISHED, ReleaseState.ROLLED_BACK)
+_DONE = (*FINISHED, ReleaseState.CANCELLED)
 
-    @cached_property
-    def baseline(self) -> datetime | None:
-        if self.release.baseline_planned_end is not None:
-            return self.release.baseline_planned_end
-        for row in self.planned_ends:
-            first = parse_time(row.old) or parse_time(row.new)
-            if first is not None:
-                return first
-        return self.release.planned_end
 
-    @cached_property
-    def actual_end(self) -> datetime | None:
-        if self.release.actual_end is not None:
-            return self.release.actual_end
-        if self.release.state not in FINISHED:
-            return None
-        entered = self.entries(ReleaseState.DEPLOYED) or self.entries(ReleaseState.CLOSED)
-        return entered[-1] if entered else None
+def _delayed(state: ReleaseState, baseline: datetime | None, end: datetime | None, now: datetime) -> bool:
+    if baseline is None:
+        return False
+    if end is not None:
+        return end > baseline
+    return state not in _DONE and now > baseline  # still open and past its baseline: overdue
 
-    @cached_property
-    def was_deployed(self) -> bool:
-        """It went out: entered deployed, or is deployed, closed or rolled back now."""
-        return bool(self.entries(ReleaseState.DEPLOYED)) or self.release.state in (*FINISHED, ReleaseState.ROLLED_BACK)
 
-    @cached_property
-    def deployed_at(self) -> datetime | None:
-        """First entry into deployed; else the actual end (a release whose history predates
-        relbridge); else, for a rolled-back one, its first entry into rolled_back."""
-        entered = self.entries(ReleaseState.DEPLOYED)
-        if entered:
-            return entered[0]
-        if not self.was_deployed:
-            return None
-        rolled = self.entries(ReleaseState.ROLLED_BACK)
-        return self.release.actual_end or (rolled[0] if rolled else None)
+def _baseline(release: AnyRelease, planned_ends: list[tuple[str | None, str | None]]) -> datetime | None:
+    if release.baseline_planned_end is not None:
+        return release.baseline_planned_end
+    for old, new in planned_ends:
+        first = parse_time(old) or parse_time(new)
+        if first is not None:
+            return first
+    return release.planned_end
 
-    @cached_property
-    def rolled_back(self) -> bool:
-        return self.release.state == ReleaseState.ROLLED_BACK or bool(self.entries(ReleaseState.ROLLED_BACK))
 
-    @cached_property
-    def rescheduled(self) -> bool:
-        for row in self.planned_ends:
-            if not row.old:
-                continue  # the first commitment, not a move
-            old, new = parse_time(row.old), parse_time(row.new)
-            if (old != new) if old and new else (row.old != row.new):
-                return True
-        baseline = self.baseline
-        return baseline is not None and self.release.planned_end != baseline
+def _actual_end(release: AnyRelease, entered: list[datetime] | None) -> datetime | None:
+    """``entered``: when it entered deployed, else closed."""
+    if release.actual_end is not None:
+        return release.actual_end
+    if release.state not in FINISHED:
+        return None
+    return entered[-1] if entered else None
 
-    @cached_property
-    def delayed(self) -> bool:
-        baseline, end = self.baseline, self.actual_end
-        if baseline is None:
-            return False
-        if end is not None:
-            return end > baseline
-        open_ = self.release.state not in (*FINISHED, ReleaseState.CANCELLED)
-        return open_ and self.now > baseline
 
-    @cached_property
-    def revised(self) -> bool:
-        if self.release.revision_count > 0:
+def _rescheduled(release: AnyRelease, planned_ends: list[tuple[str | None, str | None]],
+                 baseline: datetime | None) -> bool:
+    for old_text, new_text in planned_ends:
+        if not old_text:
+            continue  # the first commitment, not a move
+        old, new = parse_time(old_text), parse_time(new_text)
+        if (old != new) if old and new else (old_text != new_text):
             return True
-        return any(old is not None and _is_revision(old, new) for old, new, _ in self.states)
-
-    @cached_property
-    def completed_as_planned(self) -> bool:
-        return (
-            self.release.state == ReleaseState.CLOSED
-            and self.actual_end is not None
-            and not (self.rescheduled or self.delayed or self.revised)
-        )
+    return baseline is not None and release.planned_end != baseline
 
 
 @cache
@@ -206,40 +229,49 @@ def _is_revision(old: ReleaseState, new: ReleaseState) -> bool:
     return classify(old, new).is_revision
 
 
-def release_history(history: Iterable[HistoryEntry], keys: set[str]) -> dict[str, list[HistoryEntry]]:
-    """History rows of the given releases, grouped by key, in time order (one pass)."""
-    grouped: dict[str, list[HistoryEntry]] = {key: [] for key in keys}
+def release_history(history: Iterable[HistoryEntry]) -> dict[str, list[FieldRow]]:
+    """Release history rows by key, each release's in time order (one pass)."""
+    grouped: dict[str, list[FieldRow]] = {}
     for row in history:
-        if row.entity == "release" and row.key in grouped:
-            grouped[row.key].append(row)
+        if row.entity == "release":
+            grouped.setdefault(row.key, []).append((row.key, row.field, row.old, row.new, as_utc(row.at)))
     for rows in grouped.values():
-        rows.sort(key=lambda h: as_utc(h.at))
+        rows.sort(key=itemgetter(4))  # stable: rows at the same time keep their order
     return grouped
 
 
-def facts_of(release: Release, rows: list[HistoryEntry], now: datetime) -> ReleaseFacts:
+def grouped_rows(rows: Iterable[FieldRow]) -> dict[str, list[FieldRow]]:
+    """``Store.field_history`` rows (by record, each record's oldest first) by key, as they are."""
+    grouped: dict[str, list[FieldRow]] = {}
+    for key, group in groupby(rows, itemgetter(0)):
+        grouped.setdefault(key, []).extend(group)
+    return grouped
+
+
+def facts_of(release: AnyRelease, rows: list[FieldRow], now: datetime) -> ReleaseFacts:
+    """``rows``: the release's history (:func:`release_history`), in time order."""
     states, planned_ends = [], []
-    for row in rows:
-        if row.field == "planned_end":
-            planned_ends.append(row)
-        elif row.field == "state":
-            old, new = parse_state(row.old), parse_state(row.new)
+    for _, field, old_text, new_text, at in rows:
+        if field == "planned_end":
+            planned_ends.append((old_text, new_text))
+        elif field == "state":  # parse_state, inline: tens of thousands of rows
+            old, new = _STATES.get(old_text) if old_text else None, _STATES.get(new_text) if new_text else None
             if new is not None and new != old:
-                states.append((old, new, as_utc(row.at)))
+                states.append((old, new, at))
     return ReleaseFacts(release, states, planned_ends, now)
 
 
-def release_of_change(changes: Iterable[ChangeRequest | ChangeEntry], releases: Iterable[Release]) -> dict[str, str]:
+def release_of_change(changes: Iterable[ChangeRequest | ChangeEntry], releases: Iterable[AnyRelease]) -> dict[str, str]:
     """Change key -> release key, from both the release's list and the change's own link."""
     owner = {key: r.key for r in releases for key in r.change_requests}
     owner.update({c.key: c.release for c in changes if c.release})
     return owner
 
 
-def caused_incidents(incidents: Iterable[Incident], owner: dict[str, str]) -> dict[str, list[Incident]]:
+def caused_incidents(incidents: Iterable[AnyIncident], owner: dict[str, str]) -> dict[str, list[AnyIncident]]:
     """Release key -> the non-canceled incidents it caused (its own link first, else through
     the causing change)."""
-    found: dict[str, list[Incident]] = {}
+    found: dict[str, list[AnyIncident]] = {}
     for incident in incidents:
         if incident.state == IncidentState.CANCELED:
             continue

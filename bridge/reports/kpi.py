@@ -50,32 +50,39 @@ from __future__ import annotations
 
 import calendar
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
-from functools import cache
 from typing import Any
 
-from pydantic import TypeAdapter
-
 from bridge.errors import BadInput
-from bridge.model import ChangeRequest, Incident, Release, ReleaseState
+from bridge.model import ChangeRequest, ReleaseState
 from bridge.reports.cost import COST_KEYS, CostBook, Rates, TimeEntry, entries_by_release
 from bridge.reports.dora import EARLY_LIFE_DAYS, NO_RELEASES, dora_figures
 from bridge.reports.facts import (
+    AnyIncident,
+    AnyRelease,
     ChangeEntry,
+    FieldRow,
     HistoryEntry,
     ReleaseFacts,
     VetoEntry,
     caused_incidents,
     facts_of,
-    hours,
-    parse_time,
     pct,
     release_history,
     release_of_change,
     summary,
 )
 from bridge.reports.formats import flatten, render_csv, render_json, render_table
+from bridge.reports.reading import (
+    collector_paused,
+    read_changes,
+    read_history,
+    read_incidents,
+    read_releases,
+    read_time_entries,
+    read_vetoes,
+)
 from bridge.timeutil import as_utc
 
 __all__ = [
@@ -93,14 +100,14 @@ LEAD_TIMES: tuple[tuple[ReleaseState, ReleaseState], ...] = (
 NO_SATISFACTION = "no release in the period has a satisfaction score (map release.satisfaction)"
 
 
-def _in_period(release: Release, since: date | None, until: date | None) -> bool:
+def _in_period(release: AnyRelease, since: date | None, until: date | None) -> bool:
     if release.planned_end is None:
         return False
     day = release.planned_end.date()
     return (since is None or day >= since) and (until is None or day <= until)
 
 
-def _incidents(selected: list[Release], caused: Mapping[str, list[Incident]]) -> dict[str, Any]:
+def _incidents(selected: list[AnyRelease], caused: Mapping[str, list[AnyIncident]]) -> dict[str, Any]:
     names = Counter(r.name for r in selected)
     label = {r.key: r.name if names[r.name] == 1 else f"{r.name} ({r.key})" for r in selected}
     result = {}
@@ -119,8 +126,9 @@ def _incidents(selected: list[Release], caused: Mapping[str, list[Incident]]) ->
 def _time_in_state(facts: list[ReleaseFacts]) -> dict[str, Any]:
     stays: dict[ReleaseState, list[float]] = {}
     for fact in facts:
-        for (_, state, entered), (_, _, left) in zip(fact.states, fact.states[1:], strict=False):
-            stays.setdefault(state, []).append(hours(entered, left))
+        states = fact.states
+        for (_, state, entered), (_, _, left) in zip(states, states[1:], strict=False):
+            stays.setdefault(state, []).append((left - entered).total_seconds() / 3600)  # hours(), inline
     return {s.value: summary(stays[s]) for s in ReleaseState if s in stays}
 
 
@@ -129,10 +137,12 @@ def _lead_times(facts: list[ReleaseFacts]) -> dict[str, Any]:
     for start, end in LEAD_TIMES:
         values = []
         for fact in facts:
-            starts = fact.entries(start)
-            ends = [at for at in fact.entries(end) if starts and at >= starts[0]]
-            if starts and ends:
-                values.append(hours(starts[0], ends[0]))
+            starts = fact.entered.get(start)
+            if starts:  # to the first entry into ``end`` at or after the first into ``start``
+                first = starts[0]
+                ended = next((at for at in fact.entered.get(end, ()) if at >= first), None)
+                if ended is not None:
+                    values.append((ended - first).total_seconds() / 3600)
         if values:
             result[f"{start.value}->{end.value}"] = summary(values)
     return result
@@ -142,8 +152,9 @@ class _Inputs:
     """What every group of releases is measured against: the incidents each release caused
     and the changes of each release, computed once for the whole report."""
 
-    def __init__(self, releases: list[Release], incidents: list[Incident], changes: list[ChangeRequest | ChangeEntry],
-                 early_life_days: int, time_entries: list[TimeEntry], rates: Rates) -> None:
+    def __init__(self, releases: Sequence[AnyRelease], incidents: Sequence[AnyIncident],
+                 changes: Sequence[ChangeRequest | ChangeEntry],
+                 early_life_days: int, time_entries: Sequence[TimeEntry], rates: Rates) -> None:
         owner = release_of_change(changes, releases)
         self.cost = CostBook(entries_by_release(time_entries, owner), rates)
         self.caused = caused_incidents(incidents, owner)
@@ -194,10 +205,13 @@ def _window(facts: list[ReleaseFacts], since: date | None, until: date | None) -
 
 
 def _by_month(facts: list[ReleaseFacts], given: _Inputs, since: date | None, until: date | None) -> dict[str, Any]:
-    months: dict[str, list[ReleaseFacts]] = {}
+    by_number: dict[tuple[int, int], list[ReleaseFacts]] = {}
     for fact in facts:
-        assert fact.release.planned_end is not None  # selected releases have one
-        months.setdefault(fact.release.planned_end.strftime("%Y-%m"), []).append(fact)
+        end = fact.release.planned_end
+        assert end is not None  # selected releases have one
+        by_number.setdefault((end.year, end.month), []).append(fact)
+    # Named once per month, not once per release (strftime was a tenth of the time here).
+    months = {date(year, number, 1).strftime("%Y-%m"): group for (year, number), group in by_number.items()}
     result = {}
     for month in sorted(months):
         year, number = int(month[:4]), int(month[5:])
@@ -211,30 +225,37 @@ def _by_month(facts: list[ReleaseFacts], given: _Inputs, since: date | None, unt
 
 
 def compute_kpis(
-    releases: list[Release],
-    history: list[HistoryEntry],
-    incidents: list[Incident],
-    changes: list[ChangeRequest | ChangeEntry],
-    vetoes: list[VetoEntry],
+    releases: Sequence[AnyRelease],
+    history: Sequence[HistoryEntry],
+    incidents: Sequence[AnyIncident],
+    changes: Sequence[ChangeRequest | ChangeEntry],
+    vetoes: Sequence[VetoEntry],
     *,
     since: date | None = None,
     until: date | None = None,
     now: datetime,
     early_life_days: int = EARLY_LIFE_DAYS,
-    time_entries: list[TimeEntry] | None = None,
+    time_entries: Sequence[TimeEntry] | None = None,
     rates: Rates | None = None,
 ) -> dict[str, Any]:
     """The release KPIs for releases planned to end in ``[since, until]`` (see module doc)."""
+    return _kpis(releases, release_history(history), incidents, changes, vetoes, since=since, until=until,
+                 now=now, early_life_days=early_life_days, time_entries=time_entries or (), rates=rates or Rates())
+
+
+def _kpis(releases: Sequence[AnyRelease], histories: Mapping[str, list[FieldRow]], incidents: Sequence[AnyIncident],
+          changes: Sequence[ChangeRequest | ChangeEntry], vetoes: Sequence[VetoEntry], *, since: date | None,
+          until: date | None, now: datetime, early_life_days: int, time_entries: Sequence[TimeEntry],
+          rates: Rates) -> dict[str, Any]:
+    """:func:`compute_kpis` over each release's history rows (``histories``: key -> rows in time order)."""
     if since is not None and until is not None and since > until:
         raise BadInput(f"period start {since} is after its end {until}")
     now = as_utc(now)
     selected = [r for r in releases if _in_period(r, since, until)]
     keys = {r.key for r in selected}
-    grouped = release_history(history, keys)
-    facts = [facts_of(r, grouped[r.key], now) for r in selected]
-    given = _Inputs(releases, incidents, changes, early_life_days, time_entries or [], rates or Rates())
+    facts = [facts_of(r, histories.get(r.key, []), now) for r in selected]
+    given = _Inputs(releases, incidents, changes, early_life_days, time_entries, rates)
     figures, reasons = _figures(facts, given, _window(facts, since, until))
-    by_release = _incidents(selected, given.caused)
     vetoed = [v for v in vetoes if v.release_key in keys]
     return {
         "period": {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None},
@@ -243,7 +264,7 @@ def compute_kpis(
         "releases_without_planned_end": sum(r.planned_end is None for r in releases),
         **{key: figures[key] for key in ("completed_as_planned_pct", "rescheduled_or_delayed_pct",
                                           "needing_revision_pct", "counts", "incidents_caused_total")},
-        "incidents_by_release": by_release,
+        "incidents_by_release": _incidents(selected, given.caused),
         "time_in_state_hours": _time_in_state(facts),
         "lead_times_hours": _lead_times(facts),
         "vetoed_releases": len({v.release_key for v in vetoed}),
@@ -275,35 +296,9 @@ def render(kpis: dict[str, Any], fmt: str) -> str:
 
 def kpis_from_store(store: Any, *, since: date | None, until: date | None, now: datetime,
                     early_life_days: int = EARLY_LIFE_DAYS, rates: Rates | None = None) -> dict[str, Any]:
-    """The KPIs over what the state store holds (records, history, vetoes, time logged)."""
-
-    def models(entity: str, model: Any) -> list[Any]:
-        return _list_of(model).validate_python([{"key": key, **data["fields"]} for key, data in store.records(entity)])
-
-    history = [HistoryEntry("release", key, field, _text(old), _text(new), "", at)
-               for key, field, old, new, at in store.field_history("release", ("state", "planned_end"))]
-    vetoes = [VetoEntry(v.release_key, v.old or "", v.new, v.reason, v.at) for v in store.vetoes()]
-    return compute_kpis(
-        models("release", Release), history, models("incident", Incident), _lean_changes(store),
-        vetoes, since=since, until=until, now=now, early_life_days=early_life_days,
-        time_entries=[TimeEntry._make(row) for row in store.worklog_rows()], rates=rates,
-    )
-
-
-def _lean_changes(store: Any) -> list[ChangeEntry]:
-    """Changes as the KPIs read them (key, release, opened_at): the database picks the two
-    fields out, and they are not validated again (the store holds records validated when
-    written)."""
-    return [ChangeEntry(key, release, parse_time(opened))
-            for key, release, opened in store.record_values("change", ("release", "opened_at"))]
-
-
-@cache
-def _list_of(model: type[Any]) -> TypeAdapter[Any]:
-    """One validation call per list: several times faster than one per record."""
-    return TypeAdapter(list[model])
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
+    """The KPIs over what the state store holds (records, history, vetoes, time logged),
+    read as lean rows (:mod:`bridge.reports.reading`)."""
+    with collector_paused():
+        return _kpis(read_releases(store), read_history(store), read_incidents(store), read_changes(store),
+                     read_vetoes(store), since=since, until=until, now=now, early_life_days=early_life_days,
+                     time_entries=read_time_entries(store), rates=rates or Rates())

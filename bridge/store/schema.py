@@ -31,8 +31,14 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    cast,
+    func,
+    literal_column,
     text,
+    type_coerce,
 )
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import ColumnElement
 
 from bridge.timeutil import as_utc
 
@@ -63,6 +69,23 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else as_utc(value)
+
+
+def utc_text(column: ColumnElement[datetime], dialect: str) -> ColumnElement[str]:
+    """A ``UtcDateTime`` column as ISO-8601 text with its zone (``...+00:00``), written by
+    the database: a lean read parses it with ``datetime.fromisoformat`` (aware UTC, one C
+    call) instead of SQLAlchemy's per-row processing, several times slower."""
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+    return type_coerce(column, Text).concat("+00:00")  # SQLite holds naive UTC text
+
+
+def json_text(column: ColumnElement[Any], dialect: str) -> ColumnElement[str]:
+    """A ``JsonText`` column's value as text, decoded by the database: a JSON string's own
+    text, another value's JSON text, NULL for unset."""
+    if dialect == "postgresql":
+        return cast(column, JSONB).op("#>>")(literal_column("'{}'::text[]"))  # the top-level value
+    return cast(func.json_extract(column, "$"), Text)
 
 
 def _json_default(value: Any) -> Any:

@@ -54,5 +54,7 @@ class WorklogOperations:
         """Every stored entry: a lean read for reports."""
         w = t.worklogs
         with self.connection(write=False) as conn:
-            rows = conn.execute(select(w.c.entity, w.c.key, w.c.started, w.c.seconds, w.c.work_group)).all()
-        return [WorklogRow(*row) for row in rows]
+            started = t.utc_text(w.c.started, conn.dialect.name)  # see utc_text: the lean way
+            rows = conn.execute(select(w.c.entity, w.c.key, started, w.c.seconds, w.c.work_group)).all()
+        parse = datetime.fromisoformat
+        return [WorklogRow(entity, key, parse(at), seconds, group) for entity, key, at, seconds, group in rows]
