@@ -57,6 +57,12 @@ class Doorbell:
         with self._condition:
             self._condition.notify_all()
 
+    def ring_one(self) -> None:
+        """One event was enqueued: wake one idle worker, not all of them to race for it
+        (each losing claim is a write transaction)."""
+        with self._condition:
+            self._condition.notify()
+
     def wait(self, timeout: float) -> None:
         with self._condition:
             self._condition.wait(timeout)
