@@ -139,8 +139,11 @@ class Store(Operations, HeldWriteOperations, CommentLinkOperations, ReleaseProce
         call is still its own transaction. A worker's event makes a dozen short calls, and
         a check-out and check-in of a connection costs more than a short statement. A call
         made while the pinned connection is inside a transaction (nested) takes its own
-        connection, as without a pin."""
-        if self._pin.conn is not None:
+        connection, as without a pin. Pins take at most the pool's steady size (many
+        workers, each holding its connection through its calls to the systems, would
+        otherwise wait for connections): past that, calls check out their own."""
+        size = getattr(self.engine.pool, "size", None)
+        if self._pin.conn is not None or size is None or self.engine.pool.checkedout() >= size():
             yield
             return
         conn = self._pin.conn = self.engine.connect()

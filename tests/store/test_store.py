@@ -320,6 +320,12 @@ def test_a_pinned_thread_shares_one_connection_and_each_call_still_commits(store
         with store.pinned(), store.pinned():  # nested: the outer pin serves
             store.find_key("jira", "change", "100")
             assert store.engine.pool.checkedout() == 1
+        held = [store.engine.connect() for _ in range(store.engine.pool.size())]
+        with store.pinned():  # the pool's steady size is in use: no pin, calls check out their own
+            assert store.find_key("jira", "change", "100") == "CHG1"
+            assert store.engine.pool.checkedout() == len(held)
+        for conn in held:
+            conn.close()
     finally:
         other.close()
 
