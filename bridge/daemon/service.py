@@ -319,7 +319,7 @@ class Daemon:
 
             console = create_console(self.runtime, self.config.console)
             self.console = console.state.console
-        app = create_app(inbox=_RingingInbox(self.inbox, self.doorbell.ring), adapters=self.runtime.adapters,
+        app = create_app(inbox=_RingingInbox(self.inbox, self.doorbell.ring_one), adapters=self.runtime.adapters,
                          config=self.config.webhooks, schemes=self.runtime.hooks.webhook_schemes(self.runtime.config),
                          metrics=self.metrics, ready=self.readiness, console=console)
         return ReceiverServer(app, self.config.webhooks.bind)
@@ -332,7 +332,7 @@ class Daemon:
 
 
 class _RingingInbox:
-    """The inbox as the receiver sees it: enqueueing also wakes idle workers."""
+    """The inbox as the receiver sees it: each event it accepts also wakes an idle worker."""
 
     def __init__(self, inbox: Inbox, ring: Callable[[], None]) -> None:
         self._inbox = inbox

@@ -42,12 +42,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.exc import IntegrityError
 
 from bridge.daemon.metrics import Metrics
 from bridge.errors import ConfigError, SyncFailure
 from bridge.store import Store
+from bridge.store.connect import SQLITE_BEGIN
 from bridge.store.files import sqlite_files, unwritable
 
 log = logging.getLogger(__name__)
@@ -91,9 +92,12 @@ class StoreWatch:
         self._lock = threading.RLock()  # probe() writes, and each statement passes _guard
         self._failing_since: float | None = None
         self._problem: str | None = None
+        # BEGIN reaches SQLite as a statement (``bridge.store.connect``), so the statement
+        # guard covers it; a COMMIT does not, so it has its own (skipped for reads, which
+        # run without a transaction: their commit sends nothing to SQLite).
         self._listeners: list[tuple[str, Callable[..., Any]]] = [
             ("handle_error", self._on_error), ("before_cursor_execute", self._guard),
-            ("begin", self._guard), ("commit", self._guard)]
+            ("commit", self._guard_commit)]
         for name, listener in self._listeners:
             event.listen(store.engine, name, listener)
 
@@ -188,8 +192,12 @@ class StoreWatch:
         log.error("the store at %s cannot be written: %s; no further statement is sent to it "
                   "(SQLite would be killed by SIGBUS writing its -shm file)", self.store.url, problem)
 
+    def _guard_commit(self, conn: Connection) -> None:
+        if conn.get_execution_options().get(SQLITE_BEGIN, "DEFERRED") is not None:
+            self._guard()
+
     def _guard(self, *args: Any) -> None:
-        """Before every statement, BEGIN and COMMIT: refuse when the files are not writable."""
+        """Before every statement (BEGIN too) and COMMIT: refuse when the files are not writable."""
         if self.fenced is None and self._hot_files:
             problem = unwritable(self._hot_files)
             if problem is not None:

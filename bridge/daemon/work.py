@@ -57,6 +57,12 @@ class Doorbell:
         with self._condition:
             self._condition.notify_all()
 
+    def ring_one(self) -> None:
+        """One event was enqueued: wake one idle worker, not all of them to race for it
+        (each losing claim is a write transaction)."""
+        with self._condition:
+            self._condition.notify()
+
     def wait(self, timeout: float) -> None:
         with self._condition:
             self._condition.wait(timeout)
@@ -110,20 +116,28 @@ class Worker:
     def run(self) -> None:
         """Thread body: claim and handle events until stopping (the current one finishes)."""
         while not self.stopping.is_set():
-            try:
-                events = self.inbox.claim(self.name, 1, self.claim_lease_seconds)
-            except Exception as exc:  # the store is unreachable: wait, then try again
-                log.warning("claiming events failed: %s", exc)
+            # One connection serves the claim and its event's store calls (``Store.pinned``);
+            # it goes back to the pool before the worker waits.
+            with self.inbox.store.pinned():
+                worked = self._claim_and_handle()
+            if worked is None:
                 self.stopping.wait(1.0)
-                continue
-            if not events:
+            elif not worked:
                 self.doorbell.wait(IDLE_WAIT_SECONDS)
-                continue
-            for event in events:
-                try:
-                    self.handle(event)
-                except Exception as exc:  # settling failed (store down): its claim expires, it is retried
-                    log.error("event %s could not be settled: %s", event.id, exc)
+
+    def _claim_and_handle(self) -> bool | None:
+        """Claim an event and handle it: whether there was one (None: the claim failed)."""
+        try:
+            events = self.inbox.claim(self.name, 1, self.claim_lease_seconds)
+        except Exception as exc:  # the store is unreachable: wait, then try again
+            log.warning("claiming events failed: %s", exc)
+            return None
+        for event in events:
+            try:
+                self.handle(event)
+            except Exception as exc:  # settling failed (store down): its claim expires, it is retried
+                log.error("event %s could not be settled: %s", event.id, exc)
+        return bool(events)
 
     def handle(self, event: Event) -> None:
         self.in_flight.add(event)

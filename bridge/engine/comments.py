@@ -115,12 +115,17 @@ def sync_comments(engine: Engine, held: HeldRecord, report: SyncReport) -> None:
     docstring). Called with the record lock held, after the record's fields were written;
     ``held`` is the record as propagation left it (read again only if it was forgotten)."""
     env, refs, entity, key = held.env, held.refs, held.entity, held.key
-    if env is None:
-        return
+    if env is None or not any(_comments_in(engine, entity, env, system) for system in SYSTEMS):
+        return  # no comment on either side: nothing to copy, no link to look up
     links = {(link.source_system, link.source_id, link.target_system): link
              for link in engine.store.comment_links(entity, key)}
     for source, target in itertools.permutations(SYSTEMS, 2):
         _cross(engine, entity, key, env, refs, (source, target), links, report)
+
+
+def _comments_in(engine: Engine, entity: str, env: Envelope, system: str) -> bool:
+    spec = engine.mappings.for_system(system).comments(entity)
+    return spec is not None and system in env.raw and bool(entries(env.raw[system], spec.read))
 
 
 def _cross(engine: Engine, entity: str, key: str, env: Envelope, refs: Mapping[str, RefRow],

@@ -173,10 +173,12 @@ class Engine:
         and its links are then read once, and handed from ingest to propagation.
         """
         report = report or SyncReport()
-        known = self.store.find_ref(system, entity, ext_id)
+        # The resolver remembers links (a worker asked it already, naming the event in its
+        # log); a link ended meanwhile elsewhere is caught by ``HeldRecord.ref`` in ingest.
+        known = self.resolvers[system].to_key(entity, ext_id)
         pairing = self.locks.exclusive(PAIRING) if entity == "release" else nullcontext()
-        with pairing, self.locks.hold(entity, known.key) if known else nullcontext():
-            held = HeldRecord(self.store, entity, known.key) if known else None
+        with pairing, self.locks.hold(entity, known) if known else nullcontext():
+            held = HeldRecord(self.store, entity, known) if known else None
             key = self._settle(system, entity, ext_id, deleted, report, held)
         if key is None:
             return None

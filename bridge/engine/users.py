@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from functools import cache
 
 from bridge.adapter import Adapter, UserSupport
 from bridge.engine.envelope import Envelope
@@ -27,7 +28,15 @@ log = logging.getLogger(__name__)
 
 
 def user_fields(adapter: Adapter, entity: str) -> frozenset[str]:
-    return adapter.user_fields(entity) if isinstance(adapter, UserSupport) else frozenset()
+    supported = _supports_users(type(adapter)) or isinstance(adapter, UserSupport)
+    return adapter.user_fields(entity) if supported else frozenset()
+
+
+@cache
+def _supports_users(cls: type) -> bool:
+    """Whether an adapter class has ``UserSupport``'s methods, asked once per class: a
+    protocol check walks the protocol's members each time, and every write asks."""
+    return issubclass(cls, UserSupport)
 
 
 def screen(adapter: Adapter, entity: str, out: OutboundResult) -> None:

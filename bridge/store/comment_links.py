@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from bridge.store import schema as t
 from bridge.store.operations import upsert
@@ -33,6 +33,11 @@ class CommentLink:
     at: datetime
 
 
+_c = t.comment_links
+# Read for every record whose comments are synced: built once (see bridge.store.operations).
+_RECORD_LINKS = select(_c).where(_c.c.entity == bindparam("entity"), _c.c.key == bindparam("key")).order_by(_c.c.id)
+
+
 class CommentLinkOperations:
     """``comment_links`` reads and writes; mixed in after ``Operations``."""
 
@@ -41,9 +46,8 @@ class CommentLinkOperations:
 
     def comment_links(self, entity: str, key: str) -> list[CommentLink]:
         """Every link of one record's comments, oldest first."""
-        c = t.comment_links
         with self.connection(write=False) as conn:
-            rows = conn.execute(select(c).where(c.c.entity == entity, c.c.key == key).order_by(c.c.id))
+            rows = conn.execute(_RECORD_LINKS, {"entity": entity, "key": key})
             return [CommentLink(**row._mapping) for row in rows]
 
     def put_comment_link(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
@@ -24,6 +25,12 @@ from bridge.store.snapshots import SnapshotOperations
 from bridge.store.unmatched_users import UnmatchedUserOperations
 from bridge.store.worklogs import WorklogOperations
 from bridge.timeutil import utc_now
+
+
+class _Pin(threading.local):
+    """The connection ``Store.pinned`` holds for the current thread, if any."""
+
+    conn: Connection | None = None
 
 
 class StoreUnavailable(SyncFailure):
@@ -67,6 +74,7 @@ class Store(Operations, HeldWriteOperations, CommentLinkOperations, ReleaseProce
     ) -> None:
         self.url = safe_url(url)
         self.clock = clock
+        self._pin = _Pin()
         self.steps = tuple(steps)
         self.engine = create_store_engine(parse_store_url(url))
         self.dialect: str = self.engine.dialect.name
@@ -103,8 +111,38 @@ class Store(Operations, HeldWriteOperations, CommentLinkOperations, ReleaseProce
         (``write=False``) runs each statement on its own, with no transaction around them.
         """
         options = {SQLITE_BEGIN: "IMMEDIATE" if write else None}
-        with self.engine.connect().execution_options(**options) as conn, conn.begin():
-            yield conn
+        pinned = self._pin.conn
+        if pinned is None or pinned.in_transaction() or pinned.invalidated:
+            with self.engine.connect().execution_options(**options) as conn, conn.begin():
+                yield conn
+            return
+        try:
+            with pinned.execution_options(**options).begin():
+                yield pinned
+        except BaseException:
+            self._pin.conn = None  # rolled back; the rest of the block takes fresh connections
+            pinned.close()
+            raise
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Within the block, this thread's store calls share one pooled connection; each
+        call is still its own transaction. A worker's event makes a dozen short calls, and
+        a check-out and check-in of a connection costs more than a short statement. A call
+        made while the pinned connection is inside a transaction (nested) takes its own
+        connection, as without a pin. Pins take at most the pool's steady size (many
+        workers, each holding its connection through its calls to the systems, would
+        otherwise wait for connections): past that, calls check out their own."""
+        size = getattr(self.engine.pool, "size", None)
+        if self._pin.conn is not None or size is None or self.engine.pool.checkedout() >= size():
+            yield
+            return
+        conn = self._pin.conn = self.engine.connect()
+        try:
+            yield
+        finally:
+            self._pin.conn = None
+            conn.close()
 
     def connection(self, write: bool = True) -> AbstractContextManager[Connection]:
         return self.begin(write)

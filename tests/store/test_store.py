@@ -7,7 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import event, inspect, select, text
 
 from bridge.daemon.inbox import Inbox
 from bridge.errors import ConfigError
@@ -298,6 +298,36 @@ def test_an_error_inside_a_transaction_rolls_back_earlier_writes(store):
         tx.put_record("change", "CHG2", {})
         tx.put_ref("change", "CHG2", "jira", "100")
     assert store.get_record("change", "CHG2") is None
+
+
+def test_a_pinned_thread_shares_one_connection_and_each_call_still_commits(store, store_url, clock):
+    checkouts = []
+    event.listen(store.engine.pool, "checkout", lambda *args: checkouts.append(1))
+    other = Store(store_url, clock=clock, migrate=False)
+    try:
+        with store.pinned():
+            store.put_ref("change", "CHG1", "jira", "100")
+            assert other.find_key("jira", "change", "100") == "CHG1"  # committed, seen elsewhere
+            assert store.find_key("jira", "change", "100") == "CHG1"
+            with store.transaction() as tx:  # a call inside a transaction takes its own connection
+                tx.put_record("change", "CHG1", {"n": 1})
+                assert store.find_key("jira", "change", "100") == "CHG1"
+            assert len(checkouts) == 2
+            with pytest.raises(RefConflict):
+                store.put_ref("change", "CHG2", "jira", "100")
+            assert store.get_record("change", "CHG1") == {"n": 1}  # after a failure: a fresh connection
+        assert store.engine.pool.checkedout() == 0
+        with store.pinned(), store.pinned():  # nested: the outer pin serves
+            store.find_key("jira", "change", "100")
+            assert store.engine.pool.checkedout() == 1
+        held = [store.engine.connect() for _ in range(store.engine.pool.size())]
+        with store.pinned():  # the pool's steady size is in use: no pin, calls check out their own
+            assert store.find_key("jira", "change", "100") == "CHG1"
+            assert store.engine.pool.checkedout() == len(held)
+        for conn in held:
+            conn.close()
+    finally:
+        other.close()
 
 
 # -- history, watermarks, echoes ----------------------------------------------------------
