@@ -114,13 +114,20 @@ def sync_comments(engine: Engine, held: HeldRecord, report: SyncReport) -> None:
     """Copy the record's comments that one system has and the other lacks (see the module
     docstring). Called with the record lock held, after the record's fields were written;
     ``held`` is the record as propagation left it (read again only if it was forgotten)."""
-    env, refs, entity, key = held.env, held.refs, held.entity, held.key
-    if env is None:
-        return
+    env, entity, key = held.env, held.entity, held.key
+    if env is None or not any(_comments_in(engine, entity, env, system) for system in SYSTEMS):
+        return  # no comment on either side (a backfill's rule): nothing to look up
+    refs = held.refs
     links = {(link.source_system, link.source_id, link.target_system): link
              for link in engine.store.comment_links(entity, key)}
     for source, target in itertools.permutations(SYSTEMS, 2):
         _cross(engine, entity, key, env, refs, (source, target), links, report)
+
+
+def _comments_in(engine: Engine, entity: str, env: Envelope, system: str) -> bool:
+    """Whether the raw fields held for ``system`` carry comments ``entity`` syncs."""
+    spec = engine.mappings.for_system(system).comments(entity)
+    return spec is not None and system in env.raw and bool(entries(env.raw[system], spec.read))
 
 
 def _cross(engine: Engine, entity: str, key: str, env: Envelope, refs: Mapping[str, RefRow],

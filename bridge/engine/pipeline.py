@@ -21,12 +21,13 @@ lifecycle), which reach the engine only through ``RecordKeeping``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from datetime import datetime, timedelta
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 __all__ = ["Engine", "ENTITY_ORDER", "OTHER"]
 
 ENTITY_ORDER = ("release", "change", "incident")
+_NONE = object()  # no first item
 
 
 class Engine:
@@ -152,10 +154,11 @@ class Engine:
             for system in SYSTEMS:
                 started = self.clock()
                 complete = marks_complete or self.store.get_watermark(system, entity) is None
-                records = list(self._list_changed(system, entity))
+                # Records are ingested as the listing yields them: a page is ingested while
+                # the next one is read, so the listing's round trips overlap the work.
                 keys = self._run_parallel(
-                    system, records, lambda rec, r=report: self.ingest(rec, r), progress,
-                    f"read {system} {entity}",
+                    system, self._list_changed(system, entity), lambda rec, r=report: self.ingest(rec, r),
+                    progress, f"read {system} {entity}",
                 )
                 touched[entity].update(k for k in keys if k)
                 marks[(system, entity)] = started
@@ -345,17 +348,22 @@ class Engine:
             return
         yield from self.adapters[system].list_changed(entity, since, mapping.fields_to_read(entity))
 
-    def _run_parallel(self, label: str, items: list[Any], work: Callable[[Any], Any],
+    def _run_parallel(self, label: str, items: Iterable[Any], work: Callable[[Any], Any],
                       progress: Callable[[str, int], None] | None, phase: str) -> list[Any]:
-        if not items:
+        """``work`` on every item with ``[sync] concurrency`` threads; results in item order.
+        ``items`` may be a generator (a listing): each item is handed out as it comes."""
+        items = iter(items)
+        first = next(items, _NONE)
+        if first is _NONE:
             return []
         if progress:
             progress(phase, 0)
         done = 0
         results = []
-        workers = min(self.config.sync.concurrency, len(items))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"sync-{label}") as pool:
-            for result in pool.map(work, items):
+        # The pool starts a thread per item handed out, up to ``concurrency``: no idle ones.
+        with ThreadPoolExecutor(max_workers=self.config.sync.concurrency,
+                                thread_name_prefix=f"sync-{label}") as pool:
+            for result in pool.map(work, itertools.chain([first], items)):
                 results.append(result)
                 done += 1
                 if progress:

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from bridge.store import schema as t
 from bridge.store.operations import upsert
+
+_c = t.comment_links
+_LINKS_OF = select(_c).where(_c.c.entity == bindparam("entity"), _c.c.key == bindparam("key")).order_by(_c.c.id)
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,8 @@ class CommentLinkOperations:
 
     def comment_links(self, entity: str, key: str) -> list[CommentLink]:
         """Every link of one record's comments, oldest first."""
-        c = t.comment_links
         with self.connection(write=False) as conn:
-            rows = conn.execute(select(c).where(c.c.entity == entity, c.c.key == key).order_by(c.c.id))
+            rows = conn.execute(_LINKS_OF, {"entity": entity, "key": key})
             return [CommentLink(**row._mapping) for row in rows]
 
     def put_comment_link(

@@ -11,13 +11,23 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 
 from bridge.store import schema as t
 from bridge.store.operations import upsert
 from bridge.store.rows import HeldWriteRow
 
 _HELD_COLUMNS = ("kind", "ext_id", "ext_key", "old", "new", "reason", "held_at")
+_h = t.held_writes
+# Every save of a record ends the holds of the fields it changed: the four forms of that
+# delete are built once (building a statement and its cache key costs more than running it).
+_DROP_HELD = {
+    (by_fields, by_system): delete(_h).where(
+        _h.c.entity == bindparam("entity"), _h.c.key == bindparam("key"),
+        *([_h.c.field.in_(bindparam("fields", expanding=True))] if by_fields else []),
+        *([_h.c.system == bindparam("system")] if by_system else []))
+    for by_fields in (False, True) for by_system in (False, True)
+}
 
 
 class HeldWriteOperations:
@@ -68,17 +78,16 @@ class HeldWriteOperations:
                   system: str | None = None) -> int:
         """Forget the holds of these fields of one record (every field when None; in one
         system, or in every one)."""
-        h = t.held_writes
-        statement = delete(h).where(h.c.entity == entity, h.c.key == key)
+        params: dict[str, Any] = {"entity": entity, "key": key}
         if fields is not None:
-            names = sorted(set(fields))
-            if not names:
+            params["fields"] = sorted(set(fields))
+            if not params["fields"]:
                 return 0
-            statement = statement.where(h.c.field.in_(names))
         if system is not None:
-            statement = statement.where(h.c.system == system)
+            params["system"] = system
+        statement = _DROP_HELD[(fields is not None, system is not None)]
         with self.connection() as conn:
-            return int(conn.execute(statement).rowcount)
+            return int(conn.execute(statement, params).rowcount)
 
     def delete_held(self, ids: Iterable[int]) -> int:
         h = t.held_writes
