@@ -61,6 +61,7 @@ __all__ = ["Engine", "ENTITY_ORDER", "OTHER"]
 
 ENTITY_ORDER = ("release", "change", "incident")
 _NONE = object()  # no first item
+LINK_BATCH = 100  # listed records whose links are looked up together
 
 
 class Engine:
@@ -157,7 +158,8 @@ class Engine:
                 # Records are ingested as the listing yields them: a page is ingested while
                 # the next one is read, so the listing's round trips overlap the work.
                 keys = self._run_parallel(
-                    system, self._list_changed(system, entity), lambda rec, r=report: self.ingest(rec, r),
+                    system, self._with_links(system, entity, self._list_changed(system, entity)),
+                    lambda item, r=report: self.ingestion.ingest(item[0], r, links=item[1]),
                     progress, f"read {system} {entity}",
                 )
                 touched[entity].update(k for k in keys if k)
@@ -347,6 +349,15 @@ class Engine:
         if entity not in mapping.entities:
             return
         yield from self.adapters[system].list_changed(entity, since, mapping.fields_to_read(entity))
+
+    def _with_links(self, system: str, entity: str, records: Iterable[SystemRecord],
+                    batch: int = LINK_BATCH) -> Iterator[tuple[SystemRecord, Mapping[str, RefRow]]]:
+        """Each listed record with the links of its batch, looked up in one query per batch
+        instead of one per record."""
+        records = iter(records)
+        while part := list(itertools.islice(records, batch)):
+            links = self.store.refs_for_ids(system, entity, [record.id for record in part])
+            yield from ((record, links) for record in part)
 
     def _run_parallel(self, label: str, items: Iterable[Any], work: Callable[[Any], Any],
                       progress: Callable[[str, int], None] | None, phase: str) -> list[Any]:
