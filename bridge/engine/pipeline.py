@@ -27,8 +27,9 @@ import logging
 import os
 import socket
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
@@ -369,16 +370,31 @@ class Engine:
             return []
         if progress:
             progress(phase, 0)
-        done = 0
-        results = []
-        # The pool starts a thread per item handed out, up to ``concurrency``: no idle ones.
+        results: list[Any] = []
+
+        def collect(future: Future[Any]) -> None:
+            results.append(future.result())
+            if progress:
+                progress(phase, len(results))
+
+        # At most two pages in flight: a listing is never held whole in memory, and the
+        # next page is still read while the previous one is worked on. The pool starts a
+        # thread per item handed out, up to ``concurrency``: no idle ones.
+        in_flight: deque[Future[Any]] = deque()
+        limit = 2 * max(self.config.sync.page_size, self.config.sync.concurrency)
         with ThreadPoolExecutor(max_workers=self.config.sync.concurrency,
                                 thread_name_prefix=f"sync-{label}") as pool:
-            for result in pool.map(work, itertools.chain([first], items)):
-                results.append(result)
-                done += 1
-                if progress:
-                    progress(phase, done)
+            try:
+                for item in itertools.chain([first], items):
+                    in_flight.append(pool.submit(work, item))
+                    if len(in_flight) >= limit:
+                        collect(in_flight.popleft())
+                while in_flight:
+                    collect(in_flight.popleft())
+            except BaseException:
+                for future in in_flight:  # as Executor.map does: nothing more starts
+                    future.cancel()
+                raise
         return results
 
     # -- deletions -------------------------------------------------------------------------
