@@ -24,6 +24,7 @@ from bridge.errors import TransientError
 from bridge.mapping.convert import OutboundResult
 from bridge.mapping.loader import SystemMapping
 from bridge.store import Store, UnitOfWork
+from bridge.store.rows import RefRow
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -70,8 +71,10 @@ class Creates:
         return bool(env.creating.get(system)) or (system, entity) not in self.proven
 
     def create(self, system: str, mapping: SystemMapping, entity: str, key: str, env: Envelope,
-                   report: SyncReport) -> None:
+               report: SyncReport) -> RefRow | None:
         """Create the record's object in ``system``, at most once across every process.
+        Returns the new link when this call made the object (``env`` is then the record as
+        saved); None when it found the object, or left it to another creator.
 
         A create lease gives one creator at a time across processes sharing the store (the
         record lock covers one process): another instance's create still in flight cannot be
@@ -88,18 +91,19 @@ class Creates:
         try:
             journal = self._journal(out, mapping, entity, env)
             if not self._lease_and_journal(lease, system, entity, key, env, journal, look_up=look_up):
-                return
+                return None
             held = True
             if look_up:
                 found = self.look_up(system, entity, key, env)
                 if found is not None:
                     self.engine.link_found(found, key, report)
-                    return
+                    return None
                 env.creating[system] = journal
                 env.revision = self.engine.store.put_record(entity, key, env.dump(), expected_revision=env.revision)
-            self._make(lease, system, mapping, entity, key, env, out)
+            ref = self._make(lease, system, mapping, entity, key, env, out)
             held = False
             report.add(entity, system, "created")
+            return ref
         finally:
             if held:
                 self.engine.store.release_lease(lease, self.engine.instance_id)
@@ -129,7 +133,7 @@ class Creates:
                 "sent": {**_left_empty(mapping, entity, env.fields), **out.payload}}
 
     def _make(self, lease: str, system: str, mapping: SystemMapping, entity: str, key: str, env: Envelope,
-              out: OutboundResult) -> None:
+              out: OutboundResult) -> RefRow:
         """Create the object, then record it, its link and the lease's release together."""
         created = self.engine.adapters[system].create(entity, out.payload, key)
         env.creating.pop(system, None)
@@ -143,6 +147,8 @@ class Creates:
                        version=None, updated_at=created.updated_at)
             tx.release_lease(lease, self.engine.instance_id)
             users.record(tx, self.engine.adapters[system], mapping, entity, key, out)
+        return RefRow(entity=entity, key=key, system=system, ext_id=created.id, ext_key=created.key,
+                      url=created.url, version=None, updated_at=created.updated_at)
 
     def _take_lease(self, tx: UnitOfWork, lease: str, system: str, entity: str, key: str) -> None:
         """Hold ``lease`` (until the create is recorded, or for twice the system's timeout if

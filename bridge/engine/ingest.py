@@ -66,14 +66,17 @@ class Ingest:
         self.records = engine.records
         self.locks = engine.locks
 
-    def ingest(self, record: SystemRecord, report: SyncReport, held: HeldRecord | None = None) -> str | None:
+    def ingest(self, record: SystemRecord, report: SyncReport, held: HeldRecord | None = None,
+               links: Mapping[str, RefRow] | None = None) -> str | None:
         """Map one system record into its canonical record. Returns the key, or None when the
         record was skipped (reported as an error). ``held``: the record as read under its
-        lock, when the caller holds it (saves reading it again)."""
+        lock, when the caller holds it (saves reading it again). ``links``: the links of a
+        batch of listed objects including this one, looked up together (saves a look-up)."""
         for attempt in range(STALE_RETRIES):
             try:
-                return self._ingest(record, report, held)
+                return self._ingest(record, report, held, links)
             except (StaleRecord, RefConflict):
+                links = None  # the batch's look-up is older than what just happened
                 # Another worker changed the record, or linked this object to a record of
                 # its own (a pair met from both sides at once): read the link again.
                 if attempt == STALE_RETRIES - 1:
@@ -88,12 +91,13 @@ class Ingest:
                 return None
         return None
 
-    def _ingest(self, record: SystemRecord, report: SyncReport, held: HeldRecord | None) -> str | None:
+    def _ingest(self, record: SystemRecord, report: SyncReport, held: HeldRecord | None,
+                links: Mapping[str, RefRow] | None) -> str | None:
         system, entity = record.system, record.entity
         ref = held.ref(system, record.id) if held is not None else None
         if ref is None:
             held = None  # the record held is not this object's (it was unlinked meanwhile)
-            ref = self.store.find_ref(system, entity, record.id)
+            ref = links.get(record.id) if links is not None else self.store.find_ref(system, entity, record.id)
         if ref is not None:
             key = ref.key
             if ref.version == record.version:

@@ -21,13 +21,15 @@ lifecycle), which reach the engine only through ``RecordKeeping``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,6 +61,8 @@ log = logging.getLogger(__name__)
 __all__ = ["Engine", "ENTITY_ORDER", "OTHER"]
 
 ENTITY_ORDER = ("release", "change", "incident")
+_NONE = object()  # no first item
+LINK_BATCH = 100  # listed records whose links are looked up together
 
 
 class Engine:
@@ -152,10 +156,12 @@ class Engine:
             for system in SYSTEMS:
                 started = self.clock()
                 complete = marks_complete or self.store.get_watermark(system, entity) is None
-                records = list(self._list_changed(system, entity))
+                # Records are ingested as the listing yields them: a page is ingested while
+                # the next one is read, so the listing's round trips overlap the work.
                 keys = self._run_parallel(
-                    system, records, lambda rec, r=report: self.ingest(rec, r), progress,
-                    f"read {system} {entity}",
+                    system, self._with_links(system, entity, self._list_changed(system, entity)),
+                    lambda item, r=report: self.ingestion.ingest(item[0], r, links=item[1]),
+                    progress, f"read {system} {entity}",
                 )
                 touched[entity].update(k for k in keys if k)
                 marks[(system, entity)] = started
@@ -347,21 +353,50 @@ class Engine:
             return
         yield from self.adapters[system].list_changed(entity, since, mapping.fields_to_read(entity))
 
-    def _run_parallel(self, label: str, items: list[Any], work: Callable[[Any], Any],
+    def _with_links(self, system: str, entity: str, records: Iterable[SystemRecord],
+                    batch: int = LINK_BATCH) -> Iterator[tuple[SystemRecord, Mapping[str, RefRow]]]:
+        """Each listed record with the links of its batch, looked up in one query per batch
+        instead of one per record."""
+        records = iter(records)
+        while part := list(itertools.islice(records, batch)):
+            links = self.store.refs_for_ids(system, entity, [record.id for record in part])
+            yield from ((record, links) for record in part)
+
+    def _run_parallel(self, label: str, items: Iterable[Any], work: Callable[[Any], Any],
                       progress: Callable[[str, int], None] | None, phase: str) -> list[Any]:
-        if not items:
+        """``work`` on every item with ``[sync] concurrency`` threads; results in item order.
+        ``items`` may be a generator (a listing): each item is handed out as it comes."""
+        items = iter(items)
+        first = next(items, _NONE)
+        if first is _NONE:
             return []
         if progress:
             progress(phase, 0)
-        done = 0
-        results = []
-        workers = min(self.config.sync.concurrency, len(items))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"sync-{label}") as pool:
-            for result in pool.map(work, items):
-                results.append(result)
-                done += 1
-                if progress:
-                    progress(phase, done)
+        results: list[Any] = []
+
+        def collect(future: Future[Any]) -> None:
+            results.append(future.result())
+            if progress:
+                progress(phase, len(results))
+
+        # At most two pages in flight: a listing is never held whole in memory, and the
+        # next page is still read while the previous one is worked on. The pool starts a
+        # thread per item handed out, up to ``concurrency``: no idle ones.
+        in_flight: deque[Future[Any]] = deque()
+        limit = 2 * max(self.config.sync.page_size, self.config.sync.concurrency)
+        with ThreadPoolExecutor(max_workers=self.config.sync.concurrency,
+                                thread_name_prefix=f"sync-{label}") as pool:
+            try:
+                for item in itertools.chain([first], items):
+                    in_flight.append(pool.submit(work, item))
+                    if len(in_flight) >= limit:
+                        collect(in_flight.popleft())
+                while in_flight:
+                    collect(in_flight.popleft())
+            except BaseException:
+                for future in in_flight:  # as Executor.map does: nothing more starts
+                    future.cancel()
+                raise
         return results
 
     # -- deletions -------------------------------------------------------------------------

@@ -73,8 +73,11 @@ class Propagation:
             if system in refs:
                 self._write_pending(system, mapping, entity, key, env, refs[system], report)
             elif system not in env.gone:  # deleted there on purpose: never re-created
-                self.engine.creates.create(system, mapping, entity, key, env, report)
-                held.forget()  # a create may also have merged what it found: read again
+                made = self.engine.creates.create(system, mapping, entity, key, env, report)
+                if made is None:
+                    held.forget()  # it found the object and merged it, or another made it: read again
+                else:
+                    held.saved(env, made)  # what was just saved: no need to read it back
         except StaleRecord:
             self.locks.follow_ups.add(entity, key)
             held.forget()

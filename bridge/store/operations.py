@@ -95,6 +95,9 @@ _REF_OWNER = select(_refs.c.key).where(
     _refs.c.system == bindparam("system"), _refs.c.entity == bindparam("entity"),
     _refs.c.ext_id == bindparam("ext_id"), _refs.c.key != bindparam("key"))
 _ADD_HISTORY = t.history.insert()
+_RECORD_HISTORY = select(t.history).where(
+    t.history.c.entity == bindparam("entity"), t.history.c.key == bindparam("key")
+).order_by(t.history.c.at, t.history.c.id)
 _CLEAR_ERROR = delete(_errors).where(
     _errors.c.system == bindparam("system"), _errors.c.entity == bindparam("entity"),
     _errors.c.ext_id == bindparam("ext_id"))
@@ -350,10 +353,12 @@ class Operations:
     ) -> list[HistoryRow]:
         """Accepted changes, oldest first, optionally for one entity / record / period."""
         h = t.history
-        query = _filtered(select(h), h, entity=entity, key=key, since=since)
+        if entity is not None and key is not None and since is None:  # one record's: built once
+            query, params = _RECORD_HISTORY, {"entity": entity, "key": key}
+        else:
+            query, params = _filtered(select(h), h, entity=entity, key=key, since=since).order_by(h.c.at, h.c.id), {}
         with self.connection(write=False) as conn:
-            return [HistoryRow(**row._mapping) for row in
-                    conn.execute(query.order_by(h.c.at, h.c.id))]
+            return [HistoryRow(**row._mapping) for row in conn.execute(query, params)]
 
     # -- watermarks and echo detection -----------------------------------------------------
 

@@ -10,10 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from bridge.store import schema as t
 from bridge.store.operations import upsert
+
+_u = t.unmatched_users
+# Run by every create and write of a record with person fields: built once.
+_CLEAR = delete(_u).where(_u.c.entity == bindparam("entity"), _u.c.key == bindparam("key"),
+                          _u.c.system == bindparam("system"),
+                          _u.c.field.in_(bindparam("fields", expanding=True)))
 
 
 @dataclass(frozen=True)
@@ -48,10 +54,8 @@ class UnmatchedUserOperations:
         """The record's ``fields`` in ``system`` are matched (or unassigned) now."""
         if not fields:
             return
-        u = t.unmatched_users
         with self.connection() as conn:
-            conn.execute(delete(u).where(u.c.entity == entity, u.c.key == key, u.c.system == system,
-                                         u.c.field.in_(fields)))
+            conn.execute(_CLEAR, {"entity": entity, "key": key, "system": system, "fields": list(fields)})
 
     def unmatched_users(self) -> list[UnmatchedUser]:
         """Every unmatched user, by record."""

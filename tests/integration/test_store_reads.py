@@ -96,3 +96,23 @@ def test_a_poll_leaves_our_own_writes_coming_back_unread(bridge) -> None:
     bridge.jira.update_issue(edited["key"], summary="Edited in Jira")
     assert [record.id for record, _ in rt.engine.changed_records("jira", "change")] == [edited["id"]]
     assert poller.poll() == 1
+
+
+def test_a_first_sync_reads_links_per_batch_and_no_comment_links_without_comments(bridge) -> None:
+    """A backfill of records without comments: the listed objects' links are looked up in
+    one query per batch (not one per object), no record's comment links are read, and a
+    record is not read back after the create that saved it."""
+    for n in range(12):
+        bridge.sn.create("change_request", short_description=f"Change {n}", state="-5")
+    rt = bridge.runtime()
+
+    with reads(rt.store) as counted:
+        report = rt.engine.sync_once()
+
+    assert report.total("created") == 24  # a record per change, an issue per record
+    assert counted["comment_links"] == 0, counted
+    # Per change: one read of the record before ingesting it and one, with its links,
+    # before propagating it; saving a link (ingest, create) checks that no other record
+    # claims the object. The listing's links: one query for the 12.
+    assert counted["records"] <= 2 * 12 + 2, counted
+    assert counted["external_refs"] <= 1 + 3 * 12 + 1, counted
