@@ -78,7 +78,7 @@ def test_stopping_ends_retries_and_cuts_waits_short() -> None:
     began = time.monotonic()
     with pytest.raises(TransientError):
         slow.call(work, stopping=stopping)
-    assert time.monotonic() - began < 2
+    assert time.monotonic() - began < 5  # far below one 10 s wait, with room for a loaded machine
     assert work.calls <= 2
 
 
