@@ -53,7 +53,7 @@ def _release(i: int, rng: random.Random, now: datetime, months: int) -> tuple[di
               "actual_start": start if steps >= 4 else None, "actual_end": at if done else None,
               "change_requests": [f"CHG{i + 1:07d}{c}" for c in "ABC"[:CHANGES_PER_RELEASE]],
               "incidents": [], "revision_count": int(rolled), "baseline_planned_end": None,
-              "satisfaction": rng.choice((None, 2, 3, 4, 4, 5, 5)) if done else None,
+              "satisfaction": rng.choice((None, 2, 3, 3.67, 4, 4.5, 5)) if done else None,
               "description": "", "owner": None}
     return fields, history
 

@@ -69,7 +69,7 @@ class ReleaseEntry(NamedTuple):
     baseline_planned_end: datetime | None
     change_requests: list[str]
     revision_count: int
-    satisfaction: int | None
+    satisfaction: float | None
 
 
 class IncidentEntry(NamedTuple):

@@ -39,7 +39,7 @@ def read_releases(store: Any) -> list[ReleaseEntry]:
     return [ReleaseEntry(key, name, _RELEASE_STATES[state] if state else ReleaseState.PLANNED,
                          parse_time(planned_end), parse_time(actual_end), parse_time(baseline),
                          json.loads(changes) if changes else [], int(revisions) if revisions else 0,
-                         None if score is None else int(score))
+                         None if score is None else float(score))
             for key, name, state, planned_end, actual_end, baseline, changes, revisions, score in rows]
 
 

@@ -39,7 +39,7 @@ def add_edge_cases(store: Store) -> None:
     store.put_record("release", "RLSE7000001", record_data({"name": "Only a name"}))
     store.put_record("release", "RLSE7000002", record_data({
         "name": "Rebaselined", "state": "closed", "planned_start": at(1), "planned_end": at(9),
-        "baseline_planned_end": at(5), "actual_end": at(10), "revision_count": 2, "satisfaction": 1,
+        "baseline_planned_end": at(5), "actual_end": at(10), "revision_count": 2, "satisfaction": 1.5,
         "change_requests": ["CHG7000002A"]}))
     store.put_record("release", "RLSE7000003", record_data({"name": "Rebaselined", "state": "deploying",
                                                             "planned_end": at(20)}))
