@@ -120,6 +120,7 @@ def measure_latency(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         cpu_used = None
         try:
             wait_until_settled(f"http://127.0.0.1:{port}")
+            sims.clear_logs()
             cpu_before = process_cpu_seconds(daemon.pid)
             total = int(args.rate * args.seconds)
             start = time.monotonic()
@@ -137,11 +138,15 @@ def measure_latency(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             cpu_after = process_cpu_seconds(daemon.pid)
             if cpu_before is not None and cpu_after is not None:
                 cpu_used = cpu_after - cpu_before
+            logs = sims.logs()
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(20)
             listener.server.stop()
     latencies = [(listener.landed[s] - t) * 1000 for s, t in sent.items() if s in listener.landed]
+    # The bench's own edits are PATCHes in the ServiceNow log; every other call is the daemon's.
+    daemon_calls = sum(log.count for log in logs.values()) - len(sent)
+    endpoints = {system: dict(log.by_endpoint().most_common(12)) for system, log in logs.items()}
     return {
         "events": len(sent),
         "landed": len(latencies),
@@ -150,6 +155,8 @@ def measure_latency(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "max_ms": round(max(latencies), 1) if latencies else None,
         # The daemon's CPU (receiver, worker, pollers) over the edit stream, per edit.
         "daemon_cpu_ms_per_event": round(cpu_used * 1000 / len(sent), 1) if cpu_used is not None and sent else None,
+        "api_calls_per_event": round(daemon_calls / len(sent), 2) if sent else None,
+        **({"endpoints": endpoints} if args.endpoints else {}),
     }
 
 
@@ -293,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=8, help="client threads for the receiver run")
     parser.add_argument("--rounds", type=int, default=5, help="alternating receiver/bare rounds (median counts)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--endpoints", action="store_true",
+                        help="also list the daemon's API calls by endpoint during the edit stream")
     args = parser.parse_args(argv)
     if args.releases is None:
         # Each edit must land: an edit of a change still waiting in the inbox coalesces with
@@ -307,7 +316,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"latency  {figures['landed']}/{figures['events']} edits landed at {args.rate:g}/s with "
           f"{args.latency_ms} ms API latency: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "
-          f"max {figures['max_ms']} ms; daemon CPU {figures['daemon_cpu_ms_per_event']} ms per edit")
+          f"max {figures['max_ms']} ms; daemon CPU {figures['daemon_cpu_ms_per_event']} ms and "
+          f"{figures['api_calls_per_event']} API calls per edit")
+    for system, shapes in figures.get("endpoints", {}).items():
+        for shape, count in shapes.items():
+            print(f"  {system:10} {count:6} {shape}")
     print(f"receiver {figures['accepted_per_s']} accepted/s vs bare endpoint {figures['bare_per_s']}/s "
           f"= {figures['receiver_ratio']}x")
     return 0

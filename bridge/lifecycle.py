@@ -250,6 +250,11 @@ def _implied_state(
     return None
 
 
+# What derive_state reads of a change, besides its release link: an edit of any other
+# field cannot move the release, so it is not judged again (two reads saved per edit).
+DERIVING_CHANGE_FIELDS = frozenset({"state", "close_code", "approval"})
+
+
 def derive_state(
     release: Release, changes: list[ChangeRequest], *, jira_released: bool | None = None
 ) -> ReleaseState | None:

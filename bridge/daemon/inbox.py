@@ -66,7 +66,8 @@ _events = schema.events
 
 # The statements of the hot paths (enqueue, claim, complete) are built once, with bound
 # parameters (see bridge.store.operations).
-def _claimable() -> Any:
+def _claimable() -> tuple[Any, Any]:
+    """(the claimable events, oldest first; the id of any one of them) at ``now``."""
     e, other = _events, _events.alias("other")
     now = bindparam("now", type_=UtcDateTime())
     in_flight = exists().where(
@@ -76,10 +77,11 @@ def _claimable() -> Any:
     due = or_(and_(e.c.state == PENDING, e.c.not_before <= now),
               and_(e.c.state == CLAIMED, e.c.claim_expires <= now))
     return (select(e).where(due, ~in_flight).order_by(e.c.not_before, e.c.id)
-            .limit(bindparam("limit")).with_for_update(skip_locked=True, of=e))
+            .limit(bindparam("limit")).with_for_update(skip_locked=True, of=e),
+            select(e.c.id).where(due, ~in_flight).limit(1))
 
 
-_CLAIMABLE = _claimable()
+_CLAIMABLE, _ANY_CLAIMABLE = _claimable()
 _TAKE = update(_events).where(_events.c.id == bindparam("w_id")).values(
     state=CLAIMED, attempts=bindparam("new_attempts"), last_error=bindparam("new_error"),
     claimed_by=bindparam("worker"), claim_token=bindparam("token"), claim_expires=bindparam("expires"))
@@ -212,6 +214,11 @@ class Inbox:
         """
         if limit < 1:
             return []
+        # A look first, without the write lock: an idle worker asks twice a second, and a
+        # worker done with an event asks again at once, mostly finding nothing.
+        with self.store.begin(write=False) as conn:
+            if conn.execute(_ANY_CLAIMABLE, {"now": self._now()}).first() is None:
+                return []
         with self.store.begin() as conn:
             advisory_lock(conn, CLAIM_LOCK)
             now = self._now()

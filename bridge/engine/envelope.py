@@ -159,6 +159,10 @@ class HeldRecord:
         ref = self.refs.get(system)
         return ref if ref is not None and ref.ext_id == ext_id else None
 
+    def known_ref(self, system: str) -> RefRow | None:
+        """This record's link in ``system`` if the links were read already (no query)."""
+        return self._refs.get(system) if self._refs is not None else None
+
     def saved(self, env: Envelope, ref: RefRow | None = None) -> None:
         """``env`` was just saved (and ``ref`` written with it)."""
         self._env, self._read = env, True

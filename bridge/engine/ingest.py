@@ -183,6 +183,7 @@ class Ingest:
         """Apply what the merge accepted (through the gate for a release's state), save, and
         mark what the systems still have to be written."""
         system, entity = record.system, record.entity
+        as_read = (env.fields, env.raw.get(system), env.dump()["pending"])
         new_fields = dict(env.fields)
         for name, (_, value) in result.accepted.items():
             new_fields[name] = value
@@ -202,7 +203,8 @@ class Ingest:
         env.pending[system] = sorted((set(env.pending.get(system, ())) - set(accepted) - set(changed))
                                      | result.restore | self._owned_by_other(system, entity))
         env.mark_pending(OTHER[system], accepted)
-        self._save(env, record, key, accepted, result.conflicts, vetoes, held)
+        unchanged = as_read == (env.fields, env.raw.get(system), env.dump()["pending"])
+        self._save(env, record, key, accepted, result.conflicts, vetoes, held, unchanged=unchanged)
         report.add(entity, system, "updated" if accepted else "unchanged")
         self._report_conflicts(record, key, result, report)
         if accepted:
@@ -210,8 +212,9 @@ class Ingest:
                 lambda: self.engine.release.after_change(entity, key, accepted, system, new_fields, created=False))
 
     def _save(self, env: Envelope, record: SystemRecord, key: str, accepted: Mapping[str, tuple[Any, Any]],
-              conflicts: list[Any], vetoes: list[Any], held: HeldRecord) -> None:
-        self.records.save(record.entity, key, env, record, accepted, record.system, conflicts, vetoes)
+              conflicts: list[Any], vetoes: list[Any], held: HeldRecord, *, unchanged: bool = False) -> None:
+        self.records.save(record.entity, key, env, record, accepted, record.system, conflicts, vetoes,
+                          known=held.known_ref(record.system), unchanged=unchanged)
         held.saved(env, RefRow(entity=record.entity, key=key, system=record.system, ext_id=record.id,
                                ext_key=record.key, url=record.url, version=record.version,
                                updated_at=record.updated_at))

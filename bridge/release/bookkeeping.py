@@ -169,7 +169,8 @@ class ReleaseRules:
                     release = next(iter(self.records.models("release", [new])), None) if new else None
                     self.hooks.change_linked(change, release, source)
             release_key = fields.get("release")
-            if release_key and self.config.sync.derive_lifecycle:
+            moves = created or "release" in accepted or not lifecycle.DERIVING_CHANGE_FIELDS.isdisjoint(accepted)
+            if release_key and moves and self.config.sync.derive_lifecycle:
                 if self._deferred_gates is not None:
                     with self._deferred_lock:
                         self._deferred_derives.add(release_key)

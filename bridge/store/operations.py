@@ -23,6 +23,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exists,
     func,
     or_,
     select,
@@ -91,6 +92,9 @@ _REFS_BY_IDS = select(*_REF_FIELDS).where(
     _refs.c.ext_id.in_(bindparam("ext_ids", expanding=True)))
 _REFS_BY_KEYS = select(*_REF_FIELDS).where(
     _refs.c.entity == bindparam("entity"), _refs.c.key.in_(bindparam("keys", expanding=True)))
+_REFS_WITH_ERRORS = _REFS_BY_KEYS.add_columns(exists().where(  # and whether each has an error on record
+    _errors.c.system == _refs.c.system, _errors.c.entity == _refs.c.entity,
+    _errors.c.ext_id == _refs.c.ext_id).label("has_error"))
 _REF_OWNER = select(_refs.c.key).where(
     _refs.c.system == bindparam("system"), _refs.c.entity == bindparam("entity"),
     _refs.c.ext_id == bindparam("ext_id"), _refs.c.key != bindparam("key"))
@@ -187,7 +191,7 @@ class Operations:
         """The record (as ``load_record``) and its refs by system, in one round trip."""
         with self.connection(write=False) as conn:
             row = _run(conn, _LOAD_RECORD, entity=entity, key=key).first()
-            refs = {ref.system: _ref(ref) for ref in _run(conn, _REFS_BY_KEYS, entity=entity, keys=[key])}
+            refs = {ref.system: _ref(ref) for ref in _run(conn, _REFS_WITH_ERRORS, entity=entity, keys=[key])}
         return (RecordRow(**row._mapping) if row else None), refs
 
     def get_record(self, entity: str, key: str) -> dict[str, Any] | None:
@@ -208,8 +212,7 @@ class Operations:
         """Write a record; returns its new revision.
 
         With ``expected_revision`` (0 = must not exist yet) the write only happens if nobody
-        wrote the record since it was read; otherwise ``StaleRecord`` is raised.
-        """
+        wrote the record since it was read; otherwise ``StaleRecord`` is raised."""
         now = self._now()
         with self.connection() as conn:
             if expected_revision is None or expected_revision == 0:
@@ -306,14 +309,16 @@ class Operations:
     def put_ref(
         self, entity: str, key: str, system: str, ext_id: str, ext_key: str | None = None,
         url: str | None = None, version: str | None = None, updated_at: datetime | None = None,
+        *, linked: bool = False,
     ) -> None:
         """Link (or update the link of) ``entity``/``key`` to an object in ``system``.
 
         Raises ``RefConflict`` when that object is already linked to another record: two
-        canonical records must never claim the same external object.
-        """
+        canonical records must never claim the same external object (``linked``: the caller
+        read this very link under the record's lock, so no other record can hold it)."""
         with self.connection() as conn:
-            owner = _run(conn, _REF_OWNER, system=system, entity=entity, ext_id=ext_id, key=key).scalar()
+            owner = None if linked else _run(
+                conn, _REF_OWNER, system=system, entity=entity, ext_id=ext_id, key=key).scalar()
             if owner is not None:
                 raise RefConflict(
                     f"{system} {entity} {ext_id} is already linked to {owner}, not {key}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +42,9 @@ class RefRow:
     url: str | None
     version: str | None
     updated_at: datetime | None
+    # Whether the object has an error on record (``record_errors``); None: not asked.
+    # Read with the record under its lock, it spares a save the clearing statement.
+    has_error: bool | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,28 @@ def test_claim_takes_due_events_oldest_first_up_to_the_limit(inbox, clock):
     assert inbox.claim("w", limit=0) == []
 
 
+def test_a_claim_that_finds_nothing_due_writes_nothing(inbox, store, clock):
+    """Idle workers ask twice a second: with nothing due, a claim is one read, no write
+    transaction (on SQLite, no write lock that the receiver's enqueues would wait for)."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        statements.append(statement.split()[0].upper())
+
+    inbox.enqueue("jira", "release", "1", source="webhook")
+    inbox.retry(only(inbox.claim("w")), "HTTP 503")  # backing off: not due yet
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        assert inbox.claim("w") == []
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    assert statements == ["SELECT"]
+    clock.advance(3600)
+    assert only(inbox.claim("w")).ext_id == "1"
+
+
 def test_claims_are_exclusive_under_concurrency(store):
     """Eight workers drain the inbox while changes keep arriving for objects in flight:
     every event is processed exactly once and no object is ever processed twice at once."""
