@@ -40,7 +40,7 @@ from bridge.model import System
 from bridge.plugins import PluginManager
 from bridge.store import schema
 from bridge.store.files import sqlite_files, unwritable
-from bridge.store.operations import upsert
+from bridge.store.statements import upsert
 
 if TYPE_CHECKING:
     from bridge.runtime import Runtime

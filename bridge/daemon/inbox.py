@@ -46,8 +46,8 @@ from sqlalchemy import (
 from bridge.config import CLAIM_LEASE_SECONDS
 from bridge.store import schema
 from bridge.store.connect import advisory_lock
-from bridge.store.operations import upsert
 from bridge.store.schema import UtcDateTime
+from bridge.store.statements import upsert
 from bridge.timeutil import as_utc
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 
 from bridge.store import schema as t
-from bridge.store.operations import upsert
+from bridge.store.statements import upsert
 
 
 @dataclass(frozen=True)

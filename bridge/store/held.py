@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, select
 
 from bridge.store import schema as t
-from bridge.store.operations import upsert
 from bridge.store.rows import HeldWriteRow
+from bridge.store.statements import upsert
 
 _HELD_COLUMNS = ("kind", "ext_id", "ext_key", "old", "new", "reason", "held_at")
 

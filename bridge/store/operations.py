@@ -10,30 +10,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Insert,
     Row,
     Select,
     Table,
-    Text,
     and_,
-    bindparam,
     delete,
-    exists,
     func,
-    or_,
     select,
-    type_coerce,
-    update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Executable
 
 from bridge.store import schema as t
+from bridge.store import statements as q
 from bridge.store.rows import (
     ConflictRow,
     ErrorRow,
@@ -51,12 +43,6 @@ from bridge.timeutil import as_utc
 CHUNK = 500
 
 
-def upsert(dialect_name: str, table: Table) -> Insert:
-    """``INSERT`` with ``ON CONFLICT`` support for the database named ``dialect_name``."""
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
-    return dialect.insert(table)  # type: ignore[no-any-return]
-
-
 def chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -66,102 +52,7 @@ def _ref(row: Row[Any]) -> RefRow:
     return RefRow(**row._mapping)
 
 
-# The statements run for every record are built once, with bound parameters: building a
-# statement and computing its cache key costs more than running it (SQLAlchemy caches the
-# compiled form of a statement object, keyed by that object).
-_records, _refs, _leases, _errors = t.records, t.external_refs, t.leases, t.record_errors
-_LOAD_RECORD = select(_records).where(
-    _records.c.entity == bindparam("entity"), _records.c.key == bindparam("key"))
-_GET_RECORDS = select(_records.c.key, _records.c.data).where(
-    _records.c.entity == bindparam("entity"), _records.c.key.in_(bindparam("keys", expanding=True)))
-_UPDATE_RECORD = (
-    update(_records)
-    .where(_records.c.entity == bindparam("w_entity"), _records.c.key == bindparam("w_key"),
-           _records.c.revision == bindparam("w_revision"))
-    .values(data=bindparam("new_data"), updated_at=bindparam("new_at"), revision=_records.c.revision + 1)
-    .returning(_records.c.revision)
-)
-# external_refs.fields_fingerprint is a column nothing reads or writes any more; it stays
-# in the table (dropping it would need a migration for no gain) but not in RefRow.
-_REF_FIELDS = [column for column in _refs.c if column.name != "fields_fingerprint"]
-_FIND_REF = select(*_REF_FIELDS).where(
-    _refs.c.system == bindparam("system"), _refs.c.entity == bindparam("entity"),
-    _refs.c.ext_id == bindparam("ext_id"))
-_REFS_BY_IDS = select(*_REF_FIELDS).where(
-    _refs.c.system == bindparam("system"), _refs.c.entity == bindparam("entity"),
-    _refs.c.ext_id.in_(bindparam("ext_ids", expanding=True)))
-_REFS_BY_KEYS = select(*_REF_FIELDS).where(
-    _refs.c.entity == bindparam("entity"), _refs.c.key.in_(bindparam("keys", expanding=True)))
-_REFS_WITH_ERRORS = _REFS_BY_KEYS.add_columns(exists().where(  # and whether each has an error on record
-    _errors.c.system == _refs.c.system, _errors.c.entity == _refs.c.entity,
-    _errors.c.ext_id == _refs.c.ext_id).label("has_error"))
-_REF_OWNER = select(_refs.c.key).where(
-    _refs.c.system == bindparam("system"), _refs.c.entity == bindparam("entity"),
-    _refs.c.ext_id == bindparam("ext_id"), _refs.c.key != bindparam("key"))
-_ADD_HISTORY = t.history.insert()
-_RECORD_HISTORY = select(t.history).where(
-    t.history.c.entity == bindparam("entity"), t.history.c.key == bindparam("key")
-).order_by(t.history.c.at, t.history.c.id)
-_CLEAR_ERROR = delete(_errors).where(
-    _errors.c.system == bindparam("system"), _errors.c.entity == bindparam("entity"),
-    _errors.c.ext_id == bindparam("ext_id"))
-_RELEASE_LEASE = delete(_leases).where(
-    _leases.c.name == bindparam("name"), _leases.c.holder == bindparam("holder"))
-_GET_WATERMARK = select(t.watermarks.c.value).where(
-    t.watermarks.c.system == bindparam("system"), t.watermarks.c.entity == bindparam("entity"))
-# Records with pending writes or a create journal, found without parsing every record: the
-# engine's envelope is stored as JSON with sorted keys and no spaces (``schema.dump_json``),
-# so an empty journal begins the text (``{"creating":{}``) and an empty pending map appears
-# as ``"pending":{}``. Matching rows are confirmed after parsing.
-_data_text = type_coerce(_records.c.data, Text)
-_MAYBE_UNFINISHED = select(_records.c.entity, _records.c.key, _records.c.data, _records.c.updated_at).where(
-    or_(~_data_text.like('{"creating":{}%'), ~_data_text.like('%"pending":{}%')))
-_REF_COLUMNS = ("ext_id", "ext_key", "url", "version", "updated_at")
-
-
-class _Upserts:
-    """The per-database ``INSERT … ON CONFLICT`` statements (executed with all columns)."""
-
-    def __init__(self, dialect_name: str) -> None:
-        ins = upsert(dialect_name, _records)
-        self.record = ins.on_conflict_do_update(
-            index_elements=["entity", "key"],
-            set_={"data": ins.excluded.data, "updated_at": ins.excluded.updated_at,
-                  "revision": _records.c.revision + 1},
-        ).returning(_records.c.revision)
-        self.new_record = ins.on_conflict_do_nothing(
-            index_elements=["entity", "key"]).returning(_records.c.revision)
-        ins = upsert(dialect_name, _refs)
-        self.ref = ins.on_conflict_do_update(
-            index_elements=["entity", "key", "system"],
-            set_={name: ins.excluded[name] for name in _REF_COLUMNS})
-        ins = upsert(dialect_name, _leases)
-        self.lease = ins.on_conflict_do_update(
-            index_elements=["name"],
-            set_={"holder": ins.excluded.holder, "expires_at": ins.excluded.expires_at},
-            where=(_leases.c.holder == ins.excluded.holder)
-            | (_leases.c.expires_at <= bindparam("w_now", type_=t.UtcDateTime())),
-        ).returning(_leases.c.holder)  # no row when someone else holds it
-        ins = upsert(dialect_name, t.watermarks)
-        self.watermark = ins.on_conflict_do_update(
-            index_elements=["system", "entity"],
-            set_={"value": ins.excluded.value, "updated_at": ins.excluded.updated_at})
-        e = t.record_errors
-        ins = upsert(dialect_name, e)
-        self.error = ins.on_conflict_do_update(
-            index_elements=["system", "entity", "ext_id"],
-            set_={"code": ins.excluded.code, "message": ins.excluded.message,
-                  "at": ins.excluded.at, "count": e.c.count + 1,
-                  "key": func.coalesce(ins.excluded.key, e.c.key)})
-
-
-@cache
-def _upserts_for(dialect_name: str) -> _Upserts:
-    return _Upserts(dialect_name)
-
-
-def _upserts(conn: Connection) -> _Upserts:
-    return _upserts_for(conn.dialect.name)
+_refs = t.external_refs
 
 
 def _run(conn: Connection, statement: Executable, **params: Any) -> Any:
@@ -184,14 +75,14 @@ class Operations:
     def load_record(self, entity: str, key: str) -> RecordRow | None:
         """The record with its revision (for ``put_record(expected_revision=...)``)."""
         with self.connection(write=False) as conn:
-            row = _run(conn, _LOAD_RECORD, entity=entity, key=key).first()
+            row = _run(conn, q.LOAD_RECORD, entity=entity, key=key).first()
         return RecordRow(**row._mapping) if row else None
 
     def record_and_refs(self, entity: str, key: str) -> tuple[RecordRow | None, dict[str, RefRow]]:
         """The record (as ``load_record``) and its refs by system, in one round trip."""
         with self.connection(write=False) as conn:
-            row = _run(conn, _LOAD_RECORD, entity=entity, key=key).first()
-            refs = {ref.system: _ref(ref) for ref in _run(conn, _REFS_WITH_ERRORS, entity=entity, keys=[key])}
+            row = _run(conn, q.LOAD_RECORD, entity=entity, key=key).first()
+            refs = {ref.system: _ref(ref) for ref in _run(conn, q.REFS_OF_KEY, entity=entity, key=key)}
         return (RecordRow(**row._mapping) if row else None), refs
 
     def get_record(self, entity: str, key: str) -> dict[str, Any] | None:
@@ -203,7 +94,7 @@ class Operations:
         found: dict[str, dict[str, Any]] = {}
         with self.connection(write=False) as conn:
             for part in chunks(sorted(set(keys))):
-                found.update({key: data for key, data in _run(conn, _GET_RECORDS, entity=entity, keys=part)})
+                found.update({key: data for key, data in _run(conn, q.GET_RECORDS, entity=entity, keys=part)})
         return found
 
     def put_record(
@@ -216,11 +107,11 @@ class Operations:
         now = self._now()
         with self.connection() as conn:
             if expected_revision is None or expected_revision == 0:
-                statement = _upserts(conn).record if expected_revision is None else _upserts(conn).new_record
+                statement = q.upserts(conn).record if expected_revision is None else q.upserts(conn).new_record
                 revision = _run(conn, statement, entity=entity, key=key, data=data, revision=1,
                                 updated_at=now).scalar()
             else:
-                revision = _run(conn, _UPDATE_RECORD, w_entity=entity, w_key=key,
+                revision = _run(conn, q.UPDATE_RECORD, w_entity=entity, w_key=key,
                                 w_revision=expected_revision, new_data=data, new_at=now).scalar()
         if revision is None:
             raise StaleRecord(
@@ -232,7 +123,7 @@ class Operations:
         """(entity, key, updated_at) of every record left with pending writes or a create
         journal (``data["pending"]`` / ``data["creating"]`` not empty)."""
         with self.connection(write=False) as conn:
-            rows = conn.execute(_MAYBE_UNFINISHED).all()
+            rows = conn.execute(q.MAYBE_UNFINISHED).all()
         return [(row.entity, row.key, row.updated_at) for row in rows
                 if isinstance(row.data, dict) and (row.data.get("pending") or row.data.get("creating"))]
 
@@ -269,7 +160,7 @@ class Operations:
     def find_ref(self, system: str, entity: str, ext_id: str) -> RefRow | None:
         """The link of the object ``ext_id`` in ``system``, if relbridge holds one."""
         with self.connection(write=False) as conn:
-            row = _run(conn, _FIND_REF, system=system, entity=entity, ext_id=ext_id).first()
+            row = _run(conn, q.FIND_REF, system=system, entity=entity, ext_id=ext_id).first()
         return _ref(row) if row else None
 
     def find_key_by_ext_key(self, system: str, entity: str, ext_key: str) -> str | None:
@@ -285,7 +176,7 @@ class Operations:
         with self.connection(write=False) as conn:
             for part in chunks(sorted(set(ext_ids))):
                 found.update({row.ext_id: _ref(row) for row in
-                              _run(conn, _REFS_BY_IDS, system=system, entity=entity, ext_ids=part)})
+                              _run(conn, q.REFS_BY_IDS, system=system, entity=entity, ext_ids=part)})
         return found
 
     def linked_ids(self, system: str, entity: str) -> set[str]:
@@ -295,14 +186,15 @@ class Operations:
                 _refs.c.system == system, _refs.c.entity == entity)).scalars())
 
     def refs(self, entity: str, key: str) -> dict[str, RefRow]:
-        return self.refs_for_keys(entity, [key]).get(key, {})
+        with self.connection(write=False) as conn:
+            return {row.system: _ref(row) for row in _run(conn, q.REFS_OF_KEY, entity=entity, key=key)}
 
     def refs_for_keys(self, entity: str, keys: Iterable[str]) -> dict[str, dict[str, RefRow]]:
         """``{key: {system: RefRow}}`` for many records in a few queries."""
         found: dict[str, dict[str, RefRow]] = {}
         with self.connection(write=False) as conn:
             for part in chunks(sorted(set(keys))):
-                for row in _run(conn, _REFS_BY_KEYS, entity=entity, keys=part):
+                for row in _run(conn, q.REFS_BY_KEYS, entity=entity, keys=part):
                     found.setdefault(row.key, {})[row.system] = _ref(row)
         return found
 
@@ -318,11 +210,11 @@ class Operations:
         read this very link under the record's lock, so no other record can hold it)."""
         with self.connection() as conn:
             owner = None if linked else _run(
-                conn, _REF_OWNER, system=system, entity=entity, ext_id=ext_id, key=key).scalar()
+                conn, q.REF_OWNER, system=system, entity=entity, ext_id=ext_id, key=key).scalar()
             if owner is not None:
                 raise RefConflict(
                     f"{system} {entity} {ext_id} is already linked to {owner}, not {key}")
-            _run(conn, _upserts(conn).ref, entity=entity, key=key, system=system, ext_id=ext_id,
+            _run(conn, q.upserts(conn).ref, entity=entity, key=key, system=system, ext_id=ext_id,
                  ext_key=ext_key, url=url, version=version, updated_at=updated_at)
 
     def drop_ref(self, system: str, entity: str, ext_id: str) -> bool:
@@ -351,7 +243,7 @@ class Operations:
         rows = [dict(entity=entity, key=key, field=field, old=old, new=new, source=source, at=now)
                 for field, (old, new) in changes.items()]
         with self.connection() as conn:
-            conn.execute(_ADD_HISTORY, rows)
+            conn.execute(q.ADD_HISTORY, rows)
 
     def history(
         self, entity: str | None = None, key: str | None = None, since: datetime | None = None
@@ -359,7 +251,7 @@ class Operations:
         """Accepted changes, oldest first, optionally for one entity / record / period."""
         h = t.history
         if entity is not None and key is not None and since is None:  # one record's: built once
-            query, params = _RECORD_HISTORY, {"entity": entity, "key": key}
+            query, params = q.RECORD_HISTORY, {"entity": entity, "key": key}
         else:
             query, params = _filtered(select(h), h, entity=entity, key=key, since=since).order_by(h.c.at, h.c.id), {}
         with self.connection(write=False) as conn:
@@ -369,11 +261,11 @@ class Operations:
 
     def get_watermark(self, system: str, entity: str) -> datetime | None:
         with self.connection(write=False) as conn:
-            return _run(conn, _GET_WATERMARK, system=system, entity=entity).scalar()  # type: ignore[no-any-return]
+            return _run(conn, q.GET_WATERMARK, system=system, entity=entity).scalar()  # type: ignore[no-any-return]
 
     def set_watermark(self, system: str, entity: str, value: datetime) -> None:
         with self.connection() as conn:
-            _run(conn, _upserts(conn).watermark, system=system, entity=entity, value=value,
+            _run(conn, q.upserts(conn).watermark, system=system, entity=entity, value=value,
                  updated_at=self._now())
 
     def add_conflict(
@@ -402,13 +294,13 @@ class Operations:
         """Remember that syncing this object failed (once per object; repeats count up)."""
         now = self._now(at)
         with self.connection() as conn:
-            _run(conn, _upserts(conn).error, system=system, entity=entity, ext_id=ext_id, key=key,
+            _run(conn, q.upserts(conn).error, system=system, entity=entity, ext_id=ext_id, key=key,
                  code=code, message=message, first_at=now, at=now, count=1)
 
     def clear_error(self, system: str, entity: str, ext_id: str) -> bool:
         """Forget the error of an object that has now synced."""
         with self.connection() as conn:
-            result = _run(conn, _CLEAR_ERROR, system=system, entity=entity, ext_id=ext_id)
+            result = _run(conn, q.CLEAR_ERROR, system=system, entity=entity, ext_id=ext_id)
         return result.rowcount > 0  # type: ignore[no-any-return]
 
     def errors(self) -> list[ErrorRow]:
@@ -449,14 +341,14 @@ class Operations:
         """
         now = self._now(now)
         with self.connection() as conn:
-            taken = _run(conn, _upserts(conn).lease, name=name, holder=holder,
+            taken = _run(conn, q.upserts(conn).lease, name=name, holder=holder,
                          expires_at=now + timedelta(seconds=ttl_seconds), w_now=now).first()
         return taken is not None
 
     def release_lease(self, name: str, holder: str) -> bool:
         """Give a lease up early (shutdown) so another instance takes over at once."""
         with self.connection() as conn:
-            result = _run(conn, _RELEASE_LEASE, name=name, holder=holder)
+            result = _run(conn, q.RELEASE_LEASE, name=name, holder=holder)
         return result.rowcount > 0  # type: ignore[no-any-return]
 
     def lease(self, name: str) -> LeaseRow | None:

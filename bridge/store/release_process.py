@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 
 from bridge.store import schema as t
-from bridge.store.operations import upsert
+from bridge.store.statements import upsert
 
 _V = t.verifications
 

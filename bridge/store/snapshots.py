@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import select
 
 from bridge.store import schema as t
-from bridge.store.operations import upsert
+from bridge.store.statements import upsert
 
 
 class SnapshotRow(NamedTuple):

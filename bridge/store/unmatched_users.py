@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, select
 
 from bridge.store import schema as t
-from bridge.store.operations import upsert
+from bridge.store.statements import upsert
 
 _u = t.unmatched_users
 # Run by every create and write of a record with person fields: built once.

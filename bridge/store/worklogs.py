@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 
 from bridge.adapter import WorklogEntry
 from bridge.store import schema as t
-from bridge.store.operations import upsert
+from bridge.store.statements import upsert
 
 
 class WorklogRow(NamedTuple):
