@@ -384,11 +384,15 @@ class Engine:
         # thread per item handed out, up to ``concurrency``: no idle ones.
         in_flight: deque[Future[Any]] = deque()
         limit = 2 * max(self.config.sync.page_size, self.config.sync.concurrency)
+        def pinned(item: Any) -> Any:  # the item's dozen store calls share one connection
+            with self.store.pinned():
+                return work(item)
+
         with ThreadPoolExecutor(max_workers=self.config.sync.concurrency,
                                 thread_name_prefix=f"sync-{label}") as pool:
             try:
                 for item in itertools.chain([first], items):
-                    in_flight.append(pool.submit(work, item))
+                    in_flight.append(pool.submit(pinned, item))
                     if len(in_flight) >= limit:
                         collect(in_flight.popleft())
                 while in_flight:
