@@ -139,6 +139,8 @@ def measure_latency(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             if cpu_before is not None and cpu_after is not None:
                 cpu_used = cpu_after - cpu_before
             logs = sims.logs()
+            bare_get_ms = bare_get_cpu_ms(session, f"{sims.servicenow}/api/now/table/change_request/"
+                                                   f"{changes[0]['sys_id']}")
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(20)
@@ -156,8 +158,23 @@ def measure_latency(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         # The daemon's CPU (receiver, worker, pollers) over the edit stream, per edit.
         "daemon_cpu_ms_per_event": round(cpu_used * 1000 / len(sent), 1) if cpu_used is not None and sent else None,
         "api_calls_per_event": round(daemon_calls / len(sent), 2) if sent else None,
+        # A yardstick measured in the same run: the daemon's CPU per edit in plain GETs' worth.
+        "bare_get_cpu_ms": round(bare_get_ms, 2),
+        "daemon_cpu_in_bare_gets": round(cpu_used * 1000 / len(sent) / bare_get_ms, 1)
+        if cpu_used is not None and sent else None,
         **({"endpoints": endpoints} if args.endpoints else {}),
     }
+
+
+def bare_get_cpu_ms(session: requests.Session, url: str, calls: int = 300) -> float:
+    """This process's CPU for one plain ``requests`` GET of a record: the client work an
+    edit cannot do without (the daemon makes about five calls per edit), and a yardstick
+    that makes the daemon's figure comparable across machines."""
+    session.get(url, timeout=30).raise_for_status()
+    start = time.process_time()
+    for _ in range(calls):
+        session.get(url, timeout=30).json()
+    return (time.process_time() - start) * 1000 / calls
 
 
 def process_cpu_seconds(pid: int) -> float | None:
@@ -317,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"latency  {figures['landed']}/{figures['events']} edits landed at {args.rate:g}/s with "
           f"{args.latency_ms} ms API latency: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "
           f"max {figures['max_ms']} ms; daemon CPU {figures['daemon_cpu_ms_per_event']} ms and "
-          f"{figures['api_calls_per_event']} API calls per edit")
+          f"{figures['api_calls_per_event']} API calls per edit (the CPU of "
+          f"{figures['daemon_cpu_in_bare_gets']} plain requests GETs at {figures['bare_get_cpu_ms']} ms each)")
     for system, shapes in figures.get("endpoints", {}).items():
         for shape, count in shapes.items():
             print(f"  {system:10} {count:6} {shape}")
