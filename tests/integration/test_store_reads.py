@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 from sqlalchemy import event
 
@@ -21,20 +21,43 @@ SELECT_FROM = re.compile(r"^\s*SELECT\b.*?\bFROM\s+(\w+)", re.IGNORECASE | re.DO
 
 
 @contextmanager
-def reads(store: Store) -> Iterator[Counter[str]]:
-    """Counts the SELECTs run on ``store`` meanwhile, by the table they read."""
-    counted: Counter[str] = Counter()
+def counted(store: Store, kind: Callable[[str], str | None]) -> Iterator[Counter[str]]:
+    """Counts the statements run on ``store`` meanwhile by ``kind(statement)`` (None: not counted)."""
+    counts: Counter[str] = Counter()
 
     def count(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
-        match = SELECT_FROM.match(SUBQUERY.sub("", statement))
-        if match:
-            counted[match.group(1)] += 1
+        name = kind(statement)
+        if name:
+            counts[name] += 1
 
     event.listen(store.engine, "before_cursor_execute", count)
     try:
-        yield counted
+        yield counts
     finally:
         event.remove(store.engine, "before_cursor_execute", count)
+
+
+def table_read(statement: str) -> str | None:
+    match = SELECT_FROM.match(SUBQUERY.sub("", statement))
+    return match.group(1) if match else None
+
+
+def write_done(statement: str) -> str | None:
+    """"UPDATE records", "DELETE record_errors", …; None for a read."""
+    words = statement.split()
+    if words[0] not in ("INSERT", "UPDATE", "DELETE"):
+        return None
+    return f"{words[0]} {words[1] if words[0] == 'UPDATE' else words[2]}"
+
+
+def reads(store: Store) -> AbstractContextManager[Counter[str]]:
+    """The SELECTs run on ``store`` meanwhile, by the table they read."""
+    return counted(store, table_read)
+
+
+def writes(store: Store) -> AbstractContextManager[Counter[str]]:
+    """The statements other than SELECT run on ``store`` meanwhile: "UPDATE records", …"""
+    return counted(store, write_done)
 
 
 def test_one_edit_reads_its_link_and_its_record_once(bridge) -> None:
@@ -55,24 +78,6 @@ def test_one_edit_reads_its_link_and_its_record_once(bridge) -> None:
     # lock is not checked again for another owner when it is saved.
     assert counted["records"] == 1, counted
     assert counted["external_refs"] == 1, counted
-
-
-@contextmanager
-def writes(store: Store) -> Iterator[Counter[str]]:
-    """Counts the statements other than SELECT run on ``store`` meanwhile: "UPDATE records", …"""
-    counted: Counter[str] = Counter()
-
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
-        words = statement.split()
-        if words[0] in ("INSERT", "UPDATE", "DELETE"):
-            table = words[2] if words[0] in ("INSERT", "DELETE") else words[1]
-            counted[f"{words[0]} {table}"] += 1
-
-    event.listen(store.engine, "before_cursor_execute", count)
-    try:
-        yield counted
-    finally:
-        event.remove(store.engine, "before_cursor_execute", count)
 
 
 def test_an_edit_saves_its_record_once_and_the_unchanged_other_side_only_its_link(bridge) -> None:
