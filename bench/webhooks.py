@@ -149,6 +149,7 @@ def measure_latency(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     # The bench's own edits are PATCHes in the ServiceNow log; every other call is the daemon's.
     daemon_calls = sum(log.count for log in logs.values()) - len(sent)
     endpoints = {system: dict(log.by_endpoint().most_common(12)) for system, log in logs.items()}
+    cpu_ms = cpu_used * 1000 / len(sent) if cpu_used is not None and sent else None
     return {
         "events": len(sent),
         "landed": len(latencies),
@@ -156,12 +157,11 @@ def measure_latency(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "p99_ms": round(percentile(latencies, 99), 1) if latencies else None,
         "max_ms": round(max(latencies), 1) if latencies else None,
         # The daemon's CPU (receiver, worker, pollers) over the edit stream, per edit.
-        "daemon_cpu_ms_per_event": round(cpu_used * 1000 / len(sent), 1) if cpu_used is not None and sent else None,
+        "daemon_cpu_ms_per_event": round(cpu_ms, 1) if cpu_ms is not None else None,
         "api_calls_per_event": round(daemon_calls / len(sent), 2) if sent else None,
         # A yardstick measured in the same run: the daemon's CPU per edit in plain GETs' worth.
         "bare_get_cpu_ms": round(bare_get_ms, 2),
-        "daemon_cpu_in_bare_gets": round(cpu_used * 1000 / len(sent) / bare_get_ms, 1)
-        if cpu_used is not None and sent else None,
+        "daemon_cpu_in_bare_gets": round(cpu_ms / bare_get_ms, 1) if cpu_ms is not None else None,
         **({"endpoints": endpoints} if args.endpoints else {}),
     }
 

@@ -384,6 +384,7 @@ class Engine:
         # thread per item handed out, up to ``concurrency``: no idle ones.
         in_flight: deque[Future[Any]] = deque()
         limit = 2 * max(self.config.sync.page_size, self.config.sync.concurrency)
+
         def pinned(item: Any) -> Any:  # the item's dozen store calls share one connection
             with self.store.pinned():
                 return work(item)

@@ -20,7 +20,6 @@ from bridge.model import SYSTEMS, Release, System, model_for
 from bridge.release.bookkeeping import ENGINE_FIELDS
 from bridge.store import Store, UnitOfWork
 from bridge.store.rows import RefRow
-from bridge.timeutil import as_utc
 
 #: The other system, for each: changes flow from one to the other.
 OTHER = {a.value: b.value for a, b in itertools.permutations(System, 2)}
@@ -83,9 +82,9 @@ class Records:
         transaction is made at all."""
         link = _link_writes(key, record, known)
         if unchanged and not (accepted or conflicts or vetoes) and (record is None or record.worklogs is None):
-            if link:  # a newer version of the same content (our own write, read back)
+            if link and record is not None:  # a newer version of the same content (our own write, read back)
                 with self.store.transaction() as tx:
-                    _write_link(tx, entity, key, record, known, link)
+                    _write_link(tx, entity, key, record, link)
             return
         now = self.clock()
         if entity == "release" and self._names is not None:
@@ -94,7 +93,7 @@ class Records:
         with self.store.transaction() as tx:
             env.revision = tx.put_record(entity, key, env.dump(), expected_revision=env.revision)
             if record is not None:
-                _write_link(tx, entity, key, record, known, link)
+                _write_link(tx, entity, key, record, link)
                 if record.worklogs is not None:
                     tx.put_worklogs(record.system, entity, record.id, key, record.worklogs)
             tx.add_history_rows(entity, key, {
@@ -111,35 +110,28 @@ class Records:
 
 
 def _link_writes(key: str, record: SystemRecord | None, known: RefRow | None) -> set[str]:
-    """What saving ``record`` must write of its link: "ref" (the link row) and "error"
-    (clearing an error on record). ``known``: the link read under the lock, if it is this
-    object's (anything else and both are written)."""
+    """What saving ``record`` must write of its link: "new link" (a link not read under the
+    lock: whether another record holds the object is checked), "link" (this record's link,
+    changed) and "error" (clearing an error that may be on record). ``known``: the link
+    read under the lock."""
     if record is None:
         return set()
-    if not _is_link(key, record, known):
-        return {"ref", "error"}
-    assert known is not None
+    if known is None or (known.key, known.system, known.ext_id) != (key, record.system, record.id):
+        return {"new link", "error"}
     no_error = known.has_error is not None and not known.has_error
     writes = set() if no_error else {"error"}
-    held_at = as_utc(known.updated_at) if known.updated_at else None
-    if (known.ext_key, known.url, known.version, held_at) != (record.key, record.url, record.version,
-                                                               record.updated_at):
-        writes.add("ref")
+    if (known.ext_key, known.url, known.version, known.updated_at) != (record.key, record.url, record.version,
+                                                                       record.updated_at):
+        writes.add("link")
     return writes
 
 
-def _write_link(tx: UnitOfWork, entity: str, key: str, record: SystemRecord | None, known: RefRow | None,
-                link: set[str]) -> None:
-    assert record is not None
-    if "ref" in link:
+def _write_link(tx: UnitOfWork, entity: str, key: str, record: SystemRecord, writes: set[str]) -> None:
+    if writes & {"new link", "link"}:
         tx.put_ref(entity, key, record.system, record.id, ext_key=record.key, url=record.url,
-                   version=record.version, updated_at=record.updated_at, linked=_is_link(key, record, known))
-    if "error" in link:
+                   version=record.version, updated_at=record.updated_at, linked="new link" not in writes)
+    if "error" in writes:
         tx.clear_error(record.system, entity, record.id)
-
-
-def _is_link(key: str, record: SystemRecord, known: RefRow | None) -> bool:
-    return known is not None and (known.key, known.system, known.ext_id) == (key, record.system, record.id)
 
 
 def _add_conflicts(tx: UnitOfWork, entity: str, key: str, source: str, conflicts: list[Any],

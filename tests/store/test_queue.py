@@ -122,7 +122,7 @@ def test_claim_takes_due_events_oldest_first_up_to_the_limit(inbox, clock):
 def test_a_claim_that_finds_nothing_due_writes_nothing(inbox, store, clock):
     """Idle workers ask twice a second: with nothing due, a claim is one read, no write
     transaction (on SQLite, no write lock that the receiver's enqueues would wait for)."""
-    from sqlalchemy import event
+    from sqlalchemy import event  # a local name: "event" is an inbox event elsewhere here
 
     statements: list[str] = []
 
