@@ -22,7 +22,7 @@ from bridge.config import Config
 from bridge.engine.adoption import FieldClock, Pair, add_field_times, adopt, clock, seen_of
 from bridge.engine.creates import raw_fields
 from bridge.engine.envelope import Envelope, HeldRecord, StoreResolver, SyncReport
-from bridge.engine.locks import PAIRING, RecordLocks
+from bridge.engine.locks import RecordLocks
 from bridge.engine.merge import MergeResult, merge
 from bridge.engine.records import OTHER, Records
 from bridge.errors import NotThisEntity, PermanentError, RelbridgeError
@@ -112,9 +112,9 @@ class Ingest:
 
     def _ingest_unlinked_release(self, record: SystemRecord, report: SyncReport) -> str | None:
         """Releases pair up by name: matching one to a record and saving the link happen
-        while no other worker of this process pairs or creates a release, so two workers
-        meeting a pair from both sides at once cannot make two records of it."""
-        with self.locks.exclusive(PAIRING):
+        while no other worker of this process pairs or creates a release of that name, so
+        two workers meeting a pair from both sides at once cannot make two records of it."""
+        with self.locks.pairing(record.fields.get(name_field(self.mappings, record.system))):
             ref = self.store.find_ref(record.system, record.entity, record.id)
             key = ref.key if ref is not None else self._correlate(record)
             with self.locks.hold(record.entity, key):

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 
 LOCKS = 256
 #: Releases pair up by name across systems: one worker of a process at a time pairs or
-#: creates one (taken before any record lock).
-PAIRING = "release-pairing"
+#: creates a release of a given name (names hashed into this many slots).
+PAIRING_SLOTS = 64
 
 
 class FollowUps:
@@ -36,6 +36,74 @@ class FollowUps:
         return items
 
 
+class PairingLocks:
+    """Who may pair or create a release right now, by name (see ``RecordLocks.pairing``).
+
+    A name's slot is held by one thread at a time; ``None`` (a name not known yet) holds
+    every slot at once. A thread may take again what it holds, and a thread holding every
+    slot may take any one. Waiting "every slot" requests go first, so a stream of named
+    work cannot starve them."""
+
+    def __init__(self, slots: int = PAIRING_SLOTS) -> None:
+        self._slots = slots
+        self._changed = threading.Condition()
+        self._owners: dict[int | None, tuple[int, int]] = {}  # slot (None: all) -> (thread, depth)
+        self._waiting_for_all = 0
+
+    def slot(self, name: object) -> int | None:
+        """The slot of a release name: names that compare equal share it (case and outer
+        spaces aside, so a slot is never finer than any system's matching of names). No
+        name: every slot."""
+        text = str(name).strip().casefold() if name is not None else ""
+        return zlib.crc32(text.encode()) % self._slots if text else None
+
+    def acquire(self, slot: int | None) -> None:
+        me = threading.get_ident()
+        with self._changed:
+            if slot is None:
+                self._waiting_for_all += 1
+                try:
+                    self._changed.wait_for(lambda: all(owner == me for owner, _ in self._owners.values()))
+                finally:
+                    self._waiting_for_all -= 1
+            else:
+                self._changed.wait_for(lambda: self._free_for(me, slot))
+            owner, depth = self._owners.get(slot, (me, 0))
+            self._owners[slot] = (me, depth + 1)
+
+    def release(self, slot: int | None) -> None:
+        with self._changed:
+            owner, depth = self._owners[slot]
+            if depth > 1:
+                self._owners[slot] = (owner, depth - 1)
+            else:
+                del self._owners[slot]
+                self._changed.notify_all()
+
+    def _free_for(self, me: int, slot: int) -> bool:
+        every = self._owners.get(None)
+        if every is not None:
+            return every[0] == me
+        holder = self._owners.get(slot)
+        if holder is not None:
+            return holder[0] == me
+        # A thread holding nothing yet lets a waiting "every slot" request go first.
+        return not self._waiting_for_all or any(owner == me for owner, _ in self._owners.values())
+
+
+class _Slot:
+    """One pairing slot as a lock (``with``), counted like a record lock."""
+
+    def __init__(self, pairing: PairingLocks, slot: int | None) -> None:
+        self.pairing, self.slot = pairing, slot
+
+    def __enter__(self) -> None:
+        self.pairing.acquire(self.slot)
+
+    def __exit__(self, *exc: object) -> None:
+        self.pairing.release(self.slot)
+
+
 class RecordLocks:
     """The record locks, and per thread: the work waiting for them to be released and the
     follow-ups a step left (see the module docstring)."""
@@ -43,8 +111,7 @@ class RecordLocks:
     def __init__(self) -> None:
         self._locks = [threading.RLock() for _ in range(LOCKS)]
         self._local = threading.local()
-        self._named: dict[str, threading.RLock] = {}
-        self._named_lock = threading.Lock()
+        self._pairing = PairingLocks()
 
     @contextmanager
     def hold(self, entity: str, key: str) -> Iterator[None]:
@@ -57,7 +124,7 @@ class RecordLocks:
                 local.records -= 1
 
     @contextmanager
-    def _counted(self, lock: threading.RLock) -> Iterator[None]:
+    def _counted(self, lock: threading.RLock | _Slot) -> Iterator[None]:
         local = self._state
         with lock:
             local.depth += 1
@@ -69,12 +136,13 @@ class RecordLocks:
             local.after.pop(0)()
 
     @contextmanager
-    def exclusive(self, name: str) -> Iterator[None]:
-        """A named lock over a kind of work (e.g. pairing releases by name), counted like a
-        record lock: queued work waits for it too. Take it before any record lock."""
-        with self._named_lock:
-            lock = self._named.setdefault(name, threading.RLock())
-        with self._counted(lock):
+    def pairing(self, name: object) -> Iterator[None]:
+        """Releases pair up by name across systems: while a worker pairs or creates a
+        release called ``name``, no other worker of this process pairs or creates one of
+        that name (``None``: of any name, for work that learns the name only later).
+        Releases of other names pair in parallel. Counted like a record lock (queued work
+        waits for it too); take it before any record lock, and never a second name."""
+        with self._counted(_Slot(self._pairing, self._pairing.slot(name))):
             yield
 
     def after_unlock(self, action: Callable[[], None]) -> None:

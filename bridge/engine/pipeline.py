@@ -41,7 +41,7 @@ from bridge.engine import users
 from bridge.engine.creates import Creates, raw_fields
 from bridge.engine.envelope import Envelope, HeldRecord, StoreResolver, SyncReport
 from bridge.engine.ingest import Ingest, name_field
-from bridge.engine.locks import PAIRING, RecordLocks
+from bridge.engine.locks import RecordLocks
 from bridge.engine.propagate import Propagation
 from bridge.engine.records import OTHER, Records
 from bridge.engine.safety import SafetyBrake
@@ -182,7 +182,7 @@ class Engine:
         # The resolver remembers links (a worker asked it already, naming the event in its
         # log); a link ended meanwhile elsewhere is caught by ``HeldRecord.ref`` in ingest.
         known = self.resolvers[system].to_key(entity, ext_id)
-        pairing = self.locks.exclusive(PAIRING) if entity == "release" else nullcontext()
+        pairing = self.locks.pairing(None) if entity == "release" else nullcontext()  # name read later
         with pairing, self.locks.hold(entity, known) if known else nullcontext():
             held = HeldRecord(self.store, entity, known) if known else None
             key = self._settle(system, entity, ext_id, deleted, report, held)

@@ -8,8 +8,8 @@ pending list in the same transaction that records the write.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Protocol
 
 from bridge.adapter import Adapter
@@ -17,13 +17,17 @@ from bridge.engine import users
 from bridge.engine.comments import sync_comments
 from bridge.engine.creates import Creates
 from bridge.engine.envelope import Envelope, HeldRecord, StoreResolver, SyncReport
-from bridge.engine.locks import PAIRING, RecordLocks
+from bridge.engine.locks import RecordLocks
 from bridge.engine.safety import SafetyBrake
 from bridge.mapping.loader import Mappings, SystemMapping, UnmappableValue
 from bridge.model import SYSTEMS
 from bridge.plugins import Hooks
 from bridge.store import Store
-from bridge.store.rows import RefRow, StaleRecord
+from bridge.store.rows import RecordRow, RefRow, StaleRecord
+
+#: Renames of a release met between reading its name and taking its locks that are followed
+#: by name; past them, the release is held under every name's pairing lock.
+RENAMES_FOLLOWED = 2
 
 
 class PropagateContext(Protocol):
@@ -52,18 +56,36 @@ class Propagation:
         the record as read under its lock, when the caller holds it."""
         systems = [(system, mapping) for system in SYSTEMS
                    if entity in (mapping := self.engine.mappings.for_system(system)).entities]
-        # A release's create looks its counterpart up by name: pair releases one at a time
-        # (taken before the record lock, always in that order: no lock-order deadlock).
-        pairing = self.locks.exclusive(PAIRING) if entity == "release" else nullcontext()
-        with pairing, self.locks.hold(entity, key):
-            held = held if held is not None and (held.entity, held.key) == (entity, key) \
-                else HeldRecord(self.store, entity, key)
+        with self._locked(entity, key, held) as held:
             for system, mapping in systems:
                 if held.env is None:
                     return
                 self._propagate_to(system, mapping, entity, key, held, report)
             # Comments cross once the record's fields are written (bridge.engine.comments).
             sync_comments(self.engine, held, report)
+
+    @contextmanager
+    def _locked(self, entity: str, key: str, held: HeldRecord | None) -> Iterator[HeldRecord]:
+        """The record read under its lock. A release's create looks its counterpart up by
+        name, so a release is also held under its name's pairing lock, taken first (always
+        in that order: no lock-order deadlock). The name is read before the locks; should
+        the record read under them bear another (renamed meanwhile), the locks are let go
+        and taken again for that name (after a few renames: for every name)."""
+        if held is not None and (held.entity, held.key) != (entity, key):
+            held = None
+        if entity != "release":
+            with self.locks.hold(entity, key):
+                yield held or HeldRecord(self.store, entity, key)
+            return
+        name = _name(held.env) if held is not None else _name(self.store.load_record(entity, key))
+        for attempt in range(RENAMES_FOLLOWED + 1):
+            last = attempt == RENAMES_FOLLOWED
+            with self.locks.pairing(None if last else name), self.locks.hold(entity, key):
+                held = held or HeldRecord(self.store, entity, key)
+                if last or _name(held.env) == name:
+                    yield held
+                    return
+                name, held = _name(held.env), None
 
     def _propagate_to(self, system: str, mapping: SystemMapping, entity: str, key: str, held: HeldRecord,
                       report: SyncReport) -> None:
@@ -117,3 +139,11 @@ class Propagation:
         for entity, key in self.locks.follow_ups.pop_all():
             keys[entity].add(key)
         return keys
+
+
+def _name(record: Envelope | RecordRow | None) -> object:
+    """A release's name, as its pairing lock knows it."""
+    if record is None:
+        return None
+    fields = record.fields if isinstance(record, Envelope) else record.data.get("fields", {})
+    return fields.get("name")

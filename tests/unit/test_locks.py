@@ -1,0 +1,96 @@
+"""Release pairing locks: one worker per release name, every name for work that learns the
+name later, and no starving of the latter."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from bridge.engine.locks import RecordLocks
+
+
+def holding(locks: RecordLocks, name: object, inside: threading.Event, leave: threading.Event) -> threading.Thread:
+    def run() -> None:
+        with locks.pairing(name):
+            inside.set()
+            leave.wait(5)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert inside.wait(5)
+    return thread
+
+
+def enters(locks: RecordLocks, name: object, within: float = 0.3) -> bool:
+    """Whether another thread gets the pairing lock of ``name`` within ``within`` s (it
+    then lets go at once)."""
+    got = threading.Event()
+
+    def run() -> None:
+        with locks.pairing(name):
+            got.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return got.wait(within)
+
+
+def test_releases_of_other_names_pair_in_parallel_and_one_name_one_at_a_time() -> None:
+    locks, leave = RecordLocks(), threading.Event()
+    holder = holding(locks, "Billing 9.0", threading.Event(), leave)
+    assert enters(locks, "Payroll 2.1")
+    assert not enters(locks, "  billing 9.0 ")  # names that match as a system matches them
+    leave.set()
+    holder.join(5)
+    assert enters(locks, "Billing 9.0")
+
+
+def test_no_name_holds_every_name() -> None:
+    locks, leave = RecordLocks(), threading.Event()
+    holder = holding(locks, None, threading.Event(), leave)
+    assert not enters(locks, "Payroll 2.1")
+    assert not enters(locks, "")
+    leave.set()
+    holder.join(5)
+    locks, leave = RecordLocks(), threading.Event()
+    holder = holding(locks, "Payroll 2.1", threading.Event(), leave)
+    assert not enters(locks, None)
+    leave.set()
+    holder.join(5)
+
+
+def test_a_holder_takes_again_what_it_holds_and_every_name_covers_one() -> None:
+    locks = RecordLocks()
+    done = threading.Event()
+
+    def run() -> None:
+        with locks.pairing(None), locks.pairing("Billing 9.0"), locks.pairing("billing 9.0"):
+            done.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(2)
+    assert done.is_set()
+    assert enters(locks, None)  # all let go
+
+
+def test_work_waiting_for_every_name_is_not_starved_by_named_work() -> None:
+    locks, leave = RecordLocks(), threading.Event()
+    holder = holding(locks, "Billing 9.0", threading.Event(), leave)
+    order: list[str] = []
+
+    def take(name: str | None) -> threading.Thread:
+        def run() -> None:
+            with locks.pairing(name):
+                order.append(name or "every")
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        time.sleep(0.1)
+        return thread
+
+    waiters = [take(None), take("Payroll 2.1")]  # the second is free but queues behind the first
+    assert order == []
+    leave.set()
+    for thread in [holder, *waiters]:
+        thread.join(5)
+    assert order == ["every", "Payroll 2.1"]
