@@ -122,10 +122,12 @@ class Operations:
     def unfinished_records(self) -> list[tuple[str, str, datetime]]:
         """(entity, key, updated_at) of every record left with pending writes or a create
         journal (``data["pending"]`` / ``data["creating"]`` not empty)."""
+        # Streamed: after a first pass nearly every record qualifies, and holding all their
+        # decoded envelopes at once was the backfill's peak of memory.
         with self.connection(write=False) as conn:
-            rows = conn.execute(q.MAYBE_UNFINISHED).all()
-        return [(row.entity, row.key, row.updated_at) for row in rows
-                if isinstance(row.data, dict) and (row.data.get("pending") or row.data.get("creating"))]
+            rows = conn.execution_options(stream_results=True, yield_per=CHUNK).execute(q.MAYBE_UNFINISHED)
+            return [(row.entity, row.key, row.updated_at) for row in rows
+                    if isinstance(row.data, dict) and (row.data.get("pending") or row.data.get("creating"))]
 
     def delete_record(self, entity: str, key: str) -> bool:
         """Remove a record and its external refs; its history stays."""

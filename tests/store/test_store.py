@@ -187,6 +187,24 @@ def test_expected_revision_detects_a_concurrent_write(store):
     assert store.get_record("change", "CHG1") == {"v": 2}
 
 
+def test_unfinished_records_are_every_record_with_pending_writes_or_a_create_journal(store):
+    """Read in batches (more records than one batch here), each one checked."""
+    from bridge.store.operations import CHUNK
+
+    expected = set()
+    with store.transaction() as tx:
+        for n in range(2 * CHUNK + 7):
+            data = {"fields": {"n": n}, "pending": {}, "creating": {}}
+            if n % 3 == 0:
+                data["pending"] = {"jira": ["summary"]}
+            elif n % 7 == 0:
+                data["creating"] = {"servicenow": {"at": "2026-01-01T00:00:00+00:00"}}
+            tx.put_record("change", f"CHG{n:05d}", data)
+            if data["pending"] or data["creating"]:
+                expected.add(("change", f"CHG{n:05d}"))
+    assert {(entity, key) for entity, key, _ in store.unfinished_records()} == expected
+
+
 def test_records_iterates_every_record_in_pages_and_bulk_get(store):
     for n in range(7):
         store.put_record("incident", f"INC{n}", {"n": n})
