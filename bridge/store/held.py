@@ -20,14 +20,15 @@ from bridge.store.statements import upsert
 _HELD_COLUMNS = ("kind", "ext_id", "ext_key", "old", "new", "reason", "held_at")
 
 # ``drop_held`` runs on every record write: its four forms are built once, with bound
-# parameters (see bridge.store.operations).
+# parameters, and a list of fields is sent as one statement per field (executemany), not as
+# an expanding ``IN``, which SQLAlchemy compiles again on every run.
 _h = t.held_writes
 _DROP_HELD = delete(_h).where(_h.c.entity == bindparam("entity"), _h.c.key == bindparam("key"))
 _DROP_HELD_FORMS = {
-    (by_fields, by_system): _DROP_HELD.where(
-        *([_h.c.field.in_(bindparam("fields", expanding=True))] if by_fields else []),
+    (by_field, by_system): _DROP_HELD.where(
+        *([_h.c.field == bindparam("field")] if by_field else []),
         *([_h.c.system == bindparam("system")] if by_system else []))
-    for by_fields in (False, True) for by_system in (False, True)
+    for by_field in (False, True) for by_system in (False, True)
 }
 
 
@@ -80,15 +81,14 @@ class HeldWriteOperations:
         """Forget the holds of these fields of one record (every field when None; in one
         system, or in every one)."""
         params: dict[str, Any] = {"entity": entity, "key": key}
-        if fields is not None:
-            params["fields"] = sorted(set(fields))
-            if not params["fields"]:
-                return 0
         if system is not None:
             params["system"] = system
+        rows = [params] if fields is None else [{**params, "field": field} for field in sorted(set(fields))]
+        if not rows:
+            return 0
         statement = _DROP_HELD_FORMS[(fields is not None, system is not None)]
         with self.connection() as conn:
-            return int(conn.execute(statement, params).rowcount)
+            return int(conn.execute(statement, rows if len(rows) > 1 else rows[0]).rowcount)
 
     def delete_held(self, ids: Iterable[int]) -> int:
         h = t.held_writes

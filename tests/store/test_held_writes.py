@@ -48,3 +48,7 @@ def test_holds_end_per_field_per_system_or_all_at_once(store):
     held = store.hold_write("change", "CHG2", "jira", "close_code", kind="k", old=None, new="x", reason="r")
     assert store.delete_held([held]) == 1
     assert store.held_writes() == []
+    for system, field in (("jira", "close_code"), ("jira", "_delete"), ("servicenow", "close_code")):
+        store.hold_write("change", "CHG3", system, field, kind="k", old=None, new="x", reason="r")
+    assert store.drop_held("change", "CHG3", ["close_code", "_delete", "never held"]) == 3
+    assert store.held_writes() == []
