@@ -5,6 +5,12 @@ last write of that record, so a read taken between another worker's writes is ne
 as a newer edit. Work that touches *other* records (hooks, links, derived release states)
 is queued while this thread holds any record lock and runs once it holds none: locks are
 never taken while holding another record's, so there are no lock-order deadlocks.
+
+One path cannot wait: a reference the mapping needs now (a change's release that is not
+linked yet) is read and ingested while the referring record is held. A lock wanted while
+this thread holds another is therefore waited for at most ``NESTED_WAIT_SECONDS``; two such
+waits crossing each other would otherwise wait for ever. The work then fails with
+``LockBusy``, a transient error: its locks are let go and it is retried.
 """
 
 from __future__ import annotations
@@ -14,10 +20,20 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from bridge.errors import TransientError
+
 LOCKS = 256
+#: The longest wait for a lock while this thread holds another (see the module docstring).
+NESTED_WAIT_SECONDS = 30.0
 #: Releases pair up by name across systems: one worker of a process at a time pairs or
 #: creates a release of a given name (names hashed into this many slots).
 PAIRING_SLOTS = 64
+
+
+class LockBusy(TransientError):
+    """A lock wanted while holding another stayed taken (see the module docstring)."""
+
+    code = "lock_busy"
 
 
 class FollowUps:
@@ -57,19 +73,25 @@ class PairingLocks:
         text = str(name).strip().casefold() if name is not None else ""
         return zlib.crc32(text.encode()) % self._slots if text else None
 
-    def acquire(self, slot: int | None) -> None:
+    def acquire(self, slot: int | None, timeout: float | None = None) -> bool:
+        """Take ``slot`` (None: every slot); False when ``timeout`` ran out first."""
         me = threading.get_ident()
         with self._changed:
             if slot is None:
                 self._waiting_for_all += 1
                 try:
-                    self._changed.wait_for(lambda: all(owner == me for owner, _ in self._owners.values()))
+                    free = self._changed.wait_for(
+                        lambda: all(owner == me for owner, _ in self._owners.values()), timeout)
                 finally:
                     self._waiting_for_all -= 1
+                    self._changed.notify_all()  # named work held back for this request may go
             else:
-                self._changed.wait_for(lambda: self._free_for(me, slot))
+                free = self._changed.wait_for(lambda: self._free_for(me, slot), timeout)
+            if not free:
+                return False
             owner, depth = self._owners.get(slot, (me, 0))
             self._owners[slot] = (me, depth + 1)
+            return True
 
     def release(self, slot: int | None) -> None:
         with self._changed:
@@ -92,15 +114,15 @@ class PairingLocks:
 
 
 class _Slot:
-    """One pairing slot as a lock (``with``), counted like a record lock."""
+    """One pairing slot as a lock, counted like a record lock."""
 
     def __init__(self, pairing: PairingLocks, slot: int | None) -> None:
         self.pairing, self.slot = pairing, slot
 
-    def __enter__(self) -> None:
-        self.pairing.acquire(self.slot)
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self.pairing.acquire(self.slot, None if timeout < 0 else timeout)
 
-    def __exit__(self, *exc: object) -> None:
+    def release(self) -> None:
         self.pairing.release(self.slot)
 
 
@@ -112,6 +134,7 @@ class RecordLocks:
         self._locks = [threading.RLock() for _ in range(LOCKS)]
         self._local = threading.local()
         self._pairing = PairingLocks()
+        self.nested_wait = NESTED_WAIT_SECONDS
 
     @contextmanager
     def hold(self, entity: str, key: str) -> Iterator[None]:
@@ -126,12 +149,15 @@ class RecordLocks:
     @contextmanager
     def _counted(self, lock: threading.RLock | _Slot) -> Iterator[None]:
         local = self._state
-        with lock:
-            local.depth += 1
-            try:
-                yield
-            finally:
-                local.depth -= 1
+        if not lock.acquire(timeout=self.nested_wait if local.depth else -1):
+            raise LockBusy(f"waited {self.nested_wait:g} s for a record lock while holding another; "
+                           "retrying with none held")
+        local.depth += 1
+        try:
+            yield
+        finally:
+            local.depth -= 1
+            lock.release()
         while local.depth == 0 and local.after:
             local.after.pop(0)()
 

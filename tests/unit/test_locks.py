@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
-from bridge.engine.locks import RecordLocks
+import pytest
+
+from bridge.engine.locks import LockBusy, RecordLocks
 
 
 def holding(locks: RecordLocks, name: object, inside: threading.Event, leave: threading.Event) -> threading.Thread:
@@ -94,3 +98,40 @@ def test_work_waiting_for_every_name_is_not_starved_by_named_work() -> None:
     for thread in [holder, *waiters]:
         thread.join(5)
     assert order == ["every", "Payroll 2.1"]
+
+
+
+def crossing(locks: RecordLocks, first: Callable[[], Any], second: Callable[[], Any]) -> list[str]:
+    """Two threads: one takes ``first`` then ``second``, the other ``second`` then ``first``."""
+    both_hold, outcome = threading.Barrier(2), []
+
+    def run(one: Callable[[], Any], two: Callable[[], Any]) -> None:
+        try:
+            with one():
+                both_hold.wait(5)
+                with two():
+                    outcome.append("done")
+        except LockBusy:
+            outcome.append("retry")
+
+    threads = [threading.Thread(target=run, args=pair, daemon=True) for pair in ((first, second), (second, first))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    return sorted(outcome)
+
+
+@pytest.mark.parametrize("second", ["record", "pairing"])
+def test_crossing_waits_for_a_second_lock_end_and_one_side_retries_with_none_held(second: str) -> None:
+    """A reference pulled in while a record is held (a change's release not linked yet)
+    takes a second lock. Two such waits crossing end after ``nested_wait``: the side that
+    gave up raises ``LockBusy`` (retried) with no lock left held, and the other goes on."""
+    locks = RecordLocks()
+    locks.nested_wait = 0.3
+    other = (lambda: locks.hold("change", "CHG2")) if second == "record" else (lambda: locks.pairing("Release 1"))
+    outcome = crossing(locks, lambda: locks.hold("change", "CHG1"), other)
+    assert outcome in (["done", "retry"], ["retry", "retry"])
+    assert enters(locks, None)
+    with locks.hold("change", "CHG1"), locks.hold("change", "CHG2"):
+        pass  # both free again
