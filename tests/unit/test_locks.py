@@ -25,9 +25,9 @@ def holding(locks: RecordLocks, name: object, inside: threading.Event, leave: th
     return thread
 
 
-def enters(locks: RecordLocks, name: object, within: float = 0.3) -> bool:
+def enters(locks: RecordLocks, name: object, within: float = 5.0) -> bool:
     """Whether another thread gets the pairing lock of ``name`` within ``within`` s (it
-    then lets go at once)."""
+    then lets go at once). Asserting it does not, a short wait is enough."""
     got = threading.Event()
 
     def run() -> None:
@@ -42,7 +42,7 @@ def test_releases_of_other_names_pair_in_parallel_and_one_name_one_at_a_time() -
     locks, leave = RecordLocks(), threading.Event()
     holder = holding(locks, "Billing 9.0", threading.Event(), leave)
     assert enters(locks, "Payroll 2.1")
-    assert not enters(locks, "  billing 9.0 ")  # names that match as a system matches them
+    assert not enters(locks, "  billing 9.0 ", within=0.3)  # names that match as a system matches them
     leave.set()
     holder.join(5)
     assert enters(locks, "Billing 9.0")
@@ -51,13 +51,13 @@ def test_releases_of_other_names_pair_in_parallel_and_one_name_one_at_a_time() -
 def test_no_name_holds_every_name() -> None:
     locks, leave = RecordLocks(), threading.Event()
     holder = holding(locks, None, threading.Event(), leave)
-    assert not enters(locks, "Payroll 2.1")
-    assert not enters(locks, "")
+    assert not enters(locks, "Payroll 2.1", within=0.3)
+    assert not enters(locks, "", within=0.3)
     leave.set()
     holder.join(5)
     locks, leave = RecordLocks(), threading.Event()
     holder = holding(locks, "Payroll 2.1", threading.Event(), leave)
-    assert not enters(locks, None)
+    assert not enters(locks, None, within=0.3)
     leave.set()
     holder.join(5)
 
@@ -89,10 +89,14 @@ def test_work_waiting_for_every_name_is_not_starved_by_named_work() -> None:
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        time.sleep(0.1)
         return thread
 
-    waiters = [take(None), take("Payroll 2.1")]  # the second is free but queues behind the first
+    waiters = [take(None)]
+    deadline = time.monotonic() + 5
+    while not locks._pairing._waiting_for_all and time.monotonic() < deadline:
+        time.sleep(0.01)  # until it waits for the holder
+    waiters.append(take("Payroll 2.1"))  # free, but queues behind the first
+    time.sleep(0.2)
     assert order == []
     leave.set()
     for thread in [holder, *waiters]:
