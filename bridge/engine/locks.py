@@ -119,7 +119,7 @@ class _Slot:
     def __init__(self, pairing: PairingLocks, slot: int | None) -> None:
         self.pairing, self.slot = pairing, slot
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+    def acquire(self, timeout: float = -1) -> bool:  # as ``RLock.acquire``: -1 waits for ever
         return self.pairing.acquire(self.slot, None if timeout < 0 else timeout)
 
     def release(self) -> None:
@@ -150,7 +150,7 @@ class RecordLocks:
     def _counted(self, lock: threading.RLock | _Slot) -> Iterator[None]:
         local = self._state
         if not lock.acquire(timeout=self.nested_wait if local.depth else -1):
-            raise LockBusy(f"waited {self.nested_wait:g} s for a record lock while holding another; "
+            raise LockBusy(f"waited {self.nested_wait:g} s for a lock while holding another; "
                            "retrying with none held")
         local.depth += 1
         try:
